@@ -1,0 +1,78 @@
+"""Asyncio client for the chat methods of the Yandex Market Partner API.
+
+>>> async with ChatsClient(api_key="ACMA:...") as client:
+...     async for message in client.iter_chat_history(business_id, chat_id):
+...         print(message.message_id, message.message)
+"""
+
+from .client import ChatsClient, ClientStats
+from .errors import (
+    ApiError,
+    BadRequestError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    PaginationError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnauthorizedError,
+    YandexMarketError,
+)
+from .limits import DEFAULT_LIMITS, RateLimit
+from .models import (
+    ApiErrorDetail,
+    Chat,
+    ChatContext,
+    ChatContextIdentifiableType,
+    ChatContextType,
+    ChatCustomer,
+    ChatFullContext,
+    ChatHistoryPage,
+    ChatMessage,
+    ChatMessagePayload,
+    ChatsPage,
+    ChatStatus,
+    ChatType,
+    CreateChatResult,
+    MessageSender,
+    Paging,
+)
+from .pagination import PageIterator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ApiError",
+    "ApiErrorDetail",
+    "BadRequestError",
+    "Chat",
+    "ChatContext",
+    "ChatContextIdentifiableType",
+    "ChatContextType",
+    "ChatCustomer",
+    "ChatFullContext",
+    "ChatHistoryPage",
+    "ChatMessage",
+    "ChatMessagePayload",
+    "ChatStatus",
+    "ChatType",
+    "ChatsClient",
+    "ChatsPage",
+    "ClientStats",
+    "CreateChatResult",
+    "ForbiddenError",
+    "InvalidRequestError",
+    "MessageSender",
+    "NotFoundError",
+    "PageIterator",
+    "PaginationError",
+    "Paging",
+    "RateLimit",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "UnauthorizedError",
+    "YandexMarketError",
+]

@@ -1,0 +1,112 @@
+"""Exceptions raised by the library. None of them ever holds a key or token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .models import ApiErrorDetail
+
+__all__ = [
+    "ApiError",
+    "BadRequestError",
+    "ForbiddenError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PaginationError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "UnauthorizedError",
+    "YandexMarketError",
+]
+
+
+class YandexMarketError(Exception):
+    """Base of everything the library raises.
+
+    `page_token` is set when the error ended a page walk: pass it back as
+    ``page_token=`` to resume from the page that failed.
+    """
+
+    page_token: str | None = None
+
+
+class InvalidRequestError(YandexMarketError, ValueError):
+    """An argument was refused before any request was sent."""
+
+
+class PaginationError(YandexMarketError):
+    """The server returned a page token twice in one walk (a paging loop)."""
+
+
+class TransportError(YandexMarketError):
+    """The request failed on the network, timed out, or got an unreadable answer.
+
+    The underlying exception is chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, method: str, business_id: int) -> None:
+        super().__init__(f"{method} (business {business_id}): {message}")
+        self.method = method
+        self.business_id = business_id
+
+
+class ApiError(YandexMarketError):
+    """The API answered with an error status."""
+
+    def __init__(
+        self,
+        status: int,
+        errors: Sequence[ApiErrorDetail],
+        *,
+        method: str,
+        business_id: int,
+    ) -> None:
+        self.status = status
+        self.errors = list(errors)
+        self.method = method
+        self.business_id = business_id
+        details = "; ".join(f"{e.code}: {e.message}" if e.message else e.code for e in self.errors)
+        super().__init__(f"{method} (business {business_id}) -> HTTP {status}: {details or '-'}")
+
+
+class BadRequestError(ApiError):
+    """400: the API refused the request's data."""
+
+
+class UnauthorizedError(ApiError):
+    """401: no credentials reached the API."""
+
+
+class ForbiddenError(ApiError):
+    """403: the key or token is wrong, or may not access this business."""
+
+
+class NotFoundError(ApiError):
+    """404: no such chat or message."""
+
+
+class RateLimitError(ApiError):
+    """420: a quota or the parallel-request cap was hit and retries ran out."""
+
+
+class ServerError(ApiError):
+    """5xx: the API failed on its side."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    420: RateLimitError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(
+    status: int, errors: Sequence[ApiErrorDetail], *, method: str, business_id: int
+) -> ApiError:
+    """Build the `ApiError` subclass that matches an HTTP status."""
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
+    return cls(status, errors, method=method, business_id=business_id)

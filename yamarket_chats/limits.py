@@ -1,0 +1,215 @@
+"""Client-side rate limits: token buckets, the server's own count, parallel slots.
+
+Three things decide when a request may go out:
+
+1. a token bucket per (business id, method) from aiolimiter, which spreads the
+   load at the configured rate with a small burst;
+2. the server's view of the same quota, read from the ``X-RateLimit-Resource-*``
+   headers of every answer: when the server says the window is spent (another
+   process used it, a restart forgot it), requests wait for ``-Until`` instead
+   of running into a 420;
+3. a semaphore per business id capping requests in flight (the API answers 420
+   beyond 4). Waiting for quota never holds a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+
+from aiolimiter import AsyncLimiter
+
+__all__ = ["DEFAULT_LIMITS", "METHODS", "RateLimit"]
+
+METHODS = (
+    "create_chat",
+    "get_chats",
+    "get_chat",
+    "get_chat_history",
+    "get_chat_message",
+    "send_message_to_chat",
+    "send_file_to_chat",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """`amount` requests per `period_seconds`, per business id and method.
+
+    `burst` is how many requests may go out back to back after a quiet spell;
+    by default a minute's worth (at least 1), since the API asks for load
+    spread over the hour rather than the whole hourly amount at once.
+    """
+
+    amount: int
+    period_seconds: float = 3600.0
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.amount < 1:
+            raise ValueError(f"RateLimit.amount must be >= 1, got {self.amount}")
+        if not self.period_seconds > 0:
+            raise ValueError(f"RateLimit.period_seconds must be > 0, got {self.period_seconds}")
+        if self.burst is not None and not 1 <= self.burst <= self.amount:
+            raise ValueError(f"RateLimit.burst must be in 1..amount, got {self.burst}")
+
+    @property
+    def effective_burst(self) -> int:
+        """The burst in use: `burst`, or one minute's worth of `amount`."""
+        if self.burst is not None:
+            return self.burst
+        per_minute = math.ceil(self.amount * 60.0 / self.period_seconds)
+        return max(1, min(self.amount, per_minute))
+
+    def new_limiter(self) -> AsyncLimiter:
+        """A bucket with this rate; create it inside the loop that will use it."""
+        burst = self.effective_burst
+        return AsyncLimiter(burst, self.period_seconds * burst / self.amount)
+
+
+DEFAULT_LIMITS: Mapping[str, RateLimit] = {
+    "create_chat": RateLimit(1_000),
+    "send_message_to_chat": RateLimit(1_000),
+    "send_file_to_chat": RateLimit(1_000),
+    "get_chat": RateLimit(1_000),
+    "get_chat_message": RateLimit(1_000),
+    "get_chats": RateLimit(10_000),
+    "get_chat_history": RateLimit(10_000),
+}
+
+# Margin past the server's reset time before sending again: its clock and ours
+# tick apart by a few milliseconds even on one machine.
+_RESET_MARGIN = 0.05
+# Below this, a difference between the server's Date and our clock is noise of
+# Date's one-second resolution.
+_SKEW_THRESHOLD = 2.0
+
+
+@lru_cache(maxsize=64)
+def _http_date(value: str) -> float:
+    return parsedate_to_datetime(value).timestamp()
+
+
+class Quota:
+    """What the client knows of one (business id, method) quota."""
+
+    __slots__ = ("in_flight", "limit", "limiter", "remaining", "reset_at")
+
+    def __init__(self, limit: RateLimit | None) -> None:
+        self.limit = limit
+        self.limiter = limit.new_limiter() if limit is not None else None
+        self.remaining: int | None = None  # server's count, None when unknown
+        self.reset_at = 0.0  # wall-clock time the server's window ends
+        self.in_flight = 0
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the server's window has quota again (0: go)."""
+        remaining = self.remaining
+        if remaining is None or remaining > 0:
+            return 0.0
+        if now < self.reset_at:
+            return self.reset_at - now
+        self.remaining = None  # the window is over: the server starts afresh
+        return 0.0
+
+    def observe(self, limit: int | None, remaining: int, reset_at: float) -> None:
+        """Take in the server's count from an answer to one of our requests."""
+        if limit is not None and self.limit is not None and limit < self.limit.amount:
+            # The server knows less quota than we were told: the server wins.
+            self.limit = RateLimit(limit, self.limit.period_seconds)
+            self.limiter = self.limit.new_limiter()
+        # Requests still in flight may or may not be in the server's count;
+        # assume they are not, so the estimate can only err on the safe side.
+        estimate = remaining - (self.in_flight - 1)
+        if self.remaining is None or reset_at > self.reset_at + 0.5:
+            self.remaining, self.reset_at = estimate, reset_at  # a new window
+        elif reset_at > self.reset_at - 0.5:
+            self.remaining = min(self.remaining, estimate)
+        # else: a late answer from a window already over; nothing to learn
+
+
+class Limits:
+    """Buckets and slots of one client, created lazily in its running loop."""
+
+    def __init__(self, limits: Mapping[str, RateLimit | None], max_concurrency: int | None) -> None:
+        self._config = dict(limits)
+        self._max_concurrency = max_concurrency
+        self._quotas: dict[tuple[int, str], Quota] = {}
+        self._slots: dict[int, asyncio.Semaphore] = {}
+        self._skew = 0.0  # server clock minus ours, when it is more than noise
+        self.waited = 0.0  # seconds spent waiting on limits, for stats
+
+    def _quota(self, business_id: int, method: str) -> Quota:
+        key = (business_id, method)
+        quota = self._quotas.get(key)
+        if quota is None:
+            quota = self._quotas[key] = Quota(self._config.get(method))
+        return quota
+
+    async def acquire(self, business_id: int, method: str) -> Quota:
+        """Wait until a request may go out; the caller must `release` it."""
+        quota = self._quota(business_id, method)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if quota.limiter is not None:
+            await quota.limiter.acquire()
+        slot = self._slot(business_id)
+        while True:
+            delay = quota.delay(time.time())
+            if delay > 0:
+                await asyncio.sleep(delay + _RESET_MARGIN)
+                continue
+            if slot is not None:
+                await slot.acquire()
+                if quota.delay(time.time()) > 0:  # spent while we queued for the slot
+                    slot.release()
+                    continue
+            break
+        if quota.remaining is not None:
+            quota.remaining -= 1
+        quota.in_flight += 1
+        self.waited += loop.time() - started
+        return quota
+
+    def release(self, business_id: int, quota: Quota) -> None:
+        """Give back the slot taken by `acquire`."""
+        quota.in_flight -= 1
+        slot = self._slots.get(business_id)
+        if slot is not None:
+            slot.release()
+
+    def _slot(self, business_id: int) -> asyncio.Semaphore | None:
+        if self._max_concurrency is None:
+            return None
+        slot = self._slots.get(business_id)
+        if slot is None:
+            slot = self._slots[business_id] = asyncio.Semaphore(self._max_concurrency)
+        return slot
+
+    def observe(self, quota: Quota, headers: Mapping[str, str]) -> int | None:
+        """Learn from an answer's rate-limit headers; return `-Remaining` if sent."""
+        raw_remaining = headers.get("X-RateLimit-Resource-Remaining")
+        raw_until = headers.get("X-RateLimit-Resource-Until")
+        if raw_remaining is None or raw_until is None:
+            return None
+        try:
+            remaining = int(raw_remaining)
+            until = _http_date(raw_until)
+            raw_limit = headers.get("X-RateLimit-Resource-Limit")
+            limit = int(raw_limit) if raw_limit is not None else None
+        except (TypeError, ValueError):
+            return None  # a malformed header teaches nothing
+        raw_date = headers.get("Date")
+        if raw_date is not None:
+            try:
+                skew = _http_date(raw_date) - time.time()
+            except (TypeError, ValueError):
+                skew = 0.0
+            self._skew = skew if abs(skew) > _SKEW_THRESHOLD else 0.0
+        quota.observe(limit, remaining, until - self._skew)
+        return remaining

@@ -1,0 +1,74 @@
+"""Configuration of the fake Market API."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
+
+#: Operation names, exactly the client's method names.
+OPERATIONS: tuple[str, ...] = (
+    "create_chat",
+    "get_chats",
+    "get_chat",
+    "get_chat_history",
+    "get_chat_message",
+    "send_message_to_chat",
+    "send_file_to_chat",
+)
+
+#: Hourly quotas from the spec's ``x-resource-limit-config``.
+DEFAULT_QUOTAS: Mapping[str, int] = MappingProxyType(
+    {
+        "create_chat": 1000,
+        "get_chats": 5000,
+        "get_chat": 1000,
+        "get_chat_history": 10000,
+        "get_chat_message": 1000,
+        "send_message_to_chat": 1000,
+        "send_file_to_chat": 1000,
+    }
+)
+
+DEFAULT_API_KEY = "ACMA:fake-api-key"
+DEFAULT_OAUTH_TOKEN = "y0_fake-oauth-token"
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeMarketConfig:
+    """How the fake Market is seeded and how strictly it behaves.
+
+    ``api_keys`` and ``oauth_tokens`` map a secret to the business ids it may
+    access (``None``: every business of the fake). ``quotas`` overrides the
+    per-operation request quotas of one ``quota_window`` (seconds).
+    ``max_parallel`` caps in-flight requests per business (``None``: no cap).
+    """
+
+    businesses: tuple[int, ...] = (1001,)
+    chats_per_business: int = 10
+    messages_per_chat: int = 50
+    seed: int = 0
+    api_keys: Mapping[str, frozenset[int] | None] = dataclasses.field(
+        default_factory=lambda: {DEFAULT_API_KEY: None}
+    )
+    oauth_tokens: Mapping[str, frozenset[int] | None] = dataclasses.field(
+        default_factory=lambda: {DEFAULT_OAUTH_TOKEN: None}
+    )
+    limits_enabled: bool = True
+    quota_window: float = 3600.0
+    quotas: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    max_parallel: int | None = 4
+    keep_alive: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.quotas) - set(OPERATIONS)
+        if unknown:
+            raise ValueError(f"unknown operations in quotas: {sorted(unknown)}")
+        if any(b < 1 for b in self.businesses):
+            raise ValueError("business ids must be >= 1")
+        if self.quota_window <= 0:
+            raise ValueError("quota_window must be > 0")
+
+    def quota(self, operation: str) -> int:
+        """The request quota of ``operation`` per window."""
+        return self.quotas.get(operation, DEFAULT_QUOTAS[operation])

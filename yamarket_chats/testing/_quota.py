@@ -1,0 +1,82 @@
+"""Rate limits: fixed-window quotas and the parallel-requests cap."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+
+from ._config import FakeMarketConfig
+
+
+class QuotaBook:
+    """Fixed windows per (business, operation), aligned to multiples of the window.
+
+    A request counts on arrival; ``refund`` gives it back (5xx answers).
+    """
+
+    def __init__(self, config: FakeMarketConfig, clock: Callable[[], float] = time.time) -> None:
+        self._config = config
+        self._window = config.quota_window
+        self._clock = clock
+        # (business, operation) -> [window index, used]
+        self._used: dict[tuple[int, str], list[int]] = {}
+
+    def _slot(self, key: tuple[int, str]) -> list[int]:
+        index = int(self._clock() // self._window)
+        slot = self._used.get(key)
+        if slot is None or slot[0] != index:
+            slot = self._used[key] = [index, 0]
+        return slot
+
+    def take(self, business_id: int, operation: str) -> int | None:
+        """Count one request; return its window index, or ``None`` if the quota is spent."""
+        slot = self._slot((business_id, operation))
+        if slot[1] >= self._config.quota(operation):
+            return None
+        slot[1] += 1
+        return slot[0]
+
+    def refund(self, business_id: int, operation: str, window: int) -> None:
+        """Give back a request counted in ``window`` (if that window is still current)."""
+        slot = self._slot((business_id, operation))
+        if slot[0] == window and slot[1] > 0:
+            slot[1] -= 1
+
+    def headers(self, business_id: int, operation: str) -> dict[str, str]:
+        """The ``X-RateLimit-Resource-*`` headers as of now."""
+        index, used = self._slot((business_id, operation))
+        limit = self._config.quota(operation)
+        # Never report a reset earlier than the real one.
+        until = math.ceil((index + 1) * self._window)
+        return {
+            "X-RateLimit-Resource-Limit": str(limit),
+            "X-RateLimit-Resource-Remaining": str(max(limit - used, 0)),
+            "X-RateLimit-Resource-Until": formatdate(until, usegmt=True),
+        }
+
+
+class ParallelGate:
+    """Counts in-flight requests per business and remembers the peak."""
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self.in_flight: dict[int, int] = {}
+        #: Highest number of requests processed at once, per business.
+        self.peak: dict[int, int] = {}
+
+    def enter(self, business_id: int) -> bool:
+        """Admit one request, or return ``False`` if the cap is reached."""
+        current = self.in_flight.get(business_id, 0)
+        if self.cap is not None and current >= self.cap:
+            return False
+        current += 1
+        self.in_flight[business_id] = current
+        if current > self.peak.get(business_id, 0):
+            self.peak[business_id] = current
+        return True
+
+    def leave(self, business_id: int) -> None:
+        """Release a request admitted by ``enter``."""
+        self.in_flight[business_id] -= 1

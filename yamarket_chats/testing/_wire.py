@@ -1,0 +1,138 @@
+"""Wire format: msgspec structs for the JSON the fake reads and writes.
+
+Field names follow the spec (camelCase); absent optionals are omitted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+MSK = timezone(timedelta(hours=3))
+
+ContextKind = Literal["ORDER", "RETURN"]
+ContextType = Literal["ORDER", "RETURN", "DIRECT"]
+ChatType = Literal["CHAT", "ARBITRAGE"]
+ChatStatus = Literal[
+    "NEW",
+    "WAITING_FOR_CUSTOMER",
+    "WAITING_FOR_PARTNER",
+    "WAITING_FOR_ARBITER",
+    "WAITING_FOR_MARKET",
+    "FINISHED",
+]
+Sender = Literal["PARTNER", "CUSTOMER", "MARKET", "SUPPORT"]
+PositiveId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
+class _Camel(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    pass
+
+
+class FakePayload(_Camel, frozen=True):
+    """A file attached to a message, as the API returns it."""
+
+    name: str
+    url: str
+    size: int
+
+
+class FakeMessage(_Camel, frozen=True):
+    """A chat message, exactly as the API returns it."""
+
+    message_id: int
+    created_at: datetime
+    sender: str
+    message: str | None = None
+    payload: list[FakePayload] | None = None
+
+
+class Customer(_Camel):
+    name: str
+    public_id: str
+
+
+class FullContext(_Camel):
+    type: str
+    customer: Customer | None = None
+    campaign_id: int | None = None
+    order_id: int | None = None
+    return_id: int | None = None
+
+
+class ChatInfo(_Camel):
+    chat_id: int
+    order_id: int | None = None
+    context: FullContext
+    type: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Paging(_Camel):
+    next_page_token: str | None = None
+
+
+class ChatsResult(_Camel):
+    chats: list[ChatInfo]
+    paging: Paging
+
+
+class HistoryResult(_Camel):
+    order_id: int | None = None
+    context: FullContext
+    messages: list[FakeMessage]
+    paging: Paging
+
+
+class CreateChatResult(_Camel):
+    chat_id: int
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+
+
+class Envelope(msgspec.Struct, omit_defaults=True):
+    status: str
+    result: Any = None
+    errors: list[ErrorDetail] | None = None
+
+
+# Request bodies: decoding them validates the spec's constraints.
+
+
+class ChatContext(_Camel, forbid_unknown_fields=False):
+    type: ContextKind
+    id: PositiveId
+
+
+class CreateChatRequest(_Camel):
+    order_id: PositiveId | None = None
+    context: ChatContext | None = None
+
+
+_NonEmpty = msgspec.Meta(min_length=1)
+
+
+class GetChatsRequest(_Camel):
+    order_ids: Annotated[list[int], _NonEmpty] | None = None
+    contexts: Annotated[list[ChatContext], _NonEmpty] | None = None
+    context_types: Annotated[list[ContextType], _NonEmpty] | None = None
+    types: Annotated[list[ChatType], _NonEmpty] | None = None
+    statuses: Annotated[list[ChatStatus], _NonEmpty] | None = None
+
+
+class HistoryRequest(_Camel):
+    message_id_from: PositiveId | None = None
+
+
+class SendMessageRequest(_Camel):
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+
+
+encoder = msgspec.json.Encoder()
