@@ -98,10 +98,9 @@ def _http_date(value: str) -> float:
 class Quota:
     """What the client knows of one (business id, method) quota."""
 
-    __slots__ = ("in_flight", "limit", "limiter", "remaining", "reset_at")
+    __slots__ = ("in_flight", "limiter", "remaining", "reset_at")
 
     def __init__(self, limit: RateLimit | None) -> None:
-        self.limit = limit
         self.limiter = limit.new_limiter() if limit is not None else None
         self.remaining: int | None = None  # server's count, None when unknown
         self.reset_at = 0.0  # wall-clock time the server's window ends
@@ -117,12 +116,13 @@ class Quota:
         self.remaining = None  # the window is over: the server starts afresh
         return 0.0
 
-    def observe(self, limit: int | None, remaining: int, reset_at: float) -> None:
-        """Take in the server's count from an answer to one of our requests."""
-        if limit is not None and self.limit is not None and limit < self.limit.amount:
-            # The server knows less quota than we were told: the server wins.
-            self.limit = RateLimit(limit, self.limit.period_seconds)
-            self.limiter = self.limit.new_limiter()
+    def observe(self, remaining: int, reset_at: float) -> None:
+        """Take in the server's count from an answer to one of our requests.
+
+        The server's count is a ceiling over the bucket: when it knows less
+        quota than the bucket (a lower limit, another process on the same
+        cabinet, a restart), requests stop at zero until its window resets.
+        """
         # Requests still in flight may or may not be in the server's count;
         # assume they are not, so the estimate can only err on the safe side.
         estimate = remaining - (self.in_flight - 1)
@@ -200,8 +200,6 @@ class Limits:
         try:
             remaining = int(raw_remaining)
             until = _http_date(raw_until)
-            raw_limit = headers.get("X-RateLimit-Resource-Limit")
-            limit = int(raw_limit) if raw_limit is not None else None
         except (TypeError, ValueError):
             return None  # a malformed header teaches nothing
         raw_date = headers.get("Date")
@@ -211,5 +209,5 @@ class Limits:
             except (TypeError, ValueError):
                 skew = 0.0
             self._skew = skew if abs(skew) > _SKEW_THRESHOLD else 0.0
-        quota.observe(limit, remaining, until - self._skew)
+        quota.observe(remaining, until - self._skew)
         return remaining

@@ -9,9 +9,11 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ._config import FakeMarketConfig
 from ._data import FakeChat, FakeMarket
@@ -19,6 +21,7 @@ from ._faults import Fault, Faults, add_extra_fields, replace_enums
 from ._journal import Journal, JournalEntry
 from ._quota import ParallelGate, QuotaBook
 from ._wire import (
+    ChatInfo,
     ChatsResult,
     CreateChatRequest,
     CreateChatResult,
@@ -94,6 +97,10 @@ def _int_param(value: str | None, name: str, *, default: int | None = None) -> i
     if not 1 <= number <= _MAX_ID or not value.isdigit():
         raise ApiError(400, f"Parameter `{name}` must be an integer >= 1, got {value!r}")
     return number
+
+
+def _lenient_int(value: str) -> int | None:
+    return int(value) if value.isdigit() and 1 <= int(value) <= _MAX_ID else None
 
 
 def _limit(query: Any, maximum: int, default: int) -> int:
@@ -177,7 +184,9 @@ class FakeApi:
 
     # -- the request pipeline ------------------------------------------------------
 
-    async def _serve(self, request: web.Request, operation: str, handler: Handler) -> web.StreamResponse:
+    async def _serve(
+        self, request: web.Request, operation: str, handler: Handler
+    ) -> web.StreamResponse:
         entry = JournalEntry(
             method=request.method,
             path=request.path,
@@ -234,13 +243,15 @@ class FakeApi:
         if status >= 500 and window is not None and business_id is not None:
             self.quotas.refund(business_id, operation, window)
         response = web.Response(body=payload, status=status, content_type="application/json")
+        if business_id is None:  # 401/403/400 before the business was checked
+            business_id = _lenient_int(request.match_info["businessId"])
         if self.config.limits_enabled and business_id is not None:
             response.headers.update(self.quotas.headers(business_id, operation))
         if not self.config.keep_alive:
             response.force_close()
-        if status == 200 and fault is not None:
-            response = await self._spoil(request, response, payload, fault.kind)
         entry.finished = time.monotonic()
+        if status == 200 and fault is not None:
+            return await self._spoil(request, response, payload, fault.kind)
         return response
 
     def _authorize(self, request: web.Request) -> int:
@@ -284,16 +295,20 @@ class FakeApi:
             form = await request.post()
         except web.HTTPRequestEntityTooLarge:
             raise ApiError(400, "Field `file` is larger than 5 MiB") from None
-        except ValueError as error:
+        except (ValueError, HttpProcessingError) as error:
             raise ApiError(400, f"Invalid multipart body: {error}") from None
         field = form.get("file")
         if isinstance(field, web.FileField):
-            name, content_type, content = field.filename, field.content_type, field.file.read()
+            # aiohttp (quote_fields=True) and browsers percent-encode non-ASCII names.
+            name = unquote(field.filename) or "file"
+            content_type, content = field.content_type, field.file.read()
         elif isinstance(field, str):
             name, content_type, content = "file", "text/plain", field.encode()
         else:
             raise ApiError(400, "Field `file` is required")
-        entry.body = {"file": {"filename": name, "size": len(content), "content_type": content_type}}
+        entry.body = {
+            "file": {"filename": name, "size": len(content), "content_type": content_type}
+        }
         if not content:
             raise ApiError(400, "Field `file` is empty")
         if len(content) > MAX_FILE_SIZE:
@@ -358,8 +373,8 @@ class FakeApi:
         token = _page_token(call.query)
         after = 0 if token is None else _decode_token(token, call.business_id, fingerprint)
         order_ids = set(body.order_ids or ())
-        contexts = {(c.type, c.id) for c in body.contexts or ()}
-        chats = []
+        contexts: set[tuple[str, int]] = {(c.type, c.id) for c in body.contexts or ()}
+        chats: list[ChatInfo] = []
         last: FakeChat | None = None
         for chat in self.market.chats(call.business_id):
             if chat.chat_id <= after or not _matches(chat, body, order_ids, contexts):
@@ -388,7 +403,7 @@ class FakeApi:
         else:
             start = 0
         stop = min(start + limit, chat.message_count)
-        messages = [self.market.message_at(chat, i) for i in range(start, stop)]
+        messages = self.market.page(chat, start, stop)
         paging = Paging()
         if stop < chat.message_count:
             last_id = messages[-1].message_id

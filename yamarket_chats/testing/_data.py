@@ -12,6 +12,7 @@ import dataclasses
 import random
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from urllib.parse import quote
 
 from ._config import FakeMarketConfig
 from ._wire import (
@@ -38,7 +39,7 @@ _PHRASES = (
     "Добрый день, заказ передан в службу доставки.",
     "Можно поменять размер?",
     "Спасибо, всё получил.",
-    "Товар пришёл с повреждённой упаковкой, что делать?",
+    "Товар пришёл в повреждённой упаковке, что делать?",
     "Пожалуйста, приложите фото товара.",
     "Hello, is the item still in stock?",
 )
@@ -85,6 +86,8 @@ class FakeChat:
     first_message_id: int = 0
     appended: list[FakeMessage] = dataclasses.field(default_factory=list)
     _appended_ids: list[int] = dataclasses.field(default_factory=list, repr=False)
+    _salt: int = dataclasses.field(default=0, repr=False)
+    _created_ts: int = dataclasses.field(default=0, repr=False)
 
     @property
     def message_count(self) -> int:
@@ -169,6 +172,14 @@ class FakeMarket:
             return chat.appended[index - chat.seeded]
         return self._seeded_message(chat, index)
 
+    def page(self, chat: FakeChat, start: int, stop: int) -> list[FakeMessage]:
+        """Messages ``start .. stop - 1`` (0-based, ascending id) of ``chat``."""
+        seeded_stop = min(stop, chat.seeded)
+        page = [self._seeded_message(chat, i) for i in range(start, seeded_stop)]
+        if stop > chat.seeded:
+            page += chat.appended[max(start, chat.seeded) - chat.seeded : stop - chat.seeded]
+        return page
+
     def messages(
         self, business_id: int, chat_id: int, *, from_id: int | None = None
     ) -> Iterator[FakeMessage]:
@@ -252,6 +263,8 @@ class FakeMarket:
             seeded=messages,
             first_message_id=self._next_message_id,
         )
+        chat._salt = _mix(self._seed, chat_id, 1)
+        chat._created_ts = int(created.timestamp())
         self._next_message_id += messages
         if messages:
             chat.updated_at = self._seeded_message(chat, messages - 1).created_at
@@ -279,13 +292,17 @@ class FakeMarket:
             files = []
             for name, content in payload:
                 self._files[(chat_id, message_id, name)] = content
-                url = f"{self.base_url}/files/{chat_id}/{message_id}/{name}"
+                url = f"{self.base_url}/files/{chat_id}/{message_id}/{quote(name)}"
                 files.append(FakePayload(name=name, url=url, size=len(content)))
         now = datetime.now(MSK).replace(microsecond=0)
         created = max(now, chat.updated_at)
         chat.appended.append(
             FakeMessage(
-                message_id=message_id, created_at=created, sender=sender, message=text, payload=files
+                message_id=message_id,
+                created_at=created,
+                sender=sender,
+                message=text,
+                payload=files,
             )
         )
         chat._appended_ids.append(message_id)
@@ -320,10 +337,13 @@ class FakeMarket:
         )
 
     def _seeded_message(self, chat: FakeChat, index: int) -> FakeMessage:
+        # Hot path (history pages): keep it to a few integer operations.
         message_id = chat.first_message_id + index
-        h = _mix(self._seed, chat.chat_id, index)
+        h = (index * 0x9E3779B1 + chat._salt) & 0xFFFFFFFF
+        h = ((h ^ (h >> 15)) * 0x2C1B3C6D) & 0xFFFFFFFF
+        h ^= h >> 12
         created = datetime.fromtimestamp(
-            chat.created_at.timestamp() + index * _MESSAGE_STEP + h % _MESSAGE_STEP, MSK
+            chat._created_ts + index * _MESSAGE_STEP + h % _MESSAGE_STEP, MSK
         )
         sender = _SENDERS[h % len(_SENDERS)]
         if h % 11 == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class ParallelGate:
         self.in_flight: dict[int, int] = {}
         #: Highest number of requests processed at once, per business.
         self.peak: dict[int, int] = {}
+        self._changed = asyncio.Event()
 
     def enter(self, business_id: int) -> bool:
         """Admit one request, or return ``False`` if the cap is reached."""
@@ -75,8 +77,19 @@ class ParallelGate:
         self.in_flight[business_id] = current
         if current > self.peak.get(business_id, 0):
             self.peak[business_id] = current
+        self._notify()
         return True
 
     def leave(self, business_id: int) -> None:
         """Release a request admitted by ``enter``."""
         self.in_flight[business_id] -= 1
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, business_id: int, count: int) -> None:
+        """Return once ``count`` requests of the business are in flight."""
+        while self.in_flight.get(business_id, 0) < count:
+            await self._changed.wait()

@@ -27,11 +27,7 @@ Sender = Literal["PARTNER", "CUSTOMER", "MARKET", "SUPPORT"]
 PositiveId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
-class _Camel(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
-    pass
-
-
-class FakePayload(_Camel, frozen=True):
+class FakePayload(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True, frozen=True):
     """A file attached to a message, as the API returns it."""
 
     name: str
@@ -39,7 +35,7 @@ class FakePayload(_Camel, frozen=True):
     size: int
 
 
-class FakeMessage(_Camel, frozen=True):
+class FakeMessage(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True, frozen=True):
     """A chat message, exactly as the API returns it."""
 
     message_id: int
@@ -49,12 +45,12 @@ class FakeMessage(_Camel, frozen=True):
     payload: list[FakePayload] | None = None
 
 
-class Customer(_Camel):
+class Customer(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     name: str
     public_id: str
 
 
-class FullContext(_Camel):
+class FullContext(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     type: str
     customer: Customer | None = None
     campaign_id: int | None = None
@@ -62,7 +58,7 @@ class FullContext(_Camel):
     return_id: int | None = None
 
 
-class ChatInfo(_Camel):
+class ChatInfo(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     chat_id: int
     order_id: int | None = None
     context: FullContext
@@ -72,23 +68,23 @@ class ChatInfo(_Camel):
     updated_at: datetime
 
 
-class Paging(_Camel):
+class Paging(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     next_page_token: str | None = None
 
 
-class ChatsResult(_Camel):
+class ChatsResult(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     chats: list[ChatInfo]
     paging: Paging
 
 
-class HistoryResult(_Camel):
+class HistoryResult(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     order_id: int | None = None
     context: FullContext
     messages: list[FakeMessage]
     paging: Paging
 
 
-class CreateChatResult(_Camel):
+class CreateChatResult(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     chat_id: int
 
 
@@ -106,12 +102,12 @@ class Envelope(msgspec.Struct, omit_defaults=True):
 # Request bodies: decoding them validates the spec's constraints.
 
 
-class ChatContext(_Camel, forbid_unknown_fields=False):
+class ChatContext(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     type: ContextKind
     id: PositiveId
 
 
-class CreateChatRequest(_Camel):
+class CreateChatRequest(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     order_id: PositiveId | None = None
     context: ChatContext | None = None
 
@@ -119,7 +115,7 @@ class CreateChatRequest(_Camel):
 _NonEmpty = msgspec.Meta(min_length=1)
 
 
-class GetChatsRequest(_Camel):
+class GetChatsRequest(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     order_ids: Annotated[list[int], _NonEmpty] | None = None
     contexts: Annotated[list[ChatContext], _NonEmpty] | None = None
     context_types: Annotated[list[ContextType], _NonEmpty] | None = None
@@ -127,11 +123,11 @@ class GetChatsRequest(_Camel):
     statuses: Annotated[list[ChatStatus], _NonEmpty] | None = None
 
 
-class HistoryRequest(_Camel):
+class HistoryRequest(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     message_id_from: PositiveId | None = None
 
 
-class SendMessageRequest(_Camel):
+class SendMessageRequest(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     message: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 

@@ -1,0 +1,50 @@
+"""Shared fixtures: a fake Market on loopback and clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from yamarket_chats import ChatsClient
+from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
+
+BUSINESS = 1001
+
+# Fast retries for tests: the policy is the same, only the delays shrink.
+FAST = {"backoff": 0.01, "max_backoff": 0.05}
+
+
+@pytest_asyncio.fixture
+async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeServer]:
+    """A fake server; parametrize indirectly with a FakeMarketConfig to change it."""
+    config = getattr(request, "param", None) or FakeMarketConfig(
+        businesses=(BUSINESS, 2002), chats_per_business=5, messages_per_chat=230
+    )
+    async with run_fake_server(config) as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def make_client(fake: FakeServer) -> AsyncIterator[Callable[..., ChatsClient]]:
+    """Build clients against `fake`; all are closed at teardown."""
+    made: list[ChatsClient] = []
+
+    def make(**kwargs: Any) -> ChatsClient:
+        options: dict[str, Any] = {"api_key": fake.api_key, "base_url": fake.url, **FAST}
+        options.update(kwargs)
+        client = ChatsClient(**options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest_asyncio.fixture
+async def client(make_client: Callable[..., ChatsClient]) -> ChatsClient:
+    """A client with default limits against `fake`."""
+    return make_client()

@@ -1,0 +1,391 @@
+"""Limits, retries, cancellation and iterators, against the fake over loopback.
+
+Quotas are scaled from hours to seconds (windows of 2 s) so that the same
+mechanisms run in a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import warnings
+from collections.abc import Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.conftest import BUSINESS, FAST
+from yamarket_chats import (
+    ChatsClient,
+    PaginationError,
+    RateLimit,
+    ServerError,
+    TransportError,
+)
+from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
+
+WINDOW = 2.0
+
+
+async def spend_window(fake: FakeServer, path: str, method: str = "GET") -> None:
+    """Play another process on the same cabinet: request until the fake says 420."""
+    async with aiohttp.ClientSession(headers={"Api-Key": fake.api_key}) as http:
+        while True:
+            async with http.request(method, fake.url + path, json={}) as resp:
+                if resp.status == 420:
+                    return
+
+
+def history_ids(fake: FakeServer, chat_id: int) -> list[int]:
+    return [m.message_id for m in fake.market.messages(BUSINESS, chat_id)]
+
+
+def statuses(fake: FakeServer, operation: str | None = None) -> list[int | None]:
+    return [e.status for e in fake.journal.entries(operation)]
+
+
+async def test_fifty_tasks_never_exceed_four_in_flight(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    client = make_client(limits={"get_chat": None})  # the cap alone, no bucket
+    fake.faults.add("latency", delay=0.02)
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await asyncio.gather(*(client.get_chat(BUSINESS, chat_id) for _ in range(50)))
+    assert statuses(fake) == [200] * 50
+    assert fake.peak_parallel[BUSINESS] == 4
+
+
+async def test_a_second_business_has_its_own_slots(fake: FakeServer, client: ChatsClient) -> None:
+    fake.faults.add("latency", delay=0.05)
+    a = fake.market.chats(BUSINESS)[0].chat_id
+    b = fake.market.chats(2002)[0].chat_id
+    started = time.monotonic()
+    await asyncio.gather(*(client.get_chat(BUSINESS, a) for _ in range(4)))
+    one_business = time.monotonic() - started
+    fake.journal.clear()
+    started = time.monotonic()
+    calls = [client.get_chat(BUSINESS, a) for _ in range(4)]
+    calls += [client.get_chat(2002, b) for _ in range(4)]
+    await asyncio.gather(*calls)
+    # eight requests over two businesses take one round of latency, not two
+    assert time.monotonic() - started < one_business * 1.8
+    assert fake.peak_parallel[2002] == 4
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        FakeMarketConfig(
+            businesses=(BUSINESS,),
+            chats_per_business=2,
+            messages_per_chat=20,
+            quota_window=WINDOW,
+            quotas={"get_chat": 24},
+        )
+    ],
+    indirect=True,
+)
+async def test_limits_equal_to_quota_use_it_without_420(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    client = make_client(limits={"get_chat": RateLimit(24, WINDOW)})
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await client.get_chat(BUSINESS, chat_id)  # start on a fresh window boundary
+    await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.01)
+    fake.journal.clear()
+    windows = 3
+    deadline = time.monotonic() + windows * WINDOW
+
+    async def worker() -> None:
+        while time.monotonic() < deadline:
+            await client.get_chat(BUSINESS, chat_id)
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    codes = statuses(fake)
+    assert 420 not in codes
+    # workers may start one last request as the deadline passes
+    served_in_time = sum(1 for e in fake.journal if e.started <= deadline)
+    assert served_in_time >= 0.9 * windows * 24, served_in_time
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        FakeMarketConfig(
+            businesses=(BUSINESS,),
+            chats_per_business=1,
+            messages_per_chat=10,
+            quota_window=WINDOW,
+            quotas={"get_chat": 10},
+        )
+    ],
+    indirect=True,
+)
+async def test_server_quota_lower_than_buckets_is_learned(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    # The client believes in 1,000 per window; the server allows 10.
+    client = make_client(limits={"get_chat": RateLimit(1000, WINDOW)})
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await client.get_chat(BUSINESS, chat_id)
+    await asyncio.gather(*(client.get_chat(BUSINESS, chat_id) for _ in range(25)))
+    assert statuses(fake).count(200) == 26
+    assert 420 not in statuses(fake)
+    assert client.stats.waited_seconds > 0
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        FakeMarketConfig(
+            businesses=(BUSINESS,),
+            chats_per_business=1,
+            messages_per_chat=10,
+            quota_window=WINDOW,
+            quotas={"get_chat": 5},
+        )
+    ],
+    indirect=True,
+)
+async def test_420_from_a_spent_quota_is_waited_out(fake: FakeServer, client: ChatsClient) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await spend_window(fake, f"/v2/businesses/{BUSINESS}/chat?chatId={chat_id}")
+    chat = await client.get_chat(BUSINESS, chat_id)
+    assert chat.chat_id == chat_id
+    ours = statuses(fake)[6:]
+    assert ours == [420, 200]
+    assert client.stats.rate_limited == 1
+
+
+async def test_parallel_cap_420_is_retried_with_backoff(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    # A client with no cap of its own meets the server's cap of 4.
+    client = make_client(max_concurrency=None)
+    fake.faults.add("latency", delay=0.05, times=6)
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await asyncio.gather(*(client.get_chat(BUSINESS, chat_id) for _ in range(6)))
+    assert statuses(fake).count(200) == 6
+    assert statuses(fake).count(420) >= 2
+
+
+async def test_outage_of_500s_and_drops_is_ridden_out_on_reads(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    client = make_client(max_retries=8)  # the whole outage hits one page
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("status_500", times=2, operations={"get_chat_history"})
+    fake.faults.add("drop", times=2, operations={"get_chat_history"})
+    fake.faults.add("status_503", times=1, operations={"get_chat_history"})
+    fake.faults.add("truncate", times=1, operations={"get_chat_history"})
+    fake.faults.add("invalid_json", times=1, operations={"get_chat_history"})
+    got = [m.message_id async for m in client.iter_chat_history(BUSINESS, chat_id)]
+    assert got == history_ids(fake, chat_id)
+    assert client.stats.retries == 7
+
+
+async def test_send_after_500_reaches_the_fake_exactly_once(
+    fake: FakeServer, client: ChatsClient
+) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    before = fake.market.message_count(BUSINESS, chat_id)
+    fake.faults.add("status_500_after", times=1)
+    with pytest.raises(ServerError) as info:
+        await client.send_message_to_chat(BUSINESS, chat_id, "once")
+    assert info.value.status == 500
+    assert statuses(fake, "send_message_to_chat") == [500]
+    assert fake.market.message_count(BUSINESS, chat_id) == before + 1
+
+
+async def test_send_after_dropped_connection_is_not_repeated(
+    fake: FakeServer, client: ChatsClient
+) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("drop_after", times=1)
+    with pytest.raises(TransportError) as info:
+        await client.send_message_to_chat(BUSINESS, chat_id, "once")
+    assert info.value.__cause__ is not None
+    assert len(fake.journal.entries("send_message_to_chat")) == 1
+
+
+async def test_send_after_a_refused_connection_is_retried(fake: FakeServer) -> None:
+    # Nothing listens on the port: the request was certainly never sent.
+    async with ChatsClient(api_key="k", base_url="http://127.0.0.1:9", **FAST) as client:
+        with pytest.raises(TransportError) as info:
+            await client.send_message_to_chat(BUSINESS, 1, "hi")
+        assert client.stats.requests == 6  # 1 + max_retries
+    assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_send_rides_out_a_420(fake: FakeServer, client: ChatsClient) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("latency", delay=0.1, times=4, operations={"get_chat"})
+    # Four slow reads by "another process" fill the server's parallel cap.
+    other = ChatsClient(api_key=fake.api_key, base_url=fake.url)
+    async with other:
+        reads = [asyncio.create_task(other.get_chat(BUSINESS, chat_id)) for _ in range(4)]
+        await fake.wait_in_flight(BUSINESS, 4)
+        await client.send_message_to_chat(BUSINESS, chat_id, "after the crowd")
+        await asyncio.gather(*reads)
+    sends = statuses(fake, "send_message_to_chat")
+    assert sends[0] == 420 and sends[-1] == 200 and sends.count(200) == 1
+
+
+async def test_max_retries_zero_turns_retrying_off(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    client = make_client(max_retries=0)
+    fake.faults.add("status_503", times=1)
+    with pytest.raises(ServerError):
+        await client.get_chat(BUSINESS, fake.market.chats(BUSINESS)[0].chat_id)
+    assert len(fake.journal) == 1
+
+
+async def test_timeout_is_a_transport_error_and_retried(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    client = make_client(timeout=0.2, max_retries=1)
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("latency", delay=1.0, times=1)
+    assert (await client.get_chat(BUSINESS, chat_id)).chat_id == chat_id
+    fake.faults.add("latency", delay=1.0, times=2)
+    with pytest.raises(TransportError, match="timed out") as info:
+        await client.get_chat(BUSINESS, chat_id)
+    assert isinstance(info.value.__cause__, asyncio.TimeoutError)
+
+
+@pytest.mark.parametrize(
+    "fake", [FakeMarketConfig(businesses=(BUSINESS,), max_parallel=None)], indirect=True
+)
+async def test_cancelling_mid_request_frees_the_slot(fake: FakeServer, client: ChatsClient) -> None:
+    # The fake has no cap of its own here: only leaked client slots could block.
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("latency", delay=2.0, times=4)
+    stuck = [asyncio.create_task(client.get_chat(BUSINESS, chat_id)) for _ in range(4)]
+    await fake.wait_in_flight(BUSINESS, 4)
+    for task in stuck:
+        task.cancel()
+    await asyncio.gather(*stuck, return_exceptions=True)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(client.get_chat(BUSINESS, chat_id) for _ in range(4))), 1.0
+    )
+    assert all(r.chat_id == chat_id for r in results)
+
+
+async def test_no_unclosed_session_warnings(fake: FakeServer) -> None:
+    loop = asyncio.get_running_loop()
+    problems: list[str] = []
+    loop.set_exception_handler(lambda _loop, ctx: problems.append(ctx["message"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with ChatsClient(api_key=fake.api_key, base_url=fake.url) as client:
+            await client.get_chat(BUSINESS, fake.market.chats(BUSINESS)[0].chat_id)
+        unused = ChatsClient(api_key=fake.api_key, base_url=fake.url)
+        del client, unused
+        gc.collect()
+        await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert not problems
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+async def test_history_walk_is_exactly_once_while_messages_arrive(
+    fake: FakeServer, client: ChatsClient
+) -> None:
+    chat_id = fake.market.chats(BUSINESS)[1].chat_id
+    seen: list[int] = []
+    added: list[int] = []
+    async for message in client.iter_chat_history(BUSINESS, chat_id, limit=50):
+        seen.append(message.message_id)
+        if len(seen) % 60 == 0:
+            added.append(fake.market.add_message(BUSINESS, chat_id, "new"))
+    assert seen == history_ids(fake, chat_id)
+    assert set(added) <= set(seen)
+    assert len(seen) == len(set(seen))
+
+
+async def test_pages_and_resume_from_a_saved_token(fake: FakeServer, client: ChatsClient) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    pages = client.iter_chat_history(BUSINESS, chat_id, limit=100).pages()
+    first = await pages.__anext__()
+    await pages.aclose()
+    assert len(first.messages) == 100 and first.paging and first.paging.next_page_token
+    token = first.paging.next_page_token
+    rest = [
+        m.message_id
+        async for m in client.iter_chat_history(BUSINESS, chat_id, limit=100, page_token=token)
+    ]
+    assert [m.message_id for m in first.messages] + rest == history_ids(fake, chat_id)
+    # every page request resends the same body with the token
+    bodies = {repr(e.body) for e in fake.journal.entries("get_chat_history")}
+    assert len(bodies) == 1
+
+
+async def test_quota_420_mid_walk_retries_the_same_page(
+    make_client: Callable[..., ChatsClient],
+) -> None:
+    config = FakeMarketConfig(
+        businesses=(BUSINESS,),
+        chats_per_business=1,
+        messages_per_chat=700,
+        quota_window=WINDOW,
+        quotas={"get_chat_history": 3},
+    )
+    async with run_fake_server(config) as fake:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        client = make_client(base_url=fake.url, api_key=fake.api_key)
+        got: list[int] = []
+        async for message in client.iter_chat_history(BUSINESS, chat_id):
+            got.append(message.message_id)
+            if len(got) == 100:  # another process spends the rest of the window
+                path = f"/v2/businesses/{BUSINESS}/chats/history?chatId={chat_id}"
+                await spend_window(fake, path, "POST")
+        assert got == history_ids(fake, chat_id)
+        assert 420 in statuses(fake, "get_chat_history")
+
+
+async def test_exhausted_retries_carry_the_page_token(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    client = make_client(max_retries=1)
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    got: list[int] = []
+    with pytest.raises(ServerError) as info:
+        async for message in client.iter_chat_history(BUSINESS, chat_id):
+            got.append(message.message_id)
+            if len(got) == 100:
+                fake.faults.add("status_500", times=2)
+    token = info.value.page_token
+    assert token and len(got) == 100
+    got += [
+        m.message_id async for m in client.iter_chat_history(BUSINESS, chat_id, page_token=token)
+    ]
+    assert got == history_ids(fake, chat_id)
+
+
+async def test_a_repeated_page_token_is_an_error_not_a_loop() -> None:
+    # A server that always answers with the same token: the walk must stop.
+    async def history(request: web.Request) -> web.Response:
+        body = (
+            b'{"status":"OK","result":{"context":{"type":"DIRECT"},'
+            b'"messages":[],"paging":{"nextPageToken":"same"}}}'
+        )
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v2/businesses/{b}/chats/history", history)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with ChatsClient(api_key="k", base_url=f"http://127.0.0.1:{port}") as client:
+            with pytest.raises(PaginationError) as info:
+                async for _ in client.iter_chat_history(BUSINESS, 1):
+                    pass
+            assert info.value.page_token == "same"
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,45 @@
+"""``python -m yamarket_chats.testing`` and the pytest fixtures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import aiohttp
+
+from yamarket_chats.testing import FakeMarketConfig, FakeServer
+
+
+def test_module_runs_standalone() -> None:
+    command = [sys.executable, "-m", "yamarket_chats.testing", "--port", "0"]
+    command += ["--businesses", "7,8", "--chats", "2", "--messages", "5", "--no-limits"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert lines[0].startswith("Fake Yandex Market chats API at http://127.0.0.1:")
+    assert lines[1].strip() == "Businesses: 7, 8"
+    assert lines[2].strip() == "Api-Key: ACMA:fake-api-key"
+
+
+def test_default_config_fixture(yamarket_fake_config: FakeMarketConfig) -> None:
+    assert yamarket_fake_config == FakeMarketConfig()
+
+
+async def test_fixture_serves(yamarket_fake: FakeServer) -> None:
+    assert yamarket_fake.url.startswith("http://127.0.0.1:") and not yamarket_fake.url.endswith("/")
+    url = f"{yamarket_fake.url}/v2/businesses/1001/chats"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url, json={}, headers={"Authorization": f"Bearer {yamarket_fake.oauth_token}"}
+        ) as response,
+    ):
+        assert response.status == 200
+        assert len((await response.json())["result"]["chats"]) == 10
+    assert len(yamarket_fake.journal) == 1

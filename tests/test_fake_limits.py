@@ -1,0 +1,155 @@
+"""Quotas, their headers, refunds and the parallel-requests cap of the fake."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from email.utils import formatdate, parsedate_to_datetime
+
+import aiohttp
+import pytest
+
+from tests.fake_helpers import BUSINESS, Api, connect, error_message
+from yamarket_chats.testing import FakeMarketConfig, FakeServer
+
+WINDOW = 2.0
+
+
+@pytest.fixture
+def yamarket_fake_config() -> FakeMarketConfig:
+    return FakeMarketConfig(quota_window=WINDOW, quotas={"get_chat": 3, "send_message_to_chat": 2})
+
+
+@pytest.fixture
+async def api(yamarket_fake: FakeServer) -> AsyncIterator[Api]:
+    async with connect(yamarket_fake) as api:
+        yield api
+
+
+async def fresh_window() -> None:
+    """Wait for a new quota window if the current one is about to end."""
+    left = WINDOW - time.time() % WINDOW
+    if left < 0.7:
+        await asyncio.sleep(left + 0.01)
+
+
+async def get_chat(api: Api, chat_id: int | None = None) -> tuple[int, dict[str, str]]:
+    if chat_id is None:
+        chat_id = api.server.market.chats(BUSINESS)[0].chat_id
+    status, _, response = await api.call("GET", "/chat", params={"chatId": chat_id})
+    return status, dict(response.headers)
+
+
+async def test_default_quotas_follow_the_spec() -> None:
+    config = FakeMarketConfig()
+    assert config.quota("get_chats") == 5000
+    assert config.quota("get_chat_history") == 10000
+    assert config.quota("create_chat") == config.quota("send_file_to_chat") == 1000
+
+
+async def test_quota_headers_then_420_then_reset(api: Api) -> None:
+    await fresh_window()
+    remaining = []
+    for _ in range(3):
+        status, headers = await get_chat(api)
+        assert status == 200
+        assert headers["X-RateLimit-Resource-Limit"] == "3"
+        remaining.append(headers["X-RateLimit-Resource-Remaining"])
+    assert remaining == ["2", "1", "0"]
+    window_end = math.ceil((time.time() // WINDOW + 1) * WINDOW)
+    assert headers["X-RateLimit-Resource-Until"] == formatdate(window_end, usegmt=True)
+
+    status, body, response = await api.call("GET", "/chat", params={"chatId": 1})
+    assert status == 420 and body["errors"][0]["code"] == "LIMIT_EXCEEDED"
+    assert response.headers["X-RateLimit-Resource-Remaining"] == "0"
+    # Other operations have their own quota.
+    _, _, response = await api.call("POST", "/chats", json={})
+    assert response.headers["X-RateLimit-Resource-Remaining"] == "4999"
+
+    until = parsedate_to_datetime(response.headers["X-RateLimit-Resource-Until"]).timestamp()
+    await asyncio.sleep(max(until - time.time(), 0) + 0.01)
+    status, headers = await get_chat(api)
+    assert status == 200 and headers["X-RateLimit-Resource-Remaining"] == "2"
+
+
+async def test_errors_carry_headers_and_4xx_spend_quota(api: Api) -> None:
+    await fresh_window()
+    status, headers = await get_chat(api, chat_id=999)
+    assert status == 404 and headers["X-RateLimit-Resource-Remaining"] == "2"
+    status, _, response = await api.call("GET", "/chat", params={"chatId": 1}, headers={})
+    assert status == 401 and response.headers["X-RateLimit-Resource-Remaining"] == "2"
+
+
+async def test_5xx_and_drops_are_refunded(api: Api) -> None:
+    await fresh_window()
+    chat_id = api.server.market.chats(BUSINESS)[0].chat_id
+    api.server.faults.add("status_500", times=2, operations=["send_message_to_chat"])
+    # A POST: aiohttp silently retries idempotent requests on a dropped connection.
+    api.server.faults.add("drop", times=1, operations=["send_message_to_chat"])
+
+    async def send() -> tuple[int, str]:
+        status, _, response = await api.call(
+            "POST", "/chats/message", params={"chatId": chat_id}, json={"message": "hi"}
+        )
+        return status, response.headers["X-RateLimit-Resource-Remaining"]
+
+    assert [await send() for _ in range(2)] == [(500, "2"), (500, "2")]
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await send()
+    assert [await send() for _ in range(3)] == [(200, "1"), (200, "0"), (420, "0")]
+
+
+async def test_status_500_after_acting_is_refunded_too(api: Api) -> None:
+    await fresh_window()
+    chat_id = api.server.market.chats(BUSINESS)[0].chat_id
+    api.server.faults.add("status_500_after", times=1)
+    statuses = []
+    for _ in range(4):
+        status, _, _ = await api.call(
+            "POST", "/chats/message", params={"chatId": chat_id}, json={"message": "hi"}
+        )
+        statuses.append(status)
+    assert statuses == [500, 200, 200, 420]
+
+
+async def test_parallel_cap(api: Api) -> None:
+    server = api.server
+    server.faults.add("latency", delay=1.0, times=4)
+    held = [asyncio.create_task(api.call("POST", "/chats", json={})) for _ in range(4)]
+    await server.wait_in_flight(BUSINESS, 4)
+    status, body, response = await api.call("POST", "/chats", json={})
+    assert status == 420
+    assert error_message(body) == "Hit rate limit of 4 parallel requests"
+    # Quota is left: Remaining is > 0 and the refused request did not count.
+    assert response.headers["X-RateLimit-Resource-Remaining"] == "4996"
+    assert [r[0] for r in await asyncio.gather(*held)] == [200] * 4
+    assert server.peak_parallel[BUSINESS] == 4
+    assert server.in_flight[BUSINESS] == 0
+    _, _, response = await api.call("POST", "/chats", json={})
+    assert response.headers["X-RateLimit-Resource-Remaining"] == "4995"
+
+
+async def test_parallel_cap_is_configurable() -> None:
+    from yamarket_chats.testing import run_fake_server
+
+    async with run_fake_server(FakeMarketConfig(max_parallel=2)) as server, connect(server) as api:
+        server.faults.add("latency", delay=1.0, times=2)
+        held = [asyncio.create_task(api.call("POST", "/chats", json={})) for _ in range(2)]
+        await server.wait_in_flight(BUSINESS, 2)
+        status, body, _ = await api.call("POST", "/chats", json={})
+        assert (status, error_message(body)) == (420, "Hit rate limit of 2 parallel requests")
+        await asyncio.gather(*held)
+
+
+async def test_limits_disabled() -> None:
+    from yamarket_chats.testing import run_fake_server
+
+    config = FakeMarketConfig(limits_enabled=False, quotas={"get_chats": 1})
+    async with run_fake_server(config) as server, connect(server) as api:
+        server.faults.add("latency", delay=0.3, times=6)
+        results = await asyncio.gather(*(api.call("POST", "/chats", json={}) for _ in range(6)))
+        assert [r[0] for r in results] == [200] * 6
+        assert "X-RateLimit-Resource-Limit" not in results[0][2].headers
+        assert server.peak_parallel[BUSINESS] == 6

@@ -1,0 +1,29 @@
+"""A fake Yandex Market chats API for tests, benchmarks and demos.
+
+>>> async with run_fake_server() as server:  # doctest: +SKIP
+...     server.url, server.api_key
+"""
+
+from ._config import DEFAULT_QUOTAS, OPERATIONS, FakeMarketConfig
+from ._data import FakeChat, FakeMarket
+from ._faults import FAULT_KINDS, Fault, Faults
+from ._journal import Journal, JournalEntry
+from ._server import FakeServer, run_fake_server
+from ._wire import FakeMessage, FakePayload
+
+__all__ = [
+    "DEFAULT_QUOTAS",
+    "FAULT_KINDS",
+    "OPERATIONS",
+    "FakeChat",
+    "FakeMarket",
+    "FakeMarketConfig",
+    "FakeMessage",
+    "FakePayload",
+    "FakeServer",
+    "Fault",
+    "Faults",
+    "Journal",
+    "JournalEntry",
+    "run_fake_server",
+]

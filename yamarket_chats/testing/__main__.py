@@ -1,0 +1,63 @@
+"""``python -m yamarket_chats.testing``: run the fake Market API standalone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from . import FakeMarketConfig, run_fake_server
+
+
+async def serve_forever(
+    config: FakeMarketConfig, host: str = "127.0.0.1", port: int = 8080
+) -> None:
+    """Serve the fake until cancelled, after printing how to reach it."""
+    async with run_fake_server(config, host=host, port=port) as server:
+        print(f"Fake Yandex Market chats API at {server.url}", flush=True)
+        print(f"Businesses: {', '.join(map(str, server.market.businesses))}", flush=True)
+        print(f"Api-Key: {server.api_key}", flush=True)
+        print(f"OAuth token: {server.oauth_token}", flush=True)
+        await asyncio.Event().wait()
+
+
+def _parse_args(argv: Sequence[str] | None) -> tuple[FakeMarketConfig, str, int]:
+    parser = argparse.ArgumentParser(prog="python -m yamarket_chats.testing", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--businesses", default="1001", help="comma-separated business ids")
+    parser.add_argument("--chats", type=int, default=10, help="chats per business")
+    parser.add_argument("--messages", type=int, default=50, help="messages per chat")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-limits", action="store_true", help="no quotas, no parallel cap")
+    parser.add_argument("--quota-window", type=float, default=3600.0, help="seconds")
+    parser.add_argument("--keep-alive", action="store_true", help="keep connections open")
+    args = parser.parse_args(argv)
+    try:
+        businesses = tuple(int(b) for b in args.businesses.split(","))
+    except ValueError:
+        parser.error("--businesses takes comma-separated integers")
+    config = FakeMarketConfig(
+        businesses=businesses,
+        chats_per_business=args.chats,
+        messages_per_chat=args.messages,
+        seed=args.seed,
+        limits_enabled=not args.no_limits,
+        quota_window=args.quota_window,
+        keep_alive=args.keep_alive,
+    )
+    return config, args.host, args.port
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m yamarket_chats.testing``."""
+    config, host, port = _parse_args(argv)
+    try:
+        asyncio.run(serve_forever(config, host, port))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Running the fake on a loopback port inside the current event loop."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+
+from ._app import FakeApi
+from ._config import FakeMarketConfig
+from ._data import FakeMarket
+from ._faults import Faults
+from ._journal import Journal
+
+
+class FakeServer:
+    """A running fake: its base ``url``, credentials, state, journal and faults."""
+
+    def __init__(self, config: FakeMarketConfig, url: str, api: FakeApi) -> None:
+        self.config = config
+        #: Base URL without a trailing slash, e.g. ``http://127.0.0.1:40123``.
+        self.url = url
+        self.market: FakeMarket = api.market
+        self.journal: Journal = api.journal
+        self.faults: Faults = api.faults
+        self._api = api
+
+    @property
+    def api_key(self) -> str:
+        """The first configured API key (send it as ``Api-Key``)."""
+        return next(iter(self.config.api_keys))
+
+    @property
+    def oauth_token(self) -> str:
+        """The first configured OAuth token (send it as ``Authorization: Bearer``)."""
+        return next(iter(self.config.oauth_tokens))
+
+    @property
+    def peak_parallel(self) -> Mapping[int, int]:
+        """Most requests of each business processed at the same time so far."""
+        return self._api.gate.peak
+
+    @property
+    def in_flight(self) -> Mapping[int, int]:
+        """Requests of each business being processed right now."""
+        return self._api.gate.in_flight
+
+    async def wait_in_flight(self, business_id: int, count: int) -> None:
+        """Wait until ``count`` requests of a business are being processed at once."""
+        await self._api.gate.wait_for(business_id, count)
+
+    def __repr__(self) -> str:
+        return f"FakeServer(url={self.url!r})"
+
+
+@contextlib.asynccontextmanager
+async def run_fake_server(
+    config: FakeMarketConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[FakeServer]:
+    """Serve a fake Market API on ``host:port`` (0: a free port) for the ``async with`` block."""
+    config = config or FakeMarketConfig()
+    api = FakeApi(config, FakeMarket(config), Journal(), Faults(config.seed))
+    runner = web.AppRunner(api.build(), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        url = f"http://{url_host}:{bound_port}"
+        api.market.base_url = url
+        yield FakeServer(config, url, api)
+    finally:
+        await runner.cleanup()
