@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from urllib.parse import quote
 
@@ -144,6 +144,10 @@ class FakeMarket:
         self._next_order_id = _FIRST_ORDER_ID
         self._next_return_id = _FIRST_RETURN_ID
         self._rng = random.Random(self._seed)
+        #: Called as ``listener(event, chat, message)`` after a chat is added
+        #: (event "chat_created", message None) or a message is appended
+        #: ("message_sent"); seeding happens before anyone can listen.
+        self.listeners: list[Callable[[str, FakeChat, FakeMessage | None], None]] = []
         for business_id in self.config.businesses:
             for k in range(self.config.chats_per_business):
                 self._seed_chat(business_id, k)
@@ -270,6 +274,8 @@ class FakeMarket:
             chat.updated_at = self._seeded_message(chat, messages - 1).created_at
         self._chats[chat_id] = chat
         self._by_business[business_id].append(chat)
+        for listener in self.listeners:
+            listener("chat_created", chat, None)
         return chat_id
 
     def add_message(
@@ -307,6 +313,8 @@ class FakeMarket:
         )
         chat._appended_ids.append(message_id)
         chat.updated_at = created
+        for listener in self.listeners:
+            listener("message_sent", chat, chat.appended[-1])
         return message_id
 
     def find_or_create_chat(self, business_id: int, kind: str, context_id: int) -> int:
