@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,7 +23,7 @@ from .errors import (
     error_for_status,
 )
 from .files import FileInput, read_upload
-from .limits import DEFAULT_LIMITS, METHODS, Limits, RateLimit
+from .limits import DEFAULT_LIMITS, METHODS, Limiter, Limits, RateLimit
 from .models import (
     Chat,
     ChatContext,
@@ -142,6 +141,10 @@ class ChatsClient:
     :param timeout: seconds for one request.
     :param session: an ``aiohttp.ClientSession`` the caller owns and closes.
     :param backoff: first retry delay in seconds; it doubles up to `max_backoff`.
+    :param limiter: where quotas live instead of this process, e.g. a
+        :class:`~yamarket_chats.redis_limits.RedisLimiter` shared by several
+        workers (configure its limits and concurrency on it). The caller owns
+        it and closes it.
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class ChatsClient:
         session: aiohttp.ClientSession | None = None,
         backoff: float = 0.5,
         max_backoff: float = 60.0,
+        limiter: Limiter | None = None,
     ) -> None:
         if (api_key is None) == (oauth_token is None):
             raise InvalidRequestError("pass exactly one of api_key or oauth_token")
@@ -180,7 +184,13 @@ class ChatsClient:
         self._headers: Final = {**auth, "Accept": "application/json", "Connection": "close"}
         self._json_headers: Final = {**self._headers, "Content-Type": "application/json"}
         self._base = base_url.rstrip("/") + "/v2/businesses/"
-        self._limits = Limits({**DEFAULT_LIMITS, **(limits or {})}, max_concurrency)
+        if limiter is not None and (limits is not None or max_concurrency != 4):
+            raise InvalidRequestError(
+                "pass limits and max_concurrency to the limiter, not to ChatsClient"
+            )
+        self._limits: Limiter = limiter or Limits(
+            {**DEFAULT_LIMITS, **(limits or {})}, max_concurrency
+        )
         self._max_retries = max_retries
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._backoff = backoff
@@ -204,6 +214,7 @@ class ChatsClient:
     # -- lifecycle -----------------------------------------------------------
 
     async def __aenter__(self) -> ChatsClient:
+        await self._limits.start()
         return self
 
     async def __aexit__(
@@ -250,7 +261,7 @@ class ChatsClient:
         stats = self._stats
         failures = rate_limited = 0
         while True:
-            quota = await limits.acquire(business_id, op.name)
+            lease = await limits.acquire(business_id, op.name)
             data: Any = body
             if file is not None:
                 data = aiohttp.FormData()
@@ -259,13 +270,14 @@ class ChatsClient:
                 stats.retries += 1
             stats.requests += 1
             started = asyncio.get_running_loop().time()
+            answer_headers = None
             try:
                 async with session.request(
                     op.http, url, data=data, headers=headers, timeout=self._timeout
                 ) as resp:
                     status = resp.status
                     raw = await resp.read()
-                    limits.observe(quota, resp.headers)
+                    answer_headers = resp.headers
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 self._log(op, business_id, type(exc).__name__, started)
                 # Only a connection that never opened certainly did not reach
@@ -279,7 +291,7 @@ class ChatsClient:
                 await self._backoff_sleep(failures)
                 continue
             finally:
-                limits.release(business_id, quota)
+                reset_in = await limits.finish(lease, answer_headers)
             self._log(op, business_id, status, started)
 
             if status < 300:
@@ -302,7 +314,7 @@ class ChatsClient:
                 if self._max_retries == 0 or rate_limited >= _MAX_RATE_LIMIT_WAITS:
                     raise error
                 rate_limited += 1
-                if quota.delay(time.time()) <= 0:
+                if reset_in <= 0:
                     # Quota left (the parallel cap, hit by another process
                     # sharing the cabinet) or nothing known: back off. When
                     # the quota is spent, acquire() waits for -Until instead.

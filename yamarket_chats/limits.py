@@ -15,16 +15,18 @@ Three things decide when a request may go out:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from typing import Any, Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
-__all__ = ["DEFAULT_LIMITS", "METHODS", "RateLimit"]
+__all__ = ["DEFAULT_LIMITS", "METHODS", "Limiter", "Limits", "RateLimit"]
 
 METHODS = (
     "create_chat",
@@ -133,8 +135,36 @@ class Quota:
         # else: a late answer from a window already over; nothing to learn
 
 
+@runtime_checkable
+class Limiter(Protocol):
+    """Where a client's quotas live: in-process (`Limits`) or shared (Redis).
+
+    For every request the client calls `acquire`, sends, then `finish` with
+    the answer's headers (``None`` when no answer came), exactly once.
+    """
+
+    waited: float  #: seconds requests spent waiting in `acquire`
+
+    async def start(self) -> None:
+        """Check the backend is usable (called when the client is entered)."""
+
+    async def acquire(self, business_id: int, method: str) -> Any:
+        """Wait until a request may go out; return a lease for `finish`."""
+
+    async def finish(self, lease: Any, headers: Mapping[str, str] | None) -> float:
+        """Give back the lease and learn from the answer's rate-limit headers.
+
+        Returns the seconds until the server's window resets when the server
+        says the quota is spent (0 otherwise), so a 420 can be told apart
+        from the parallel-request cap.
+        """
+
+    async def close(self) -> None:
+        """Release the backend's resources."""
+
+
 class Limits:
-    """Buckets and slots of one client, created lazily in its running loop."""
+    """In-process buckets and slots of one client, created lazily in its loop."""
 
     def __init__(self, limits: Mapping[str, RateLimit | None], max_concurrency: int | None) -> None:
         self._config = dict(limits)
@@ -142,7 +172,13 @@ class Limits:
         self._quotas: dict[tuple[int, str], Quota] = {}
         self._slots: dict[int, asyncio.Semaphore] = {}
         self._skew = 0.0  # server clock minus ours, when it is more than noise
-        self.waited = 0.0  # seconds spent waiting on limits, for stats
+        self.waited = 0.0
+
+    async def start(self) -> None:
+        """Nothing to check for in-process limits."""
+
+    async def close(self) -> None:
+        """Nothing to release for in-process limits."""
 
     def _quota(self, business_id: int, method: str) -> Quota:
         key = (business_id, method)
@@ -151,8 +187,8 @@ class Limits:
             quota = self._quotas[key] = Quota(self._config.get(method))
         return quota
 
-    async def acquire(self, business_id: int, method: str) -> Quota:
-        """Wait until a request may go out; the caller must `release` it."""
+    async def acquire(self, business_id: int, method: str) -> tuple[int, Quota]:
+        """Wait until a request may go out; the caller must `finish` it."""
         quota = self._quota(business_id, method)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -174,14 +210,24 @@ class Limits:
             quota.remaining -= 1
         quota.in_flight += 1
         self.waited += loop.time() - started
-        return quota
+        return business_id, quota
 
-    def release(self, business_id: int, quota: Quota) -> None:
-        """Give back the slot taken by `acquire`."""
+    async def finish(self, lease: tuple[int, Quota], headers: Mapping[str, str] | None) -> float:
+        """Learn from the answer, free the slot; seconds until a spent quota resets."""
+        business_id, quota = lease
+        if headers is not None:
+            server = server_count(headers)
+            if server is not None:
+                remaining, until, date = server
+                if date is not None:
+                    skew = date - time.time()
+                    self._skew = skew if abs(skew) > _SKEW_THRESHOLD else 0.0
+                quota.observe(remaining, until - self._skew)
         quota.in_flight -= 1
         slot = self._slots.get(business_id)
         if slot is not None:
             slot.release()
+        return quota.delay(time.time())
 
     def _slot(self, business_id: int) -> asyncio.Semaphore | None:
         if self._max_concurrency is None:
@@ -191,23 +237,21 @@ class Limits:
             slot = self._slots[business_id] = asyncio.Semaphore(self._max_concurrency)
         return slot
 
-    def observe(self, quota: Quota, headers: Mapping[str, str]) -> int | None:
-        """Learn from an answer's rate-limit headers; return `-Remaining` if sent."""
-        raw_remaining = headers.get("X-RateLimit-Resource-Remaining")
-        raw_until = headers.get("X-RateLimit-Resource-Until")
-        if raw_remaining is None or raw_until is None:
-            return None
-        try:
-            remaining = int(raw_remaining)
-            until = _http_date(raw_until)
-        except (TypeError, ValueError):
-            return None  # a malformed header teaches nothing
-        raw_date = headers.get("Date")
-        if raw_date is not None:
-            try:
-                skew = _http_date(raw_date) - time.time()
-            except (TypeError, ValueError):
-                skew = 0.0
-            self._skew = skew if abs(skew) > _SKEW_THRESHOLD else 0.0
-        quota.observe(remaining, until - self._skew)
-        return remaining
+
+def server_count(headers: Mapping[str, str]) -> tuple[int, float, float | None] | None:
+    """(`-Remaining`, `-Until` and `Date` as epoch seconds) of an answer, if it has them."""
+    raw_remaining = headers.get("X-RateLimit-Resource-Remaining")
+    raw_until = headers.get("X-RateLimit-Resource-Until")
+    if raw_remaining is None or raw_until is None:
+        return None
+    try:
+        remaining = int(raw_remaining)
+        until = _http_date(raw_until)
+    except (TypeError, ValueError):
+        return None  # a malformed header teaches nothing
+    raw_date = headers.get("Date")
+    date = None
+    if raw_date is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            date = _http_date(raw_date)
+    return remaining, until, date
