@@ -1,0 +1,40 @@
+"""One worker process of the shared-quota tests: reads until a deadline.
+
+Usage: python -m tests.redis_worker URL KEY REDIS_URL BUSINESS CHAT START END AMOUNT PERIOD
+START and END are wall-clock epoch seconds, the same for every worker. Prints
+"ready", then the number of successful reads and the 420s its client saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from yamarket_chats import ChatsClient, RateLimit
+from yamarket_chats.redis_limits import RedisLimiter
+
+
+async def main(argv: list[str]) -> None:
+    url, key, redis_url, business, chat, start, end, amount, period = argv
+    limits = {"get_chat": RateLimit(int(amount), float(period))}
+    done = 0
+    async with (
+        RedisLimiter(redis_url, limits=limits, lease_seconds=1.0) as limiter,
+        ChatsClient(api_key=key, base_url=url, limiter=limiter, backoff=0.01) as client,
+    ):
+        print("ready", flush=True)
+        await asyncio.sleep(max(0.0, float(start) - time.time()))
+
+        async def reader() -> None:
+            nonlocal done
+            while time.time() < float(end):
+                await client.get_chat(int(business), int(chat))
+                done += 1
+
+        await asyncio.gather(*(reader() for _ in range(6)))
+        print(done, client.stats.rate_limited, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,235 @@
+"""Quotas shared through a real redis-server by several worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as redis
+
+from tests.conftest import BUSINESS, FAST
+from yamarket_chats import ChatsClient, RateLimit
+from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
+from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW = 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, no persistence."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is missing: .ci/run should have installed it")
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._exe = exe
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [self._exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self._proc = subprocess.Popen([*args, "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def quota_fake() -> AsyncIterator[FakeServer]:
+    config = FakeMarketConfig(
+        businesses=(BUSINESS,),
+        chats_per_business=1,
+        messages_per_chat=5,
+        quota_window=WINDOW,
+        quotas={"get_chat": 40},
+        max_parallel=None,
+    )
+    async with run_fake_server(config) as fake:
+        yield fake
+
+
+async def test_keys_are_prefixed_and_expire(
+    redis_server: RedisServer, quota_fake: FakeServer
+) -> None:
+    chat_id = quota_fake.market.chats(BUSINESS)[0].chat_id
+    limits = {"get_chat": RateLimit(40, WINDOW)}
+    async with (
+        RedisLimiter(redis_server.url, limits=limits, prefix="t1", lease_seconds=1.0) as limiter,
+        ChatsClient(api_key=quota_fake.api_key, base_url=quota_fake.url, limiter=limiter) as c,
+    ):
+        await c.get_chat(BUSINESS, chat_id)
+    probe = redis.Redis.from_url(redis_server.url)
+    try:
+        keys = sorted(k.decode() for k in await probe.keys("*"))
+        assert keys == [f"t1:{BUSINESS}:get_chat:server", f"t1:{BUSINESS}:get_chat:tat"]
+        ttls = [await probe.pttl(k) for k in keys]
+        assert all(0 < ttl <= (WINDOW + 6) * 1000 for ttl in ttls), ttls
+        assert int(await probe.hget(keys[0], "remaining") or 0) == 39
+    finally:
+        await probe.aclose()
+    assert "secret" not in repr(RedisLimiter("redis://:secret@127.0.0.1:1/0"))
+
+
+async def run_workers(
+    fake: FakeServer, redis_url: str, workers: int, start: float, end: float
+) -> list[tuple[int, int]]:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    args = [fake.url, fake.api_key, redis_url, str(BUSINESS), str(chat_id)]
+    args += [str(start), str(end), "40", str(WINDOW)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.redis_worker",
+            *args,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(workers)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        done, rate_limited = out.decode().split()[-2:]
+        results.append((int(done), int(rate_limited)))
+    return results
+
+
+async def test_four_workers_share_one_quota_without_420(
+    redis_server: RedisServer, quota_fake: FakeServer
+) -> None:
+    windows = 4
+    start = math.ceil((time.time() + 3.0) / WINDOW) * WINDOW  # a window boundary
+    end = start + windows * WINDOW
+    results = await run_workers(quota_fake, redis_server.url, 4, start, end)
+    statuses = [e.status for e in quota_fake.journal]
+    assert 420 not in statuses
+    assert sum(rate_limited for _, rate_limited in results) == 0
+    assert all(done > 0 for done, _ in results)  # every worker got its share
+    allowed = windows * 40
+    mono_end = time.monotonic() - (time.time() - end)  # the journal's clock
+    served = sum(1 for e in quota_fake.journal if e.status == 200 and e.started < mono_end)
+    print(f"4 workers: {served}/{allowed} of the quota used, {results=}")
+    assert served >= 0.9 * allowed, (served, allowed)
+
+
+async def test_a_killed_worker_frees_its_slots_within_the_lease(
+    redis_server: RedisServer, quota_fake: FakeServer
+) -> None:
+    chat_id = quota_fake.market.chats(BUSINESS)[0].chat_id
+    quota_fake.faults.add("latency", delay=4.0, times=4)
+    start = time.time() + 1.0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.redis_worker",
+        quota_fake.url,
+        quota_fake.api_key,
+        redis_server.url,
+        str(BUSINESS),
+        str(chat_id),
+        str(start),
+        str(start + 60),
+        "40",
+        str(WINDOW),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    await quota_fake.wait_in_flight(BUSINESS, 4)  # the worker holds all 4 slots
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    killed_at = time.monotonic()
+    limits = {"get_chat": RateLimit(40, WINDOW)}
+    async with (
+        RedisLimiter(redis_server.url, limits=limits, lease_seconds=1.0) as limiter,
+        ChatsClient(api_key=quota_fake.api_key, base_url=quota_fake.url, limiter=limiter) as c,
+    ):
+        await asyncio.wait_for(c.get_chat(BUSINESS, chat_id), 5.0)
+    assert time.monotonic() - killed_at <= 1.0 + 0.5  # the lease, plus a poll or two
+
+
+async def test_redis_down_at_start_is_a_clear_error(quota_fake: FakeServer) -> None:
+    limiter = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0")
+    client = ChatsClient(api_key=quota_fake.api_key, base_url=quota_fake.url, limiter=limiter)
+    with pytest.raises(QuotaBackendError, match="unreachable"):
+        async with client:
+            pass
+    await limiter.close()
+    assert len(quota_fake.journal) == 0
+
+
+async def test_redis_stopping_mid_run_fails_calls_by_default(
+    redis_server: RedisServer, quota_fake: FakeServer
+) -> None:
+    chat_id = quota_fake.market.chats(BUSINESS)[0].chat_id
+    async with (
+        RedisLimiter(redis_server.url) as limiter,
+        ChatsClient(api_key=quota_fake.api_key, base_url=quota_fake.url, limiter=limiter) as c,
+    ):
+        await c.get_chat(BUSINESS, chat_id)
+        redis_server.stop()
+        with pytest.raises(QuotaBackendError, match="no request was sent"):
+            await c.get_chat(BUSINESS, chat_id)
+    assert len(quota_fake.journal) == 1
+
+
+async def test_redis_stopping_mid_run_can_fall_back_to_local_buckets(
+    redis_server: RedisServer, quota_fake: FakeServer
+) -> None:
+    chat_id = quota_fake.market.chats(BUSINESS)[0].chat_id
+    limits = {"get_chat": RateLimit(40, WINDOW)}
+    limiter = RedisLimiter(redis_server.url, limits=limits, on_error="local", local_fraction=0.25)
+    async with (
+        limiter,
+        ChatsClient(
+            api_key=quota_fake.api_key, base_url=quota_fake.url, limiter=limiter, **FAST
+        ) as c,
+    ):
+        await c.get_chat(BUSINESS, chat_id)
+        redis_server.stop()
+        started = time.monotonic()
+        await asyncio.gather(*(c.get_chat(BUSINESS, chat_id) for _ in range(15)))
+        elapsed = time.monotonic() - started
+    assert [e.status for e in quota_fake.journal] == [200] * 16
+    # a quarter of 40 per 2 s is 5 per second: 15 requests cannot take under ~1 s
+    assert elapsed >= 1.0
