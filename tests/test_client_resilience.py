@@ -389,3 +389,18 @@ async def test_a_repeated_page_token_is_an_error_not_a_loop() -> None:
             assert info.value.page_token == "same"
     finally:
         await runner.cleanup()
+
+
+async def test_a_retry_backing_off_holds_no_slot(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    client = make_client(max_concurrency=1, backoff=1.0, max_backoff=1.0)
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("status_500", times=1)
+    first = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
+    while not fake.journal.entries(status=500):
+        await asyncio.sleep(0)  # yield until the 500 has been answered
+    # the only slot is free while `first` sleeps 0.5..1 s before its retry
+    await asyncio.wait_for(client.get_chat(BUSINESS, chat_id), 0.4)
+    assert not first.done()
+    assert (await first).chat_id == chat_id

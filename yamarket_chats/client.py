@@ -272,12 +272,15 @@ class ChatsClient:
             started = asyncio.get_running_loop().time()
             answer_headers = None
             try:
-                async with session.request(
-                    op.http, url, data=data, headers=headers, timeout=self._timeout
-                ) as resp:
-                    status = resp.status
-                    raw = await resp.read()
-                    answer_headers = resp.headers
+                try:
+                    async with session.request(
+                        op.http, url, data=data, headers=headers, timeout=self._timeout
+                    ) as resp:
+                        status = resp.status
+                        raw = await resp.read()
+                        answer_headers = resp.headers
+                finally:  # before any backoff below: a sleeping retry holds no slot
+                    reset_in = await limits.finish(lease, answer_headers)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 self._log(op, business_id, type(exc).__name__, started)
                 # Only a connection that never opened certainly did not reach
@@ -290,8 +293,6 @@ class ChatsClient:
                 failures += 1
                 await self._backoff_sleep(failures)
                 continue
-            finally:
-                reset_in = await limits.finish(lease, answer_headers)
             self._log(op, business_id, status, started)
 
             if status < 300:
