@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -397,9 +398,23 @@ async def test_a_retry_backing_off_holds_no_slot(
     client = make_client(max_concurrency=1, backoff=1.0, max_backoff=1.0)
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
     fake.faults.add("status_500", times=1)
-    first = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
-    while not fake.journal.entries(status=500):
-        await asyncio.sleep(0)  # yield until the 500 has been answered
+    answered_500 = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.args and record.args[2] == 500:
+                answered_500.set()
+
+    logger = logging.getLogger("yamarket_chats")
+    watch, level = Watch(), logger.level
+    logger.addHandler(watch)
+    logger.setLevel(logging.DEBUG)
+    try:
+        first = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
+        await asyncio.wait_for(answered_500.wait(), 2.0)
+    finally:
+        logger.removeHandler(watch)
+        logger.setLevel(level)
     # the only slot is free while `first` sleeps 0.5..1 s before its retry
     await asyncio.wait_for(client.get_chat(BUSINESS, chat_id), 0.4)
     assert not first.done()
