@@ -419,3 +419,31 @@ async def test_a_retry_backing_off_holds_no_slot(
     await asyncio.wait_for(client.get_chat(BUSINESS, chat_id), 0.4)
     assert not first.done()
     assert (await first).chat_id == chat_id
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        FakeMarketConfig(
+            businesses=(BUSINESS,),
+            chats_per_business=1,
+            messages_per_chat=10,
+            quota_window=WINDOW,
+            quotas={"get_chat": 6},
+        )
+    ],
+    indirect=True,
+)
+async def test_5xx_answers_do_not_spend_quota(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    client = make_client(limits={"get_chat": RateLimit(6, WINDOW)}, backoff=0.001)
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.01)  # a fresh window
+    fake.faults.add("status_500", times=5)
+    await client.get_chat(BUSINESS, chat_id)  # five 500s, then a 200
+    for _ in range(5):
+        await client.get_chat(BUSINESS, chat_id)
+    assert statuses(fake) == [500] * 5 + [200] * 6
+    # neither the bucket nor the server's count was charged for the 500s
+    assert client.stats.waited_seconds < 0.5

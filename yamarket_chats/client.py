@@ -270,6 +270,7 @@ class ChatsClient:
                 stats.retries += 1
             stats.requests += 1
             started = asyncio.get_running_loop().time()
+            status: int | None = None
             answer_headers = None
             try:
                 try:
@@ -280,7 +281,7 @@ class ChatsClient:
                         raw = await resp.read()
                         answer_headers = resp.headers
                 finally:  # before any backoff below: a sleeping retry holds no slot
-                    reset_in = await limits.finish(lease, answer_headers)
+                    reset_in = await limits.finish(lease, status, answer_headers)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 self._log(op, business_id, type(exc).__name__, started)
                 # Only a connection that never opened certainly did not reach

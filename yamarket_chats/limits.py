@@ -118,6 +118,15 @@ class Quota:
         self.remaining = None  # the window is over: the server starts afresh
         return 0.0
 
+    def refund(self) -> None:
+        """Give back what a request took: the server does not count a 5xx."""
+        if self.remaining is not None:
+            self.remaining += 1
+        if self.limiter is not None:
+            # aiolimiter has no public way to return capacity; its level is
+            # the bucket's fill, and lowering it is exactly a refund.
+            self.limiter._level = max(0.0, self.limiter._level - 1)
+
     def observe(self, remaining: int, reset_at: float) -> None:
         """Take in the server's count from an answer to one of our requests.
 
@@ -140,7 +149,8 @@ class Limiter(Protocol):
     """Where a client's quotas live: in-process (`Limits`) or shared (Redis).
 
     For every request the client calls `acquire`, sends, then `finish` with
-    the answer's headers (``None`` when no answer came), exactly once.
+    the answer's status and headers (``None`` when no answer came), exactly
+    once. Like the API, 2xx and 4xx answers spend quota and 5xx do not.
     """
 
     waited: float  #: seconds requests spent waiting in `acquire`
@@ -151,7 +161,9 @@ class Limiter(Protocol):
     async def acquire(self, business_id: int, method: str) -> Any:
         """Wait until a request may go out; return a lease for `finish`."""
 
-    async def finish(self, lease: Any, headers: Mapping[str, str] | None) -> float:
+    async def finish(
+        self, lease: Any, status: int | None, headers: Mapping[str, str] | None
+    ) -> float:
         """Give back the lease and learn from the answer's rate-limit headers.
 
         Returns the seconds until the server's window resets when the server
@@ -212,9 +224,13 @@ class Limits:
         self.waited += loop.time() - started
         return business_id, quota
 
-    async def finish(self, lease: tuple[int, Quota], headers: Mapping[str, str] | None) -> float:
+    async def finish(
+        self, lease: tuple[int, Quota], status: int | None, headers: Mapping[str, str] | None
+    ) -> float:
         """Learn from the answer, free the slot; seconds until a spent quota resets."""
         business_id, quota = lease
+        if status is not None and status >= 500:
+            quota.refund()
         if headers is not None:
             server = server_count(headers)
             if server is not None:

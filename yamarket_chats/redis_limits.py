@@ -73,11 +73,22 @@ if remaining then redis.call('HINCRBY', KEYS[2], 'remaining', -1) end
 return '0'
 """
 
-# Frees the lease and, when the answer had the headers, merges the server's
-# count. Returns the seconds until the window resets if the quota is spent.
+# Frees the lease, refunds a 5xx (the server does not count it) and, when the
+# answer had the headers, merges the server's count. Returns the seconds until
+# the window resets if the quota is spent.
 _FINISH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if ARGV[4] == '1' then
+  local tat = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if tat > now then
+    local back = math.max(now, tat - tonumber(ARGV[5]))
+    redis.call('SET', KEYS[3], string.format('%.6f', back), 'KEEPTTL')
+  end
+  if redis.call('HEXISTS', KEYS[1], 'remaining') == 1 then
+    redis.call('HINCRBY', KEYS[1], 'remaining', 1)
+  end
+end
 if ARGV[2] ~= '' then
   local others = redis.call('ZCOUNT', KEYS[2], now, '+inf') - 1
   if others < 0 then others = 0 end
@@ -234,15 +245,22 @@ class RedisLimiter:
         self.waited += loop.time() - started
         return lease
 
-    async def finish(self, lease: _Lease, headers: Mapping[str, str] | None) -> float:
+    async def finish(
+        self, lease: _Lease, status: int | None, headers: Mapping[str, str] | None
+    ) -> float:
         """Free the lease and share what the server said about the quota."""
         if lease.local is not None:
-            return await self._fallback.finish(lease.local, headers)
+            return await self._fallback.finish(lease.local, status, headers)
         server = server_count(headers) if headers is not None else None
         remaining, until = ("", "") if server is None else (str(server[0]), str(server[1]))
-        keys = self._keys(lease.business_id, lease.method)[1:]
+        tat, server_key, slots = self._keys(lease.business_id, lease.method)
+        refund = "1" if status is not None and status >= 500 else "0"
+        rate = self._config.get(lease.method)
+        interval = rate.period_seconds / rate.amount if rate else 0.0
         try:
-            answer = await self._finish(keys=keys, args=[lease.id, remaining, until])
+            answer = await self._finish(
+                keys=[server_key, slots, tat], args=[lease.id, remaining, until, refund, interval]
+            )
         except (RedisError, OSError) as exc:
             # The lease expires by itself; only the lesson from the headers is lost.
             logger.warning("could not record an answer in Redis at %s: %s", self._where, exc)
