@@ -233,3 +233,22 @@ async def test_redis_stopping_mid_run_can_fall_back_to_local_buckets(
     assert [e.status for e in quota_fake.journal] == [200] * 16
     # a quarter of 40 per 2 s is 5 per second: 15 requests cannot take under ~1 s
     assert elapsed >= 1.0
+
+
+async def test_5xx_answers_are_refunded_in_redis(
+    redis_server: RedisServer, quota_fake: FakeServer
+) -> None:
+    chat_id = quota_fake.market.chats(BUSINESS)[0].chat_id
+    limits = {"get_chat": RateLimit(6, WINDOW)}
+    async with (
+        RedisLimiter(redis_server.url, limits=limits) as limiter,
+        ChatsClient(
+            api_key=quota_fake.api_key, base_url=quota_fake.url, limiter=limiter, backoff=0.001
+        ) as client,
+    ):
+        await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.01)  # a fresh window
+        quota_fake.faults.add("status_500", times=5)
+        for _ in range(6):
+            await client.get_chat(BUSINESS, chat_id)
+        assert client.stats.waited_seconds < 0.5
+    assert [e.status for e in quota_fake.journal] == [500] * 5 + [200] * 6
