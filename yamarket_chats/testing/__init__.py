@@ -8,6 +8,7 @@ from ._config import DEFAULT_QUOTAS, OPERATIONS, FakeMarketConfig
 from ._data import FakeChat, FakeMarket
 from ._faults import FAULT_KINDS, Fault, Faults
 from ._journal import Journal, JournalEntry
+from ._notify import FakeNotifier, NotificationDelivery
 from ._server import FakeServer, run_fake_server
 from ._wire import FakeMessage, FakePayload
 
@@ -19,11 +20,13 @@ __all__ = [
     "FakeMarket",
     "FakeMarketConfig",
     "FakeMessage",
+    "FakeNotifier",
     "FakePayload",
     "FakeServer",
     "Fault",
     "Faults",
     "Journal",
     "JournalEntry",
+    "NotificationDelivery",
     "run_fake_server",
 ]

@@ -12,6 +12,7 @@ from ._config import FakeMarketConfig
 from ._data import FakeMarket
 from ._faults import Faults
 from ._journal import Journal
+from ._notify import FakeNotifier
 
 
 class FakeServer:
@@ -25,6 +26,7 @@ class FakeServer:
         self.journal: Journal = api.journal
         self.faults: Faults = api.faults
         self._api = api
+        self._notifier: FakeNotifier | None = None
 
     @property
     def api_key(self) -> str:
@@ -50,6 +52,39 @@ class FakeServer:
         """Wait until ``count`` requests of a business are being processed at once."""
         await self._api.gate.wait_for(business_id, count)
 
+    # -- push notifications ----------------------------------------------------
+
+    @property
+    def notifier(self) -> FakeNotifier | None:
+        """The active notifier (its ``deliveries``, ``ping()``, ``send()``), if any."""
+        return self._notifier
+
+    def notify_to(
+        self, url: str, *, duplicate: bool = False, timeout: float = 10.0
+    ) -> FakeNotifier:
+        """POST a notification to ``url`` for every chat and message added from now on.
+
+        ``CHAT_CREATED`` and ``CHAT_MESSAGE_SENT`` bodies (messages sent through
+        the API included) are posted in order by a background task; with
+        ``duplicate`` each is posted twice. Call inside the running loop;
+        ``await stop_notifying()`` (or leaving ``run_fake_server``) stops it.
+        """
+        if self._notifier is not None:
+            raise RuntimeError("already notifying; await stop_notifying() first")
+        notifier = FakeNotifier(self.market, url, duplicate=duplicate, timeout=timeout)
+        self.market.listeners.append(notifier.on_change)
+        self._notifier = notifier
+        return notifier
+
+    async def stop_notifying(self, timeout: float = 5.0) -> None:
+        """Stop notifying: finish the queued posts (up to ``timeout`` s), then close."""
+        notifier, self._notifier = self._notifier, None
+        if notifier is None:
+            return
+        with contextlib.suppress(ValueError):
+            self.market.listeners.remove(notifier.on_change)
+        await notifier.aclose(timeout)
+
     def __repr__(self) -> str:
         return f"FakeServer(url={self.url!r})"
 
@@ -63,6 +98,7 @@ async def run_fake_server(
     api = FakeApi(config, FakeMarket(config), Journal(), Faults(config.seed))
     runner = web.AppRunner(api.build(), access_log=None, handle_signals=False)
     await runner.setup()
+    server: FakeServer | None = None
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -70,6 +106,11 @@ async def run_fake_server(
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         url = f"http://{url_host}:{bound_port}"
         api.market.base_url = url
-        yield FakeServer(config, url, api)
+        server = FakeServer(config, url, api)
+        yield server
     finally:
-        await runner.cleanup()
+        try:
+            if server is not None:
+                await server.stop_notifying()
+        finally:
+            await runner.cleanup()
