@@ -252,3 +252,32 @@ async def test_5xx_answers_are_refunded_in_redis(
             await client.get_chat(BUSINESS, chat_id)
         assert client.stats.waited_seconds < 0.5
     assert [e.status for e in quota_fake.journal] == [500] * 5 + [200] * 6
+
+
+async def test_cli_sync_shares_quotas_through_redis(
+    redis_server: RedisServer, quota_fake: FakeServer, tmp_path: Path
+) -> None:
+    cmd = [sys.executable, "-m", "yamarket_chats.cli", "sync", str(BUSINESS), "--quiet"]
+    cmd += ["--base-url", quota_fake.url, "--db", str(tmp_path / "chats.sqlite3")]
+    env = {**os.environ, "YANDEX_MARKET_API_KEY": quota_fake.api_key}
+    ok = await asyncio.create_subprocess_exec(
+        *cmd, "--redis-url", redis_server.url, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await ok.communicate()
+    assert ok.returncode == 0, err
+    probe = redis.Redis.from_url(redis_server.url)
+    try:
+        keys = {k.decode() for k in await probe.keys("yamarket_chats:*")}
+    finally:
+        await probe.aclose()
+    assert f"yamarket_chats:{BUSINESS}:get_chat_history:server" in keys
+    down = await asyncio.create_subprocess_exec(
+        *cmd,
+        "--redis-url",
+        f"redis://127.0.0.1:{free_port()}/0",
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await down.communicate()
+    assert down.returncode == 1
+    assert b"unreachable" in err and b"Traceback" not in err and len(err.splitlines()) == 1

@@ -19,7 +19,8 @@ from .errors import (
     UnauthorizedError,
     YandexMarketError,
 )
-from .limits import DEFAULT_LIMITS, RateLimit
+from .ingest import ChatState, Sink, SyncReport, sync
+from .limits import DEFAULT_LIMITS, Limiter, RateLimit
 from .models import (
     ApiErrorDetail,
     Chat,
@@ -39,6 +40,7 @@ from .models import (
     Paging,
 )
 from .pagination import PageIterator
+from .sinks import JsonlSink, SQLiteSink
 
 __version__ = "0.1.0"
 
@@ -56,6 +58,7 @@ __all__ = [
     "ChatHistoryPage",
     "ChatMessage",
     "ChatMessagePayload",
+    "ChatState",
     "ChatStatus",
     "ChatType",
     "ChatsClient",
@@ -64,6 +67,8 @@ __all__ = [
     "CreateChatResult",
     "ForbiddenError",
     "InvalidRequestError",
+    "JsonlSink",
+    "Limiter",
     "MessageSender",
     "NotFoundError",
     "PageIterator",
@@ -71,8 +76,12 @@ __all__ = [
     "Paging",
     "RateLimit",
     "RateLimitError",
+    "SQLiteSink",
     "ServerError",
+    "Sink",
+    "SyncReport",
     "TransportError",
     "UnauthorizedError",
     "YandexMarketError",
+    "sync",
 ]

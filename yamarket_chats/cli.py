@@ -1,0 +1,558 @@
+"""``yamarket-chats``: sync, read and send Yandex Market chats from the command line.
+
+Exit codes: 0 done; 1 an API or storage error; 2 bad arguments; 3 the key or
+token was refused (HTTP 401/403); 4 the API is unreachable (network, timeout);
+5 rate limits still exhausted after waiting; 130 interrupted (what was
+fetched is saved). Failures print one line on stderr, never the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from . import __version__
+from ._progress import ProgressDisplay, make_display, rich_available, summary
+from .client import ChatsClient
+from .errors import (
+    ApiError,
+    ForbiddenError,
+    InvalidRequestError,
+    RateLimitError,
+    TransportError,
+    UnauthorizedError,
+    YandexMarketError,
+)
+from .ingest import SyncReport, sync
+from .limits import Limiter, RateLimit
+from .models import Chat, ChatContextType, ChatMessage, ChatStatus, ChatType
+from .sinks import JsonlSink, SQLiteSink
+
+__all__ = ["main", "run"]
+
+ENV_API_KEY = "YANDEX_MARKET_API_KEY"
+ENV_OAUTH_TOKEN = "YANDEX_MARKET_OAUTH_TOKEN"
+DEFAULT_BASE_URL = "https://api.partner.market.yandex.ru"
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_RATE_LIMITED = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
+
+_encode = msgspec.json.Encoder().encode
+
+
+class UsageError(Exception):
+    """Arguments that parse but cannot be used (exit code 2)."""
+
+
+# -- arguments ------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help=f"API key (default: ${ENV_API_KEY}; the variable keeps it out of `ps`)",
+    )
+    group.add_argument(
+        "--oauth-token", metavar="TOKEN", help=f"OAuth token instead (default: ${ENV_OAUTH_TOKEN})"
+    )
+    group.add_argument("--base-url", default=DEFAULT_BASE_URL, help="API address (%(default)s)")
+    group.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds per request (%(default)s)"
+    )
+    group.add_argument(
+        "--max-retries", type=int, default=5, help="retries of a failed request (%(default)s)"
+    )
+    return parent
+
+
+def _filter_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("chat filters (repeat an option for several values)")
+    group.add_argument(
+        "--status", dest="statuses", action="append", choices=[s.value for s in ChatStatus]
+    )
+    group.add_argument("--type", dest="types", action="append", choices=[t.value for t in ChatType])
+    group.add_argument(
+        "--context-type",
+        dest="context_types",
+        action="append",
+        choices=[c.value for c in ChatContextType],
+    )
+    group.add_argument("--order-id", dest="order_ids", action="append", type=_positive_int)
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``yamarket-chats``."""
+    conn, filters = _connection_options(), _filter_options()
+    parser = argparse.ArgumentParser(
+        prog="yamarket-chats",
+        description="Sync, read and send Yandex Market seller-buyer chats.",
+        epilog=(
+            f"Credentials come from --api-key or ${ENV_API_KEY} (or --oauth-token / "
+            f"${ENV_OAUTH_TOKEN}). Try `yamarket-chats demo` for a run against a built-in "
+            "fake API. " + __doc__.split("\n\n", 1)[1].replace("\n", " ")  # the exit codes
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser(
+        "sync",
+        parents=[conn, filters],
+        help="copy every chat and new message into SQLite or JSON Lines",
+        description=(
+            "Incremental sync: lists the chats of each business id and fetches only the "
+            "messages after the last one stored. Run it again and again; interrupt it "
+            "any time (Ctrl-C): nothing fetched is lost, the next run continues."
+        ),
+    )
+    p.add_argument("business_ids", nargs="+", type=_positive_int, metavar="BUSINESS_ID")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument(
+        "--db", type=Path, help="SQLite file to sync into (default: yamarket-chats.sqlite3)"
+    )
+    target.add_argument("--jsonl", type=Path, help="append JSON Lines to this file instead")
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        help="chats fetched at once per business (%(default)s)",
+    )
+    p.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help=(
+            "share the quotas with every worker using this Redis (e.g. redis://host:6379/0;"
+            " needs the redis extra)"
+        ),
+    )
+    p.add_argument(
+        "--all-chats",
+        action="store_true",
+        help="also check chats whose updatedAt is unchanged since the last run",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+
+    p = commands.add_parser(
+        "chats", parents=[conn, filters], help="print a business's chats as a table or JSON"
+    )
+    p.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
+    p.add_argument("--json", action="store_true", help="a JSON array (API field names)")
+
+    p = commands.add_parser("history", parents=[conn], help="print a chat's messages")
+    p.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
+    p.add_argument("chat_id", type=_positive_int, metavar="CHAT_ID")
+    p.add_argument(
+        "--from", dest="message_id_from", type=_positive_int, metavar="MESSAGE_ID",
+        help="start at this message id",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="a JSON array (API field names)")
+
+    p = commands.add_parser("send", parents=[conn], help="send a message or a file to a chat")
+    p.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
+    p.add_argument("chat_id", type=_positive_int, metavar="CHAT_ID")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("-m", "--message", help="text to send (1..4096 characters)")
+    what.add_argument("-f", "--file", type=Path, help="file to send (up to 5 MiB)")
+
+    p = commands.add_parser(
+        "fake-server", help="run the fake Market API on loopback (for trying things out)"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="0 picks a free port (%(default)s)")
+    p.add_argument("--businesses", default="1001", help="comma-separated business ids")
+    p.add_argument("--chats", type=int, default=10, help="chats per business (%(default)s)")
+    p.add_argument("--messages", type=int, default=50, help="messages per chat (%(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-limits", action="store_true", help="no quotas, no parallel cap")
+
+    p = commands.add_parser(
+        "demo",
+        help="sync a built-in fake API into SQLite twice (full, then incremental)",
+        description=(
+            "Starts a fake API in-process with a few thousand messages, syncs them into a "
+            "fresh SQLite file, adds a few messages and syncs again: the second run "
+            "fetches only the new ones."
+        ),
+    )
+    p.add_argument("--db", type=Path, help="SQLite file to create (default: a temporary one)")
+    p.add_argument("--chats", type=_positive_int, default=30, help="per business (%(default)s)")
+    p.add_argument("--messages", type=_positive_int, default=60, help="per chat (%(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summaries")
+    return parser
+
+
+# -- commands -------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace, limiter: Limiter | None = None) -> ChatsClient:
+    """A client from the options; an option beats its environment variable."""
+    if args.api_key and args.oauth_token:
+        raise UsageError("pass only one of --api-key and --oauth-token")
+    api_key, token = args.api_key, args.oauth_token
+    if not api_key and not token:
+        api_key = os.environ.get(ENV_API_KEY) or None
+        token = None if api_key else os.environ.get(ENV_OAUTH_TOKEN) or None
+    if not api_key and not token:
+        raise UsageError(f"no credentials: pass --api-key or set {ENV_API_KEY}")
+    return ChatsClient(
+        api_key or None,
+        oauth_token=None if api_key else token,
+        base_url=args.base_url,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        limiter=limiter,
+    )
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "statuses": args.statuses,
+        "types": args.types,
+        "context_types": args.context_types,
+        "order_ids": args.order_ids,
+    }
+
+
+async def _run_sync(
+    title: str,
+    client: ChatsClient,
+    business_ids: Sequence[int],
+    sink: SQLiteSink | JsonlSink,
+    display: ProgressDisplay,
+    out: TextIO | None,
+    **options: Any,
+) -> SyncReport:
+    """A sync with its display; on interruption, say what was kept, then re-raise."""
+    last = SyncReport()
+
+    def progress(report: SyncReport) -> None:
+        nonlocal last
+        last = report
+        display.update(report)
+
+    display.start(title)
+    try:
+        report = await sync(client, business_ids, sink, progress=progress, **options)
+    except BaseException as exc:
+        display.stop(failed=True)
+        if last.pages or isinstance(exc, asyncio.CancelledError):
+            print(
+                f"{title}: stopped; saved {last.messages} new messages from {last.pages} pages,"
+                " run again to continue",
+                file=sys.stderr,
+                flush=True,
+            )
+        raise
+    display.stop()
+    if out is not None:
+        print(f"{title}: {summary(report)}", file=out, flush=True)
+    return report
+
+
+def _redis_limiter(url: str) -> Limiter:
+    try:
+        from .redis_limits import RedisLimiter
+    except ImportError:
+        raise UsageError("--redis-url needs redis: pip install 'yamarket-chats[redis]'") from None
+    return RedisLimiter(url)
+
+
+async def _cmd_sync(args: argparse.Namespace) -> int:
+    limiter = _redis_limiter(args.redis_url) if args.redis_url else None
+    client = _client(args, limiter)
+    sink: SQLiteSink | JsonlSink
+    sink = JsonlSink(args.jsonl) if args.jsonl else SQLiteSink(args.db or "yamarket-chats.sqlite3")
+    async with contextlib.AsyncExitStack() as stack:
+        if limiter is not None:
+            stack.push_async_callback(limiter.close)
+        await stack.enter_async_context(client)
+        await stack.enter_async_context(sink)
+        display = make_display(sys.stderr, quiet=args.quiet)
+        await _run_sync(
+            "sync",
+            client,
+            args.business_ids,
+            sink,
+            display,
+            None if args.quiet else sys.stdout,
+            concurrency=args.concurrency,
+            skip_unchanged=not args.all_chats,
+            **_filters(args),
+        )
+    return EXIT_OK
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    if sys.stdout.isatty() and rich_available():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        Console().print(table)
+        return
+    print("\t".join(headers))
+    for row in rows:
+        print("\t".join("" if v is None else str(v).replace("\n", " ") for v in row))
+
+
+async def _json_array(items: AsyncIterator[msgspec.Struct]) -> None:
+    """Stream a JSON array, one item per line, so long listings stay flat in memory."""
+    out = sys.stdout.buffer
+    first = True
+    async for item in items:
+        out.write(b"[\n" if first else b",\n")
+        out.write(_encode(item))
+        first = False
+    out.write(b"[]\n" if first else b"\n]\n")
+    out.flush()
+
+
+def _chat_row(chat: Chat) -> list[object]:
+    ctx = chat.context
+    customer = ctx.customer.name if ctx.customer else None
+    return [
+        chat.chat_id,
+        chat.status,
+        chat.type,
+        ctx.type,
+        chat.order_id,
+        customer,
+        chat.updated_at,
+    ]
+
+
+def _message_row(m: ChatMessage) -> list[object]:
+    files = [f"[{p.name}, {p.size} bytes]" for p in m.payload or ()]
+    text = " ".join([m.message or "", *files]).strip()
+    return [m.message_id, m.created_at, m.sender, text]
+
+
+async def _cmd_chats(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        chats = client.iter_chats(args.business_id, **_filters(args))
+        if args.json:
+            await _json_array(chats.__aiter__())
+        else:
+            rows = [_chat_row(c) async for c in chats]
+            _table(["chat", "status", "type", "context", "order", "customer", "updated"], rows)
+    return EXIT_OK
+
+
+async def _cmd_history(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        messages = client.iter_chat_history(
+            args.business_id, args.chat_id, message_id_from=args.message_id_from
+        )
+        if args.json:
+            await _json_array(messages.__aiter__())
+        else:
+            rows = [_message_row(m) async for m in messages]
+            _table(["message", "created", "sender", "text"], rows)
+    return EXIT_OK
+
+
+async def _cmd_send(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        if args.file is not None:
+            await client.send_file_to_chat(args.business_id, args.chat_id, args.file)
+            print(f"sent file {args.file.name} to chat {args.chat_id}")
+        else:
+            await client.send_message_to_chat(args.business_id, args.chat_id, args.message)
+            print(f"sent message to chat {args.chat_id}")
+    return EXIT_OK
+
+
+async def _cmd_fake_server(args: argparse.Namespace) -> int:
+    from .testing import FakeMarketConfig
+    from .testing.__main__ import serve_forever
+
+    try:
+        businesses = tuple(int(b) for b in args.businesses.split(","))
+        config = FakeMarketConfig(
+            businesses=businesses,
+            chats_per_business=args.chats,
+            messages_per_chat=args.messages,
+            seed=args.seed,
+            limits_enabled=not args.no_limits,
+        )
+    except ValueError as exc:
+        raise UsageError(f"--businesses: {exc}") from None
+    await serve_forever(config, args.host, args.port)
+    return EXIT_OK
+
+
+# The demo's fake scales the hourly quotas down to one-second windows, and the
+# client's buckets sit just under them, so limits visibly pace the sync.
+_DEMO_WINDOW = 1.0
+_DEMO_QUOTA = 15
+_DEMO_LIMIT = RateLimit(12, _DEMO_WINDOW, burst=4)
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from .testing import FakeMarketConfig, run_fake_server
+
+    businesses = (1001, 2002)
+    config = FakeMarketConfig(
+        businesses=businesses,
+        chats_per_business=args.chats,
+        messages_per_chat=args.messages,
+        quota_window=_DEMO_WINDOW,
+        quotas={"get_chats": _DEMO_QUOTA, "get_chat_history": _DEMO_QUOTA},
+    )
+    limits = {"get_chats": _DEMO_LIMIT, "get_chat_history": _DEMO_LIMIT}
+    out = sys.stdout
+    with contextlib.ExitStack() as stack:
+        if args.db is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="yamarket-demo-"))
+            db_path, kept = Path(tmp) / "chats.sqlite3", "temporary; pass --db to keep it"
+        else:
+            db_path, kept = args.db, "kept"
+            if db_path.exists():
+                raise UsageError(f"--db {db_path} exists; the demo wants a fresh file")
+        async with run_fake_server(config) as fake:
+            total = sum(c.message_count for b in businesses for c in fake.market.chats(b))
+            print(
+                f"demo: fake API at {fake.url}: {len(businesses)} businesses x {args.chats} chats,"
+                f" {total} messages; limits {_DEMO_LIMIT.amount} requests/s per business",
+                file=out,
+                flush=True,
+            )
+            async with (
+                ChatsClient(api_key=fake.api_key, base_url=fake.url, limits=limits) as client,
+                SQLiteSink(db_path) as sink,
+            ):
+                display = make_display(sys.stderr, quiet=args.quiet)
+                await _run_sync("full sync", client, businesses, sink, display, out)
+                changed = _add_demo_messages(fake.market, businesses)
+                print(
+                    f"demo: {sum(changed.values())} new messages posted in {len(changed)} chats",
+                    file=out,
+                    flush=True,
+                )
+                await _run_sync("incremental sync", client, businesses, sink, display, out)
+        chats, messages = _count_rows(db_path)
+        print(f"demo: {db_path} ({kept}): {chats} chats, {messages} messages", file=out)
+    return EXIT_OK
+
+
+def _add_demo_messages(market: Any, businesses: Sequence[int]) -> dict[int, int]:
+    """Post a few buyer messages in a few chats of each business."""
+    changed: dict[int, int] = {}
+    for business_id in businesses:
+        for k, chat in enumerate(market.chats(business_id)[:3]):
+            for n in range(k + 1):
+                market.add_message(business_id, chat.chat_id, f"demo: new question #{n + 1}")
+            changed[chat.chat_id] = k + 1
+    return changed
+
+
+def _count_rows(path: Path) -> tuple[int, int]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        chats = db.execute("SELECT count(*) FROM chats").fetchone()[0]
+        messages = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    return int(chats), int(messages)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "sync": _cmd_sync,
+    "chats": _cmd_chats,
+    "history": _cmd_history,
+    "send": _cmd_send,
+    "fake-server": _cmd_fake_server,
+    "demo": _cmd_demo,
+}
+
+
+# -- running --------------------------------------------------------------------
+
+
+def _failure(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one-line reason of an expected failure."""
+    if isinstance(exc, (UnauthorizedError, ForbiddenError)):
+        return EXIT_AUTH, (
+            f"authentication failed (HTTP {exc.status}): the API key or token was refused "
+            f"or may not access business {exc.business_id}"
+        )
+    if isinstance(exc, TransportError):
+        return EXIT_UNREACHABLE, f"cannot reach the API: {exc}"
+    if isinstance(exc, RateLimitError):
+        return EXIT_RATE_LIMITED, f"rate limits still exhausted, try later: {exc}"
+    if isinstance(exc, (InvalidRequestError, UsageError)):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, (ApiError, YandexMarketError)):
+        return EXIT_ERROR, str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return EXIT_ERROR, f"database error: {exc}"
+    return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
+
+
+async def _interruptible(coro: Awaitable[int]) -> int:
+    """Run `coro`, cancelling it on SIGINT/SIGTERM so cleanup (commits) runs first."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, task.cancel)
+            handled.append(sig)
+    try:
+        return await coro
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with `argv` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_interruptible(_COMMANDS[args.command](args)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if args.command == "fake-server":
+            return EXIT_OK
+        print("yamarket-chats: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (YandexMarketError, UsageError, OSError, sqlite3.Error) as exc:
+        code, reason = _failure(exc)
+        print(f"yamarket-chats {args.command}: error: {reason}", file=sys.stderr)
+        return code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: ``yamarket-chats``."""
+    sys.exit(run(argv))
+
+
+if __name__ == "__main__":
+    main()
