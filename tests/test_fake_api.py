@@ -470,3 +470,13 @@ async def test_journal_records_requests_without_secrets(api: Api) -> None:
     dump = repr(entries)
     for secret in ("key-all", "token-all", "wrong-secret", "Bearer"):
         assert secret not in dump
+
+
+async def test_a_very_long_query_gets_the_json_error_envelope(fake: FakeServer) -> None:
+    query = "&".join(f"chatId=x{i}" for i in range(3000))  # a request line of ~40 KB
+    async with aiohttp.ClientSession() as http:
+        url = f"{fake.url}/v2/businesses/1001/chat?{query}"
+        async with http.get(url, headers={"Api-Key": fake.api_key}) as resp:
+            assert resp.status == 400
+            assert resp.content_type == "application/json"
+            assert "chatId" in (await resp.json())["errors"][0]["message"]

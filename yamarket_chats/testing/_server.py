@@ -96,7 +96,15 @@ async def run_fake_server(
     """Serve a fake Market API on ``host:port`` (0: a free port) for the ``async with`` block."""
     config = config or FakeMarketConfig()
     api = FakeApi(config, FakeMarket(config), Journal(), Faults(config.seed))
-    runner = web.AppRunner(api.build(), access_log=None, handle_signals=False)
+    # aiohttp answers a request line over 8 KiB itself, in plain text; a long
+    # query must reach the handlers and get the API's JSON 400 instead.
+    runner = web.AppRunner(
+        api.build(),
+        access_log=None,
+        handle_signals=False,
+        max_line_size=1 << 20,
+        max_field_size=1 << 20,
+    )
     await runner.setup()
     server: FakeServer | None = None
     try:
