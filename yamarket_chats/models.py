@@ -96,7 +96,7 @@ class ChatCustomer(_Model):
     public_id: str | None = None
 
 
-class ChatContext(_Model):
+class ChatContext(_Model, kw_only=False):
     """An order or a return, as given to `create_chat` and the chat filters."""
 
     type: str  #: a `ChatContextIdentifiableType` value
