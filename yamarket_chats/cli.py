@@ -183,13 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "fake-server", help="run the fake Market API on loopback (for trying things out)"
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0 picks a free port (%(default)s)")
-    p.add_argument("--businesses", default="1001", help="comma-separated business ids")
-    p.add_argument("--chats", type=int, default=10, help="chats per business (%(default)s)")
-    p.add_argument("--messages", type=int, default=50, help="messages per chat (%(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-limits", action="store_true", help="no quotas, no parallel cap")
+    from .testing.__main__ import add_arguments as add_fake_arguments
+
+    add_fake_arguments(p)
 
     p = commands.add_parser(
         "demo",
@@ -391,20 +387,12 @@ async def _cmd_send(args: argparse.Namespace) -> int:
 
 
 async def _cmd_fake_server(args: argparse.Namespace) -> int:
-    from .testing import FakeMarketConfig
-    from .testing.__main__ import serve_forever
+    from .testing.__main__ import config_from_args, serve_forever
 
     try:
-        businesses = tuple(int(b) for b in args.businesses.split(","))
-        config = FakeMarketConfig(
-            businesses=businesses,
-            chats_per_business=args.chats,
-            messages_per_chat=args.messages,
-            seed=args.seed,
-            limits_enabled=not args.no_limits,
-        )
+        config = config_from_args(args)
     except ValueError as exc:
-        raise UsageError(f"--businesses: {exc}") from None
+        raise UsageError(str(exc)) from None
     await serve_forever(config, args.host, args.port)
     return EXIT_OK
 

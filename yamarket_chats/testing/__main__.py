@@ -22,8 +22,8 @@ async def serve_forever(
         await asyncio.Event().wait()
 
 
-def _parse_args(argv: Sequence[str] | None) -> tuple[FakeMarketConfig, str, int]:
-    parser = argparse.ArgumentParser(prog="python -m yamarket_chats.testing", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fake's options, shared with ``yamarket-chats fake-server``."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--businesses", default="1001", help="comma-separated business ids")
@@ -33,12 +33,15 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[FakeMarketConfig, str, int]
     parser.add_argument("--no-limits", action="store_true", help="no quotas, no parallel cap")
     parser.add_argument("--quota-window", type=float, default=3600.0, help="seconds")
     parser.add_argument("--keep-alive", action="store_true", help="keep connections open")
-    args = parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> FakeMarketConfig:
+    """The configuration the options of `add_arguments` describe (ValueError if bad)."""
     try:
         businesses = tuple(int(b) for b in args.businesses.split(","))
     except ValueError:
-        parser.error("--businesses takes comma-separated integers")
-    config = FakeMarketConfig(
+        raise ValueError("--businesses takes comma-separated integers") from None
+    return FakeMarketConfig(
         businesses=businesses,
         chats_per_business=args.chats,
         messages_per_chat=args.messages,
@@ -47,14 +50,19 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[FakeMarketConfig, str, int]
         quota_window=args.quota_window,
         keep_alive=args.keep_alive,
     )
-    return config, args.host, args.port
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m yamarket_chats.testing``."""
-    config, host, port = _parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m yamarket_chats.testing", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
     try:
-        asyncio.run(serve_forever(config, host, port))
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(serve_forever(config, args.host, args.port))
     except KeyboardInterrupt:
         sys.exit(0)
 
