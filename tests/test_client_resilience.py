@@ -25,9 +25,20 @@ from yamarket_chats import (
     ServerError,
     TransportError,
 )
-from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
+from yamarket_chats.testing import FakeMarketConfig, FakeServer
 
 WINDOW = 2.0
+
+
+def scaled(*, chats: int = 1, messages: int = 10, **quotas: int) -> FakeMarketConfig:
+    """One business with quotas per 2 s window instead of per hour."""
+    return FakeMarketConfig(
+        businesses=(BUSINESS,),
+        chats_per_business=chats,
+        messages_per_chat=messages,
+        quota_window=WINDOW,
+        quotas=quotas,
+    )
 
 
 async def spend_window(fake: FakeServer, path: str, method: str = "GET") -> None:
@@ -59,35 +70,18 @@ async def test_fifty_tasks_never_exceed_four_in_flight(
 
 
 async def test_a_second_business_has_its_own_slots(fake: FakeServer, client: ChatsClient) -> None:
-    fake.faults.add("latency", delay=0.05)
     a = fake.market.chats(BUSINESS)[0].chat_id
     b = fake.market.chats(2002)[0].chat_id
-    started = time.monotonic()
-    await asyncio.gather(*(client.get_chat(BUSINESS, a) for _ in range(4)))
-    one_business = time.monotonic() - started
-    fake.journal.clear()
-    started = time.monotonic()
-    calls = [client.get_chat(BUSINESS, a) for _ in range(4)]
-    calls += [client.get_chat(2002, b) for _ in range(4)]
-    await asyncio.gather(*calls)
-    # eight requests over two businesses take one round of latency, not two
-    assert time.monotonic() - started < one_business * 1.8
-    assert fake.peak_parallel[2002] == 4
+    fake.faults.add("latency", delay=2.0, times=4)
+    stuck = [asyncio.create_task(client.get_chat(BUSINESS, a)) for _ in range(4)]
+    await fake.wait_in_flight(BUSINESS, 4)  # every slot of the first business is taken
+    await asyncio.wait_for(asyncio.gather(*(client.get_chat(2002, b) for _ in range(4))), 1.0)
+    assert not any(task.done() for task in stuck)
+    assert statuses(fake, "get_chat")[-4:] == [200] * 4  # the second business's, done
+    await asyncio.gather(*stuck)
 
 
-@pytest.mark.parametrize(
-    "fake",
-    [
-        FakeMarketConfig(
-            businesses=(BUSINESS,),
-            chats_per_business=2,
-            messages_per_chat=20,
-            quota_window=WINDOW,
-            quotas={"get_chat": 24},
-        )
-    ],
-    indirect=True,
-)
+@pytest.mark.parametrize("fake", [scaled(get_chat=24, chats=2, messages=20)], indirect=True)
 async def test_limits_equal_to_quota_use_it_without_420(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
@@ -111,19 +105,7 @@ async def test_limits_equal_to_quota_use_it_without_420(
     assert served_in_time >= 0.9 * windows * 24, served_in_time
 
 
-@pytest.mark.parametrize(
-    "fake",
-    [
-        FakeMarketConfig(
-            businesses=(BUSINESS,),
-            chats_per_business=1,
-            messages_per_chat=10,
-            quota_window=WINDOW,
-            quotas={"get_chat": 10},
-        )
-    ],
-    indirect=True,
-)
+@pytest.mark.parametrize("fake", [scaled(get_chat=10)], indirect=True)
 async def test_server_quota_lower_than_buckets_is_learned(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
@@ -137,19 +119,7 @@ async def test_server_quota_lower_than_buckets_is_learned(
     assert client.stats.waited_seconds > 0
 
 
-@pytest.mark.parametrize(
-    "fake",
-    [
-        FakeMarketConfig(
-            businesses=(BUSINESS,),
-            chats_per_business=1,
-            messages_per_chat=10,
-            quota_window=WINDOW,
-            quotas={"get_chat": 5},
-        )
-    ],
-    indirect=True,
-)
+@pytest.mark.parametrize("fake", [scaled(get_chat=5)], indirect=True)
 async def test_420_from_a_spent_quota_is_waited_out(fake: FakeServer, client: ChatsClient) -> None:
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
     await spend_window(fake, f"/v2/businesses/{BUSINESS}/chat?chatId={chat_id}")
@@ -324,27 +294,19 @@ async def test_pages_and_resume_from_a_saved_token(fake: FakeServer, client: Cha
     assert len(bodies) == 1
 
 
+@pytest.mark.parametrize("fake", [scaled(get_chat_history=3, messages=700)], indirect=True)
 async def test_quota_420_mid_walk_retries_the_same_page(
-    make_client: Callable[..., ChatsClient],
+    fake: FakeServer, client: ChatsClient
 ) -> None:
-    config = FakeMarketConfig(
-        businesses=(BUSINESS,),
-        chats_per_business=1,
-        messages_per_chat=700,
-        quota_window=WINDOW,
-        quotas={"get_chat_history": 3},
-    )
-    async with run_fake_server(config) as fake:
-        chat_id = fake.market.chats(BUSINESS)[0].chat_id
-        client = make_client(base_url=fake.url, api_key=fake.api_key)
-        got: list[int] = []
-        async for message in client.iter_chat_history(BUSINESS, chat_id):
-            got.append(message.message_id)
-            if len(got) == 100:  # another process spends the rest of the window
-                path = f"/v2/businesses/{BUSINESS}/chats/history?chatId={chat_id}"
-                await spend_window(fake, path, "POST")
-        assert got == history_ids(fake, chat_id)
-        assert 420 in statuses(fake, "get_chat_history")
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    got: list[int] = []
+    async for message in client.iter_chat_history(BUSINESS, chat_id):
+        got.append(message.message_id)
+        if len(got) == 100:  # another process spends the rest of the window
+            path = f"/v2/businesses/{BUSINESS}/chats/history?chatId={chat_id}"
+            await spend_window(fake, path, "POST")
+    assert got == history_ids(fake, chat_id)
+    assert 420 in statuses(fake, "get_chat_history")
 
 
 async def test_exhausted_retries_carry_the_page_token(
@@ -421,19 +383,7 @@ async def test_a_retry_backing_off_holds_no_slot(
     assert (await first).chat_id == chat_id
 
 
-@pytest.mark.parametrize(
-    "fake",
-    [
-        FakeMarketConfig(
-            businesses=(BUSINESS,),
-            chats_per_business=1,
-            messages_per_chat=10,
-            quota_window=WINDOW,
-            quotas={"get_chat": 6},
-        )
-    ],
-    indirect=True,
-)
+@pytest.mark.parametrize("fake", [scaled(get_chat=6)], indirect=True)
 async def test_5xx_answers_do_not_spend_quota(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
