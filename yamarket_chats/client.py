@@ -188,8 +188,10 @@ class ChatsClient:
             raise InvalidRequestError(
                 "pass limits and max_concurrency to the limiter, not to ChatsClient"
             )
-        self._limits: Limiter = limiter or Limits(
-            {**DEFAULT_LIMITS, **(limits or {})}, max_concurrency
+        self._limits: Limiter = (
+            limiter
+            if limiter is not None
+            else Limits({**DEFAULT_LIMITS, **(limits or {})}, max_concurrency)
         )
         self._max_retries = max_retries
         self._timeout = aiohttp.ClientTimeout(total=timeout)
