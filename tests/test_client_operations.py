@@ -188,6 +188,18 @@ def test_exactly_one_credential_is_required() -> None:
         (lambda c: c.get_chat_message(BUSINESS, 1, -3), "message_id must be"),
         (lambda c: c.create_chat(BUSINESS), "exactly one of order_id or context"),
         (lambda c: c.get_chat_history(BUSINESS, 1, message_id_from=0), "message_id_from"),
+        (
+            lambda c: c.get_chats(BUSINESS, statuses=[ChatStatus.NEW, "NEW"]),
+            "statuses must not repeat",
+        ),
+        (
+            lambda c: c.get_chats(BUSINESS, contexts=[ChatContext("ORDER", 0)]),
+            r"contexts item.id must be an integer >= 1",
+        ),
+        (
+            lambda c: c.create_chat(BUSINESS, context=ChatContext("DIRECT", 5)),
+            "context.type must be ORDER or RETURN",
+        ),
     ],
 )
 async def test_bad_input_is_refused_before_any_request(
@@ -222,6 +234,16 @@ async def test_unknown_enums_and_fields_decode(fake: FakeServer, client: ChatsCl
     assert chat2.chat_id == chat_id
     page2 = await client.get_chat_history(BUSINESS, chat_id)
     assert [m.message_id for m in page2.messages] == [m.message_id for m in page.messages]
+
+
+async def test_caller_session_settings_do_not_change_the_policy(fake: FakeServer) -> None:
+    # raise_for_status on the caller's session must not turn a 404 into a
+    # retried transport error.
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        client = ChatsClient(api_key=fake.api_key, base_url=fake.url, session=session)
+        with pytest.raises(NotFoundError):
+            await client.get_chat(BUSINESS, 999_999_999)
+    assert [e.status for e in fake.journal] == [404]
 
 
 async def test_caller_session_is_not_closed(fake: FakeServer) -> None:

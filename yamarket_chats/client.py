@@ -117,7 +117,17 @@ def _filter(name: str, values: Sequence[T] | None) -> list[T] | None:
     items = list(values)
     if not items:
         raise InvalidRequestError(f"{name} must hold at least 1 item; pass None for no filter")
+    if len({str(i) if isinstance(i, str) else repr(i) for i in items}) != len(items):
+        raise InvalidRequestError(f"{name} must not repeat an item (the API wants unique items)")
     return items
+
+
+def _check_context(name: str, context: ChatContext) -> None:
+    if not isinstance(context, ChatContext):
+        raise InvalidRequestError(f"{name} must be a ChatContext, got {type(context).__name__}")
+    _positive(f"{name}.id", context.id)
+    if context.type not in ("ORDER", "RETURN"):
+        raise InvalidRequestError(f"{name}.type must be ORDER or RETURN, got {context.type!r}")
 
 
 class ChatsClient:
@@ -276,8 +286,16 @@ class ChatsClient:
             answer_headers = None
             try:
                 try:
+                    # A caller's session may raise for status or follow
+                    # redirects (carrying the Api-Key to another host): not here.
                     async with session.request(
-                        op.http, url, data=data, headers=headers, timeout=self._timeout
+                        op.http,
+                        url,
+                        data=data,
+                        headers=headers,
+                        timeout=self._timeout,
+                        raise_for_status=False,
+                        allow_redirects=False,
                     ) as resp:
                         status = resp.status
                         raw = await resp.read()
@@ -289,6 +307,8 @@ class ChatsClient:
                 # Only a connection that never opened certainly did not reach
                 # the server; anything later may have been acted on.
                 retry = op.idempotent or isinstance(exc, aiohttp.ClientConnectorError)
+                if isinstance(exc, aiohttp.InvalidURL):
+                    retry = False  # a bad base_url does not get better
                 if not retry or failures >= self._max_retries:
                     raise TransportError(
                         _describe(exc), method=op.name, business_id=business_id
@@ -364,7 +384,7 @@ class ChatsClient:
         if order_id is not None:
             _positive("order_id", order_id)
         if context is not None:
-            _positive("context.id", context.id)
+            _check_context("context", context)
         body = _encode(_CreateChatBody(order_id=order_id, context=context))
         return await self._result(_OPS["create_chat"], business_id, "", CreateChatResult, body)
 
@@ -526,10 +546,13 @@ class ChatsClient:
         ids = _filter("order_ids", order_ids)
         for order_id in ids or ():
             _positive("order_ids item", order_id)
+        context_list = _filter("contexts", contexts)
+        for context in context_list or ():
+            _check_context("contexts item", context)
         return _encode(
             _ChatsFilter(
                 order_ids=ids,
-                contexts=_filter("contexts", contexts),
+                contexts=context_list,
                 context_types=_filter("context_types", context_types),
                 types=_filter("types", types),
                 statuses=_filter("statuses", statuses),
