@@ -338,6 +338,35 @@ class BrokenStore:
             await asyncio.Event().wait()
         raise ConnectionError("store down")
 
+    async def discard(self, key: str) -> None:
+        pass
+
+
+class LateStore(MemorySeenStore):
+    """Keeps the key, then answers too late (a slow shared store)."""
+
+    slow = True
+
+    async def add(self, key: str) -> bool:
+        new = await super().add(key)
+        if self.slow:
+            await asyncio.Event().wait()
+        return new
+
+
+async def test_a_key_kept_by_a_timed_out_store_does_not_drop_the_redelivery() -> None:
+    inbox = Inbox()
+    store = LateStore()
+    receiver = NotificationReceiver(
+        inbox, name=NAME, version=VERSION, seen=store, seen_timeout=0.05
+    )
+    body = b'{"notificationType": "X", "n": 1}'
+    assert (await receiver.handle(body)).status == 500  # Market will deliver again
+    store.slow = False
+    answer = await receiver.handle(body)
+    assert answer.status == 200 and answer.event is not None
+    await receiver.aclose()
+
 
 @pytest.mark.parametrize("hang", [False, True])
 async def test_failing_seen_store_answers_unknown(hang: bool) -> None:

@@ -225,6 +225,10 @@ class SeenStore(Protocol):
         """Remember ``key``; True if it is new, False if it was already there."""
         ...
 
+    async def discard(self, key: str) -> None:
+        """Forget ``key`` (after an `add` whose answer was lost), if it is there."""
+        ...
+
 
 class MemorySeenStore:
     """The default :class:`SeenStore`: in-process, bounded by size and age.
@@ -260,6 +264,9 @@ class MemorySeenStore:
         while len(keys) > self.max_size:
             keys.popitem(last=False)
         return True
+
+    async def discard(self, key: str) -> None:
+        self._keys.pop(key, None)
 
 
 # -- the receiver ------------------------------------------------------------
@@ -368,6 +375,12 @@ class NotificationReceiver:
             new = await asyncio.wait_for(self.seen.add(key), self.seen_timeout)
         except Exception as exc:
             logger.exception("seen-set failed for %s; answering UNKNOWN", key)
+            # The store may have kept the key before failing or timing out;
+            # forget it, or Market's redelivery would be dropped as a repeat.
+            try:
+                await asyncio.wait_for(self.seen.discard(key), self.seen_timeout)
+            except Exception:
+                logger.exception("could not forget %s in the seen-set", key)
             detail = "seen-set timed out" if isinstance(exc, asyncio.TimeoutError) else "internal"
             return NotificationAnswer(500, self.error("UNKNOWN", detail), None)
         if not new:
