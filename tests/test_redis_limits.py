@@ -281,3 +281,33 @@ async def test_cli_sync_shares_quotas_through_redis(
     _, err = await down.communicate()
     assert down.returncode == 1
     assert b"unreachable" in err and b"Traceback" not in err and len(err.splitlines()) == 1
+
+
+async def test_other_methods_in_flight_do_not_eat_this_methods_quota(
+    redis_server: RedisServer,
+) -> None:
+    config = FakeMarketConfig(
+        businesses=(BUSINESS,),
+        chats_per_business=1,
+        messages_per_chat=5,
+        quota_window=WINDOW,
+        quotas={"get_chat": 2},
+    )
+    async with run_fake_server(config) as fake:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        limits = {"get_chat": RateLimit(1000, WINDOW)}
+        async with (
+            RedisLimiter(redis_server.url, limits=limits) as limiter,
+            ChatsClient(api_key=fake.api_key, base_url=fake.url, limiter=limiter) as client,
+        ):
+            await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.01)  # a fresh window
+            fake.faults.add("latency", delay=1.5, times=3, operations={"get_chat_history"})
+            reads = [
+                asyncio.create_task(client.get_chat_history(BUSINESS, chat_id)) for _ in range(3)
+            ]
+            await fake.wait_in_flight(BUSINESS, 3)
+            await client.get_chat(BUSINESS, chat_id)  # the server says: 1 get_chat left
+            # three get_chat_history in flight are not get_chat requests: no wait
+            await asyncio.wait_for(client.get_chat(BUSINESS, chat_id), 0.5)
+            await asyncio.gather(*reads)
+        assert [e.status for e in fake.journal.entries("get_chat")] == [200, 200]

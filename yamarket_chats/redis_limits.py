@@ -28,7 +28,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from .errors import YandexMarketError
-from .limits import DEFAULT_LIMITS, Limits, RateLimit, server_count
+from .limits import _SKEW_THRESHOLD, DEFAULT_LIMITS, Limits, RateLimit, server_count
 
 __all__ = ["QuotaBackendError", "RedisLimiter"]
 
@@ -61,15 +61,18 @@ local cap = tonumber(ARGV[3])
 if cap > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   if redis.call('ZCARD', KEYS[3]) >= cap then return 'slot' end
-  local lease = tonumber(ARGV[5])
-  redis.call('ZADD', KEYS[3], now + lease, ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], math.ceil(lease * 1000))
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], math.ceil(tonumber(ARGV[5]) * 1000))
 end
 if interval > 0 then
   redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX',
              math.ceil((new_tat - now) * 1000) + 1000)
 end
 if remaining then redis.call('HINCRBY', KEYS[2], 'remaining', -1) end
+local lease = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+redis.call('ZADD', KEYS[4], now + lease, ARGV[4])
+redis.call('PEXPIRE', KEYS[4], math.ceil(lease * 1000))
 return '0'
 """
 
@@ -90,7 +93,7 @@ if ARGV[4] == '1' then
   end
 end
 if ARGV[2] ~= '' then
-  local others = redis.call('ZCOUNT', KEYS[2], now, '+inf') - 1
+  local others = redis.call('ZCOUNT', KEYS[4], now, '+inf') - 1
   if others < 0 then others = 0 end
   local estimate = tonumber(ARGV[2]) - others
   local reset_at = tonumber(ARGV[3])
@@ -104,6 +107,7 @@ if ARGV[2] ~= '' then
   redis.call('PEXPIREAT', KEYS[1], math.ceil((reset_at + 5) * 1000))
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 local remaining = redis.call('HGET', KEYS[1], 'remaining')
 if remaining and tonumber(remaining) <= 0 then
   local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at'))
@@ -213,8 +217,14 @@ class RedisLimiter:
             await self._redis.aclose()
 
     def _keys(self, business_id: int, method: str) -> list[str]:
+        """The bucket, the server's count, the business's slots, the method's in-flight."""
         base = f"{self._prefix}:{business_id}"
-        return [f"{base}:{method}:tat", f"{base}:{method}:server", f"{base}:slots"]
+        return [
+            f"{base}:{method}:tat",
+            f"{base}:{method}:server",
+            f"{base}:slots",
+            f"{base}:{method}:flight",
+        ]
 
     async def acquire(self, business_id: int, method: str) -> _Lease:
         """Wait until the shared quota lets a request go out."""
@@ -235,6 +245,11 @@ class RedisLimiter:
             except (RedisError, OSError) as exc:
                 self._redis_failed(exc)
                 continue
+            except asyncio.CancelledError:
+                # The script may have taken a slot whose answer we will never
+                # read: give it back now rather than after lease_seconds.
+                await asyncio.shield(self._forget(lease))
+                raise
             answer = answer.decode() if isinstance(answer, bytes) else str(answer)
             if answer == "0":
                 break
@@ -252,20 +267,37 @@ class RedisLimiter:
         if lease.local is not None:
             return await self._fallback.finish(lease.local, status, headers)
         server = server_count(headers) if headers is not None else None
-        remaining, until = ("", "") if server is None else (str(server[0]), str(server[1]))
-        tat, server_key, slots = self._keys(lease.business_id, lease.method)
+        remaining = until = ""
+        if server is not None:
+            count, reset_at, date = server
+            skew = date - time.time() if date is not None else 0.0
+            if abs(skew) > _SKEW_THRESHOLD:  # the server's clock is not ours
+                reset_at -= skew
+            remaining, until = str(count), str(reset_at)
+        tat, server_key, slots, flight = self._keys(lease.business_id, lease.method)
         refund = "1" if status is not None and status >= 500 else "0"
         rate = self._config.get(lease.method)
         interval = rate.period_seconds / rate.amount if rate else 0.0
         try:
             answer = await self._finish(
-                keys=[server_key, slots, tat], args=[lease.id, remaining, until, refund, interval]
+                keys=[server_key, slots, tat, flight],
+                args=[lease.id, remaining, until, refund, interval],
             )
         except (RedisError, OSError) as exc:
             # The lease expires by itself; only the lesson from the headers is lost.
             logger.warning("could not record an answer in Redis at %s: %s", self._where, exc)
             return 0.0
         return float(answer)
+
+    async def _forget(self, lease: _Lease) -> None:
+        _, _, slots, flight = self._keys(lease.business_id, lease.method)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(slots, lease.id)
+                pipe.zrem(flight, lease.id)
+                await pipe.execute()
+        except (RedisError, OSError):
+            pass  # the lease expires by itself
 
     def _redis_failed(self, exc: BaseException) -> None:
         if self._on_error == "raise":
