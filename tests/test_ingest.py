@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -264,3 +265,29 @@ async def test_bad_concurrency_is_refused(client: ChatsClient, tmp_path: Path) -
     async with SQLiteSink(tmp_path / "c.db") as sink:
         with pytest.raises(ValueError, match="concurrency"):
             await sync(client, [BUSINESS], sink, concurrency=0)
+
+
+async def test_jsonl_write_failing_halfway_leaves_no_torn_line(
+    client: ChatsClient, fake: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.jsonl"
+    real_write = os.write
+    calls = 0
+
+    def disk_fills_up(fd: int, data: bytes | memoryview) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # half of this page reaches the disk, then it is full
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", disk_fills_up)
+    async with JsonlSink(path) as sink:
+        with pytest.raises(OSError, match="No space left"):
+            await sync(client, BUSINESSES, sink)
+    assert path.read_bytes().endswith(b"\n")  # the half page was cut off
+    monkeypatch.setattr(os, "write", real_write)
+    async with JsonlSink(path) as sink:
+        await sync(client, BUSINESSES, sink)
+    assert jsonl_rows(path) == expected(fake)

@@ -7,6 +7,7 @@ never waits on the disk and writes are serialized in the order they come.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import sqlite3
@@ -401,7 +402,18 @@ class JsonlSink(_ThreadSink):
     def _append(self, lines: list[bytes]) -> None:
         if not lines:
             return
-        self._file.write(b"\n".join(lines) + b"\n")
-        self._file.flush()
-        if self._fsync:
-            os.fsync(self._file.fileno())
+        # Straight to the descriptor (O_APPEND), so that a failed write (a
+        # full disk) can be cut off: a torn line left in the middle of the
+        # file would glue onto the next append and break the next scan.
+        fd = self._file.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            rest = memoryview(b"\n".join(lines) + b"\n")
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+            if self._fsync:
+                os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
