@@ -168,6 +168,19 @@ async def test_send_message_and_file(fake: FakeServer, tmp_path: Path) -> None:
     assert_clean_failure(err)
 
 
+async def test_send_whose_connection_drops_says_it_may_have_been_delivered(
+    fake: FakeServer,
+) -> None:
+    chat = fake.market.chats(BUSINESS)[0]
+    fake.faults.add("drop_after", times=1, operations={"send_message_to_chat"})
+    base = ["send", str(BUSINESS), str(chat.chat_id), "--base-url", fake.url]
+    code, _, err = await cli(*base, "-m", "hello", env=keyed(fake))
+    assert code == 4
+    assert "may have been delivered" in err
+    assert_clean_failure(err)
+    assert len(chat.appended) == 1  # it was: the server acted, then the line dropped
+
+
 async def test_ctrl_c_exits_130_and_the_next_run_continues(
     fake: FakeServer, tmp_path: Path
 ) -> None:

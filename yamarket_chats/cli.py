@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from pathlib import Path
 from typing import Any, TextIO
 
+import aiohttp
 import msgspec
 
 from . import __version__
@@ -490,6 +491,16 @@ def _failure(exc: BaseException) -> tuple[int, str]:
             f"or may not access business {exc.business_id}"
         )
     if isinstance(exc, TransportError):
+        if (
+            exc.method.startswith("send_")
+            and exc.__cause__ is not None
+            and not isinstance(exc.__cause__, aiohttp.ClientConnectorError)
+        ):
+            # The request went out: the server may have acted on it.
+            return EXIT_UNREACHABLE, (
+                f"the connection failed after the request was sent; the message may have "
+                f"been delivered, check the chat before sending again: {exc}"
+            )
         return EXIT_UNREACHABLE, f"cannot reach the API: {exc}"
     if isinstance(exc, RateLimitError):
         return EXIT_RATE_LIMITED, f"rate limits still exhausted, try later: {exc}"

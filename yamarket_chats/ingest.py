@@ -190,10 +190,15 @@ class _Job:
         states = await self.sink.load_state(business_id)
         listed_at = time.time()
         chats: list[Chat] = []
+        listed: set[int] = set()
         async for page in self.list_chats(business_id).pages():
             await self.sink.save_chats(business_id, page.chats)
-            chats += page.chats
-            self.report.chats_total += len(page.chats)
+            # A list that shifts while it is paged may show a chat twice; one
+            # walk per chat, or two walks would race on its checkpoint.
+            fresh = [chat for chat in page.chats if chat.chat_id not in listed]
+            listed.update(chat.chat_id for chat in fresh)
+            chats += fresh
+            self.report.chats_total += len(fresh)
             self.notify()
         self.report.businesses += 1
         queue = iter(chats)
