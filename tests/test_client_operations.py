@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -254,3 +255,13 @@ async def test_caller_session_is_not_closed(fake: FakeServer) -> None:
     await c.close()  # idempotent
     with pytest.raises(YandexMarketError, match="closed"):
         await c.get_chat(BUSINESS, first_chat(fake))
+
+
+async def test_send_file_from_a_pipe(fake: FakeServer, client: ChatsClient) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"piped bytes")
+    os.close(write_end)
+    chat_id = first_chat(fake)
+    await client.send_file_to_chat(BUSINESS, chat_id, f"/dev/fd/{read_end}", filename="p.txt")
+    os.close(read_end)
+    assert fake.journal.entries("send_file_to_chat")[-1].body["file"]["size"] == 11

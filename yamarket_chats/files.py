@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import os
+import stat
 from typing import IO, Final, Union
 
 from .errors import InvalidRequestError
@@ -25,7 +26,9 @@ def _check_size(size: int, what: str) -> None:
 
 def _read_path(path: str) -> bytes:
     with open(path, "rb") as f:
-        _check_size(os.fstat(f.fileno()).st_size, repr(os.path.basename(path)))
+        info = os.fstat(f.fileno())
+        if stat.S_ISREG(info.st_mode):  # a pipe has no size until it is read
+            _check_size(info.st_size, repr(os.path.basename(path)))
         return f.read(MAX_FILE_BYTES + 1)
 
 
