@@ -183,7 +183,6 @@ class Limits:
         self._max_concurrency = max_concurrency
         self._quotas: dict[tuple[int, str], Quota] = {}
         self._slots: dict[int, asyncio.Semaphore] = {}
-        self._skew = 0.0  # server clock minus ours, when it is more than noise
         self.waited = 0.0
 
     async def start(self) -> None:
@@ -231,14 +230,9 @@ class Limits:
         business_id, quota = lease
         if status is not None and status >= 500:
             quota.refund()
-        if headers is not None:
-            server = server_count(headers)
-            if server is not None:
-                remaining, until, date = server
-                if date is not None:
-                    skew = date - time.time()
-                    self._skew = skew if abs(skew) > _SKEW_THRESHOLD else 0.0
-                quota.observe(remaining, until - self._skew)
+        server = server_count(headers) if headers is not None else None
+        if server is not None:
+            quota.observe(*server)
         quota.in_flight -= 1
         slot = self._slots.get(business_id)
         if slot is not None:
@@ -254,8 +248,13 @@ class Limits:
         return slot
 
 
-def server_count(headers: Mapping[str, str]) -> tuple[int, float, float | None] | None:
-    """(`-Remaining`, `-Until` and `Date` as epoch seconds) of an answer, if it has them."""
+def server_count(headers: Mapping[str, str]) -> tuple[int, float] | None:
+    """`-Remaining` and `-Until` of an answer, if it has them.
+
+    `-Until` comes as epoch seconds on our clock: when the answer's ``Date``
+    shows the server's clock off ours by more than `Date`'s resolution, the
+    reset time is moved by that much.
+    """
     raw_remaining = headers.get("X-RateLimit-Resource-Remaining")
     raw_until = headers.get("X-RateLimit-Resource-Until")
     if raw_remaining is None or raw_until is None:
@@ -266,8 +265,9 @@ def server_count(headers: Mapping[str, str]) -> tuple[int, float, float | None] 
     except (TypeError, ValueError):
         return None  # a malformed header teaches nothing
     raw_date = headers.get("Date")
-    date = None
     if raw_date is not None:
         with contextlib.suppress(TypeError, ValueError):
-            date = _http_date(raw_date)
-    return remaining, until, date
+            skew = _http_date(raw_date) - time.time()
+            if abs(skew) > _SKEW_THRESHOLD:
+                until -= skew
+    return remaining, until

@@ -28,7 +28,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from .errors import YandexMarketError
-from .limits import _SKEW_THRESHOLD, DEFAULT_LIMITS, Limits, RateLimit, server_count
+from .limits import DEFAULT_LIMITS, METHODS, Limits, RateLimit, server_count
 
 __all__ = ["QuotaBackendError", "RedisLimiter"]
 
@@ -176,6 +176,8 @@ class RedisLimiter:
         self._owns_redis = client is None
         self._where = _redacted(redis_url) if redis_url else "the given Redis client"
         self._config = {**DEFAULT_LIMITS, **(limits or {})}
+        # (emission interval, burst tolerance) in seconds per method; 0 = no bucket
+        self._gcra = {m: _gcra(self._config.get(m)) for m in METHODS}
         self._cap = max_concurrency or 0
         self._prefix = prefix
         self._lease_seconds = lease_seconds
@@ -231,9 +233,7 @@ class RedisLimiter:
         loop = asyncio.get_running_loop()
         started = loop.time()
         lease = _Lease(business_id, method)
-        rate = self._config.get(method)
-        interval = rate.period_seconds / rate.amount if rate else 0.0
-        tolerance = interval * (rate.effective_burst - 1) if rate else 0.0
+        interval, tolerance = self._gcra[method]
         keys = self._keys(business_id, method)
         args: list[float | str] = [interval, tolerance, self._cap, lease.id, self._lease_seconds]
         while True:
@@ -267,17 +267,10 @@ class RedisLimiter:
         if lease.local is not None:
             return await self._fallback.finish(lease.local, status, headers)
         server = server_count(headers) if headers is not None else None
-        remaining = until = ""
-        if server is not None:
-            count, reset_at, date = server
-            skew = date - time.time() if date is not None else 0.0
-            if abs(skew) > _SKEW_THRESHOLD:  # the server's clock is not ours
-                reset_at -= skew
-            remaining, until = str(count), str(reset_at)
+        remaining, until = ("", "") if server is None else (str(server[0]), str(server[1]))
         tat, server_key, slots, flight = self._keys(lease.business_id, lease.method)
         refund = "1" if status is not None and status >= 500 else "0"
-        rate = self._config.get(lease.method)
-        interval = rate.period_seconds / rate.amount if rate else 0.0
+        interval = self._gcra[lease.method][0]
         try:
             answer = await self._finish(
                 keys=[server_key, slots, tat, flight],
@@ -310,6 +303,13 @@ class RedisLimiter:
             exc,
         )
         self._fallback_until = time.monotonic() + _FALLBACK_RETRY
+
+
+def _gcra(rate: RateLimit | None) -> tuple[float, float]:
+    if rate is None:
+        return 0.0, 0.0
+    interval = rate.period_seconds / rate.amount
+    return interval, interval * (rate.effective_burst - 1)
 
 
 def _scaled(rate: RateLimit | None, fraction: float) -> RateLimit | None:
