@@ -12,26 +12,21 @@ import dataclasses
 import random
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import get_args
 from urllib.parse import quote
 
 from ._config import FakeMarketConfig
 from ._wire import (
     MSK,
     ChatInfo,
+    ChatStatus,
     Customer,
     FakeMessage,
     FakePayload,
     FullContext,
 )
 
-STATUSES = (
-    "NEW",
-    "WAITING_FOR_CUSTOMER",
-    "WAITING_FOR_PARTNER",
-    "WAITING_FOR_ARBITER",
-    "WAITING_FOR_MARKET",
-    "FINISHED",
-)
+STATUSES: tuple[str, ...] = get_args(ChatStatus)
 _CONTEXT_CYCLE = ("ORDER", "RETURN", "ORDER", "DIRECT", "ORDER")
 _SENDERS = ("CUSTOMER", "PARTNER", "CUSTOMER", "PARTNER", "MARKET", "SUPPORT", "CUSTOMER")
 _PHRASES = (
