@@ -73,17 +73,21 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest_asyncio.fixture
-async def quota_fake() -> AsyncIterator[FakeServer]:
-    config = FakeMarketConfig(
+def scaled(get_chat: int, max_parallel: int | None = None) -> FakeMarketConfig:
+    """One business, one chat, a `get_chat` quota per 2 s window instead of per hour."""
+    return FakeMarketConfig(
         businesses=(BUSINESS,),
         chats_per_business=1,
         messages_per_chat=5,
         quota_window=WINDOW,
-        quotas={"get_chat": 40},
-        max_parallel=None,
+        quotas={"get_chat": get_chat},
+        max_parallel=max_parallel,
     )
-    async with run_fake_server(config) as fake:
+
+
+@pytest_asyncio.fixture
+async def quota_fake() -> AsyncIterator[FakeServer]:
+    async with run_fake_server(scaled(get_chat=40)) as fake:
         yield fake
 
 
@@ -286,14 +290,7 @@ async def test_cli_sync_shares_quotas_through_redis(
 async def test_other_methods_in_flight_do_not_eat_this_methods_quota(
     redis_server: RedisServer,
 ) -> None:
-    config = FakeMarketConfig(
-        businesses=(BUSINESS,),
-        chats_per_business=1,
-        messages_per_chat=5,
-        quota_window=WINDOW,
-        quotas={"get_chat": 2},
-    )
-    async with run_fake_server(config) as fake:
+    async with run_fake_server(scaled(get_chat=2, max_parallel=4)) as fake:
         chat_id = fake.market.chats(BUSINESS)[0].chat_id
         limits = {"get_chat": RateLimit(1000, WINDOW)}
         async with (
