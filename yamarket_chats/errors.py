@@ -15,6 +15,7 @@ __all__ = [
     "PaginationError",
     "RateLimitError",
     "ServerError",
+    "SinkLockedError",
     "TransportError",
     "UnauthorizedError",
     "YandexMarketError",
@@ -37,6 +38,14 @@ class InvalidRequestError(YandexMarketError, ValueError):
 
 class PaginationError(YandexMarketError):
     """The server returned a page token twice in one walk (a paging loop)."""
+
+
+class SinkLockedError(YandexMarketError):
+    """Another sync holds the sink (a file lock or the database's own lock).
+
+    Two syncs writing one sink would race on its checkpoints; the second one
+    waits up to its ``lock_timeout`` and then raises this, naming the sink.
+    """
 
 
 class TransportError(YandexMarketError):

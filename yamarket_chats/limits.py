@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
-__all__ = ["DEFAULT_LIMITS", "METHODS", "Limiter", "Limits", "RateLimit"]
+__all__ = ["DEFAULT_LIMITS", "METHODS", "Limiter", "Limits", "RateLimit", "WaitTooLong"]
 
 METHODS = (
     "create_chat",
@@ -97,6 +97,20 @@ def _http_date(value: str) -> float:
     return parsedate_to_datetime(value).timestamp()
 
 
+class WaitTooLong(Exception):
+    """Raised by `Limiter.acquire` when the wait would pass the call's deadline.
+
+    Raised at once, before sleeping in vain. ``retry_in``: seconds from now
+    until the quota is known to be free again (``None`` when unknown, e.g.
+    the parallel-request slots are all held). The client turns it into a
+    :class:`~yamarket_chats.errors.RateLimitError` with ``retry_at``.
+    """
+
+    def __init__(self, retry_in: float | None) -> None:
+        super().__init__(f"quota wait past the deadline (free again in {retry_in} s)")
+        self.retry_in = retry_in
+
+
 class Quota:
     """What the client knows of one (business id, method) quota."""
 
@@ -158,8 +172,12 @@ class Limiter(Protocol):
     async def start(self) -> None:
         """Check the backend is usable (called when the client is entered)."""
 
-    async def acquire(self, business_id: int, method: str) -> Any:
-        """Wait until a request may go out; return a lease for `finish`."""
+    async def acquire(self, business_id: int, method: str, deadline: float | None = None) -> Any:
+        """Wait until a request may go out; return a lease for `finish`.
+
+        `deadline` is a ``time.monotonic()`` value: when the request could not
+        go out before it, raise :class:`WaitTooLong` at once instead of waiting.
+        """
 
     async def finish(
         self, lease: Any, status: int | None, headers: Mapping[str, str] | None
@@ -198,8 +216,11 @@ class Limits:
             quota = self._quotas[key] = Quota(self._config.get(method))
         return quota
 
-    async def acquire(self, business_id: int, method: str) -> tuple[int, Quota]:
+    async def acquire(
+        self, business_id: int, method: str, deadline: float | None = None
+    ) -> tuple[int, Quota]:
         """Wait until a request may go out; the caller must `finish` it."""
+        # TODO(client helper): honour `deadline` (raise WaitTooLong up front).
         quota = self._quota(business_id, method)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -232,7 +253,8 @@ class Limits:
             quota.refund()
         server = server_count(headers) if headers is not None else None
         if server is not None:
-            quota.observe(*server)
+            remaining, reset_in = server
+            quota.observe(remaining, time.time() + reset_in)
         quota.in_flight -= 1
         slot = self._slots.get(business_id)
         if slot is not None:
@@ -249,11 +271,12 @@ class Limits:
 
 
 def server_count(headers: Mapping[str, str]) -> tuple[int, float] | None:
-    """`-Remaining` and `-Until` of an answer, if it has them.
+    """`-Remaining`, and the seconds until `-Until`, of an answer if it has them.
 
-    `-Until` comes as epoch seconds on our clock: when the answer's ``Date``
-    shows the server's clock off ours by more than `Date`'s resolution, the
-    reset time is moved by that much.
+    The seconds are counted on the server's own clock (from its ``Date``
+    header when there is one), so the caller can place the reset on whatever
+    clock it keeps: its own, or Redis's ``TIME`` shared by every worker. Two
+    clocks are never compared.
     """
     raw_remaining = headers.get("X-RateLimit-Resource-Remaining")
     raw_until = headers.get("X-RateLimit-Resource-Until")
@@ -264,10 +287,13 @@ def server_count(headers: Mapping[str, str]) -> tuple[int, float] | None:
         until = _http_date(raw_until)
     except (TypeError, ValueError):
         return None  # a malformed header teaches nothing
+    now = time.time()
     raw_date = headers.get("Date")
     if raw_date is not None:
         with contextlib.suppress(TypeError, ValueError):
-            skew = _http_date(raw_date) - time.time()
-            if abs(skew) > _SKEW_THRESHOLD:
-                until -= skew
-    return remaining, until
+            server_now = _http_date(raw_date)
+            # Date has a resolution of one second: within that, our clock is
+            # the finer measure of "now"; beyond it, the server's clock is off.
+            if abs(server_now - now) > _SKEW_THRESHOLD:
+                now = server_now
+    return remaining, max(0.0, until - now)

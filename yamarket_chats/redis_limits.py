@@ -228,8 +228,9 @@ class RedisLimiter:
             f"{base}:{method}:flight",
         ]
 
-    async def acquire(self, business_id: int, method: str) -> _Lease:
+    async def acquire(self, business_id: int, method: str, deadline: float | None = None) -> _Lease:
         """Wait until the shared quota lets a request go out."""
+        # TODO(redis helper): honour `deadline` (raise WaitTooLong up front).
         loop = asyncio.get_running_loop()
         started = loop.time()
         lease = _Lease(business_id, method)
@@ -267,7 +268,11 @@ class RedisLimiter:
         if lease.local is not None:
             return await self._fallback.finish(lease.local, status, headers)
         server = server_count(headers) if headers is not None else None
-        remaining, until = ("", "") if server is None else (str(server[0]), str(server[1]))
+        # TODO(redis helper): ARGV[3] is now seconds until the reset (server's
+        # clock); the script must place it on Redis's TIME, not compare clocks.
+        remaining, until = (
+            ("", "") if server is None else (str(server[0]), str(time.time() + server[1]))
+        )
         tat, server_key, slots, flight = self._keys(lease.business_id, lease.method)
         refund = "1" if status is not None and status >= 500 else "0"
         interval = self._gcra[lease.method][0]
