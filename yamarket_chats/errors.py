@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from .models import ApiErrorDetail
 
 __all__ = [
+    "CLIENT_QUOTA_WAIT",
     "ApiError",
     "BadRequestError",
     "ForbiddenError",
@@ -20,6 +22,10 @@ __all__ = [
     "UnauthorizedError",
     "YandexMarketError",
 ]
+
+
+#: The error code of a `RateLimitError` raised by the client before any request.
+CLIENT_QUOTA_WAIT = "CLIENT_QUOTA_WAIT"
 
 
 class YandexMarketError(Exception):
@@ -96,7 +102,27 @@ class NotFoundError(ApiError):
 
 
 class RateLimitError(ApiError):
-    """420: a quota or the parallel-request cap was hit and retries ran out."""
+    """420: a quota or the parallel-request cap was hit and retries or time ran out.
+
+    ``retry_at`` is when the quota is known to be free again (an aware UTC
+    ``datetime``, e.g. for a ``Retry-After`` header), or ``None`` when unknown
+    (the parallel-request cap). Raised by the client itself, before any request,
+    when waiting for quota or a slot would pass the call's ``max_wait``: then
+    ``status`` is 420 and ``errors`` holds one ``ApiErrorDetail`` with code
+    :data:`CLIENT_QUOTA_WAIT`.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        errors: Sequence[ApiErrorDetail],
+        *,
+        method: str,
+        business_id: int,
+        retry_at: dt.datetime | None = None,
+    ) -> None:
+        super().__init__(status, errors, method=method, business_id=business_id)
+        self.retry_at = retry_at
 
 
 class ServerError(ApiError):

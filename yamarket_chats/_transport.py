@@ -1,0 +1,555 @@
+"""The request loop behind `ChatsClient`: limits, deadline, retries, connections.
+
+Kept apart from the operation methods so that each file has one job: this one
+decides when and how a request goes out, how long a call may take in all
+(``max_wait``), which answers are retried, on which connection, and what is
+counted, logged and reported to hooks. One `Transport` is shared by a client
+and all its ``with_options`` views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import logging
+import random
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from .errors import (
+    CLIENT_QUOTA_WAIT,
+    ApiError,
+    RateLimitError,
+    TransportError,
+    YandexMarketError,
+    error_for_status,
+)
+from .hooks import CallInfo, HookSet
+from .limits import Limiter, WaitTooLong
+from .models import ApiErrorDetail, _Envelope, _ErrorEnvelope
+from .stats import ClientStats, _Counters
+
+__all__ = ["WAIT_WARNING_SECONDS", "Operation", "Policy", "Transport"]
+
+logger = logging.getLogger("yamarket_chats")
+
+T = TypeVar("T")
+
+#: A wait on client-side limits longer than this is logged at WARNING.
+WAIT_WARNING_SECONDS: Final = 1.0
+
+_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
+_UTC = dt.timezone.utc
+
+# Set by `_PoolConnector.connect` in the task that sends a request: whether the
+# connection came from the pool (True) or was opened for it (False).
+_reused: contextvars.ContextVar[bool] = contextvars.ContextVar("yamarket_reused", default=False)
+
+
+class _PoolConnector(aiohttp.TCPConnector):
+    """A pooling connector that tells whether a request got a reused connection.
+
+    A server may close an idle pooled connection just as a request is written
+    to it; such a request never reached the server, so a read is sent again
+    at once on a fresh connection. Only a reused connection can be stale.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._used: weakref.WeakSet[object] = weakref.WeakSet()
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> Any:
+        conn = await super().connect(req, traces, timeout)
+        protocol = conn.protocol
+        used = self._used
+        if protocol in used:
+            _reused.set(True)
+        else:
+            _reused.set(False)
+            used.add(protocol)
+        return conn
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One API operation: its name (the client method), HTTP method and path."""
+
+    name: str
+    http: str
+    path: str
+    # Whether a failure that may have reached the server can be retried: reads
+    # and create_chat (which returns the existing chat) can; sends cannot, and
+    # they always go on a fresh connection.
+    idempotent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How long one call may take and how it retries (a client's or a view's)."""
+
+    timeout: float
+    max_retries: int
+    max_wait: float | None
+    backoff: float
+    max_backoff: float
+
+    @property
+    def rate_limit_retries(self) -> int:
+        """420s retried per call, of either kind: twice ``max_retries``."""
+        return 2 * self.max_retries
+
+
+class Transport:
+    """Sessions, limiter, stats and hooks of one client, and the request loop."""
+
+    def __init__(
+        self,
+        *,
+        auth: Mapping[str, str],
+        base: str,
+        limiter: Limiter,
+        session: aiohttp.ClientSession | None,
+        keep_alive: bool,
+        hooks: HookSet | None,
+    ) -> None:
+        plain = {**auth, "Accept": "application/json"}
+        close = {**plain, "Connection": "close"}
+        # Reads say nothing about the connection when pooling, so the server
+        # decides (and aiohttp obeys its `Connection: close`); sends always
+        # ask for a connection of their own.
+        read = plain if keep_alive else close
+        self._read_headers: Final = (read, {**read, "Content-Type": "application/json"})
+        self._send_headers: Final = (close, {**close, "Content-Type": "application/json"})
+        self._base = base  # ".../v2/businesses/"
+        self.limiter = limiter
+        self.stats = ClientStats()
+        self.hooks = hooks
+        self.keep_alive = keep_alive
+        self._session = session  # the caller's, used as configured
+        self._pooled: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self.closed = False
+
+    # -- sessions --------------------------------------------------------------
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is None:
+            self._loop = loop
+            return
+        raise YandexMarketError(
+            "this ChatsClient was first used in another event loop"
+            f"{' (now closed)' if self._loop.is_closed() else ''}: create the client "
+            "inside the running loop; one client per loop (e.g. in the app's lifespan, "
+            "or once per asyncio.run)"
+        )
+
+    def _fresh_session(self) -> aiohttp.ClientSession:
+        """Our session whose every request opens a new connection and closes it."""
+        session = self._fresh
+        if session is None:
+            connector = aiohttp.TCPConnector(force_close=True, limit=0)
+            session = self._fresh = aiohttp.ClientSession(connector=connector)
+        return session
+
+    def _pooled_session(self) -> aiohttp.ClientSession:
+        session = self._pooled
+        if session is None:
+            session = self._pooled = aiohttp.ClientSession(connector=_PoolConnector(limit=0))
+        return session
+
+    async def close(self) -> None:
+        """Close the sessions this transport made (never a caller's). Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        sessions = [s for s in (self._pooled, self._fresh) if s is not None]
+        self._pooled = self._fresh = None
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            return  # its sockets belong to another loop; nothing can be awaited here
+        for session in sessions:
+            await session.close()
+
+    # -- the request loop ------------------------------------------------------
+
+    async def call(
+        self,
+        op: Operation,
+        policy: Policy,
+        business_id: int,
+        query: str,
+        decoder: msgspec.json.Decoder[_Envelope[T]] | None,
+        body: bytes | None = None,
+        file: tuple[bytes, str, str] | None = None,
+    ) -> T | None:
+        """Send one operation, waiting on limits and retrying per `policy`."""
+        if asyncio.get_running_loop() is not self._loop:
+            self._bind(asyncio.get_running_loop())
+        if self.closed:
+            raise YandexMarketError("this ChatsClient is closed")
+        counters = self.stats._counters(business_id, op.name)
+        counters.calls += 1
+        hooks = self.hooks
+        if hooks is None:
+            try:
+                return await self._send(op, policy, business_id, query, decoder, body, file, None)
+            except YandexMarketError:
+                counters.failed_calls += 1
+                raise
+        call = CallInfo(op.name, business_id, dt.datetime.now(_UTC), policy.max_wait)
+        for hook in hooks.on_start:
+            await hook(call)
+        try:
+            return await self._send(op, policy, business_id, query, decoder, body, file, call)
+        except BaseException as exc:
+            call.error = exc
+            if isinstance(exc, YandexMarketError):
+                counters.failed_calls += 1
+            raise
+        finally:
+            for hook in hooks.on_end:
+                await hook(call)
+
+    async def _send(
+        self,
+        op: Operation,
+        policy: Policy,
+        business_id: int,
+        query: str,
+        decoder: msgspec.json.Decoder[_Envelope[T]] | None,
+        body: bytes | None,
+        file: tuple[bytes, str, str] | None,
+        call: CallInfo | None,
+    ) -> T | None:
+        started = time.monotonic()
+        max_wait = policy.max_wait
+        deadline = None if max_wait is None else started + max_wait
+        own = self._session is None
+        session: aiohttp.ClientSession
+        if not own:
+            assert self._session is not None
+            session = self._session
+        elif op.idempotent and self.keep_alive:
+            session = self._pooled_session()
+        else:
+            session = self._fresh_session()
+        headers = (self._read_headers if op.idempotent else self._send_headers)[body is not None]
+        url = URL(f"{self._base}{business_id}{op.path}{query}", encoded=True)
+        limiter = self.limiter
+        stats = self.stats
+        counters = stats._counters(business_id, op.name)
+        hooks = self.hooks
+        name = op.name
+        full_timeout = self._timeout(policy.timeout)
+        failures = limited = attempts = 0
+        while True:
+            before = time.monotonic()
+            try:
+                lease = await limiter.acquire(business_id, name, deadline)
+            except WaitTooLong as exc:
+                raise self._quota_error(op, business_id, exc.retry_in, max_wait) from None
+            now = time.monotonic()
+            waited = now - before
+            if waited > 0.001:
+                counters.waited_seconds += waited
+                if waited >= WAIT_WARNING_SECONDS:
+                    _warn(name, business_id, "waited on limits", f"{waited:.1f} s")
+                if call is not None and hooks is not None:
+                    call.waited_seconds += waited
+                    for wait_hook in hooks.on_wait:
+                        await wait_hook(call, "limits", waited)
+            timeout = full_timeout
+            if deadline is not None and deadline - now < policy.timeout:
+                timeout = aiohttp.ClientTimeout(total=max(deadline - now, 0.001))
+            data: Any = body
+            if file is not None:
+                data = aiohttp.FormData()
+                data.add_field("file", file[0], filename=file[1], content_type=file[2])
+            attempts += 1
+            stats.requests += 1
+            counters.requests += 1
+            if attempts > 1:
+                stats.retries += 1
+                counters.retries += 1
+            if call is not None and hooks is not None:
+                call.attempts = attempts
+                for hook in hooks.on_request:
+                    await hook(call)
+            status: int | None = None
+            answer_headers = None
+            sent = time.monotonic()
+            try:
+                try:
+                    # A caller's session may raise for status or follow
+                    # redirects (carrying the Api-Key to another host): not here.
+                    async with session.request(
+                        op.http,
+                        url,
+                        data=data,
+                        headers=headers,
+                        timeout=timeout,
+                        raise_for_status=False,
+                        allow_redirects=False,
+                    ) as resp:
+                        status = resp.status
+                        raw = await resp.read()
+                        answer_headers = resp.headers
+                finally:  # before any backoff below: a sleeping retry holds no slot
+                    reset_in = await limiter.finish(lease, status, answer_headers)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                elapsed = time.monotonic() - sent
+                counters.transport_errors += 1
+                _log(name, business_id, type(exc).__name__, elapsed)
+                if call is not None and hooks is not None:
+                    for response_hook in hooks.on_response:
+                        await response_hook(call, None, elapsed, exc)
+                if (
+                    own
+                    and op.idempotent
+                    and session is self._pooled
+                    and isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError))
+                    and not isinstance(exc, aiohttp.ClientConnectorError)
+                    and _reused.get()
+                ):
+                    # The server had closed the pooled connection: the request
+                    # never reached it. Again at once, on a new connection.
+                    session = self._fresh_session()
+                    continue
+                # Only a connection that never opened certainly did not reach
+                # the server; anything later may have been acted on.
+                retry = op.idempotent or isinstance(exc, aiohttp.ClientConnectorError)
+                if isinstance(exc, aiohttp.InvalidURL):
+                    retry = False  # a bad base_url does not get better
+                message = _describe(exc)
+                if timeout is not full_timeout and isinstance(exc, asyncio.TimeoutError):
+                    message = f"max_wait of {max_wait:g} s ran out during the request"
+                    retry = False
+                error = TransportError(message, method=name, business_id=business_id)
+                if not retry or failures >= policy.max_retries:
+                    raise error from exc
+                failures += 1
+                await self._backoff(
+                    call,
+                    counters,
+                    op,
+                    business_id,
+                    policy,
+                    failures,
+                    deadline,
+                    type(exc).__name__,
+                    error,
+                    exc,
+                )
+                continue
+            elapsed = time.monotonic() - sent
+            counters.answered(status, elapsed, answer_headers)
+            _log(name, business_id, status, elapsed)
+            if call is not None and hooks is not None:
+                call.status = status
+                for response_hook in hooks.on_response:
+                    await response_hook(call, status, elapsed, None)
+
+            if status < 300:
+                if decoder is None:
+                    _check_send_envelope(raw, status, name, business_id)
+                    return None  # sends answer an empty envelope; the status says it all
+                try:
+                    envelope = decoder.decode(raw)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    error = TransportError(
+                        f"unreadable answer ({exc})", method=name, business_id=business_id
+                    )
+                    if failures >= policy.max_retries:
+                        raise error from exc
+                    failures += 1
+                    await self._backoff(
+                        call,
+                        counters,
+                        op,
+                        business_id,
+                        policy,
+                        failures,
+                        deadline,
+                        "unreadable answer",
+                        error,
+                        exc,
+                    )
+                    continue
+                if envelope.status == "ERROR":
+                    raise error_for_status(
+                        status, envelope.errors or [], method=name, business_id=business_id
+                    )
+                return envelope.result
+
+            api_error = _api_error(status, raw, name, business_id)
+            if status == 420:
+                stats.rate_limited += 1
+                if call is not None:
+                    call.rate_limited += 1
+                if reset_in > 0:
+                    counters.quota_420 += 1
+                    assert isinstance(api_error, RateLimitError)
+                    api_error.retry_at = dt.datetime.now(_UTC) + dt.timedelta(seconds=reset_in)
+                    if limited >= policy.rate_limit_retries or (
+                        deadline is not None and time.monotonic() + reset_in > deadline
+                    ):
+                        _warn(
+                            name,
+                            business_id,
+                            "420, quota spent",
+                            f"free again in {reset_in:.1f} s; giving up",
+                        )
+                        raise api_error
+                    limited += 1
+                    _warn(
+                        name,
+                        business_id,
+                        "420, quota spent",
+                        f"waiting {reset_in:.1f} s for -Until",
+                    )
+                    continue  # acquire() waits for -Until
+                counters.parallel_420 += 1
+                if limited >= policy.rate_limit_retries:
+                    _warn(
+                        name,
+                        business_id,
+                        "420, quota left (parallel cap)",
+                        "retries used up; giving up",
+                    )
+                    raise api_error
+                limited += 1
+                await self._backoff(
+                    call,
+                    counters,
+                    op,
+                    business_id,
+                    policy,
+                    limited,
+                    deadline,
+                    "420 parallel cap",
+                    api_error,
+                    None,
+                )
+                continue
+            if status >= 500 and op.idempotent and failures < policy.max_retries:
+                failures += 1
+                await self._backoff(
+                    call,
+                    counters,
+                    op,
+                    business_id,
+                    policy,
+                    failures,
+                    deadline,
+                    f"HTTP {status}",
+                    api_error,
+                    None,
+                )
+                continue
+            raise api_error
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
+
+    async def _backoff(
+        self,
+        call: CallInfo | None,
+        counters: _Counters,
+        op: Operation,
+        business_id: int,
+        policy: Policy,
+        attempt: int,
+        deadline: float | None,
+        reason: str,
+        error: YandexMarketError,
+        cause: BaseException | None,
+    ) -> None:
+        """Sleep before retry number `attempt`, or raise `error` if that passes the deadline."""
+        delay = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
+        delay = delay / 2 + random.uniform(0, delay / 2)
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            _warn(op.name, business_id, reason, f"no time left in max_wait={policy.max_wait:g} s")
+            if isinstance(error, RateLimitError) and error.retry_at is None:
+                error.retry_at = dt.datetime.now(_UTC) + dt.timedelta(seconds=delay)
+            raise error from cause
+        _warn(op.name, business_id, reason, f"retry in {delay:.2f} s")
+        counters.backoff_seconds += delay
+        if call is not None and self.hooks is not None:
+            call.waited_seconds += delay
+            for hook in self.hooks.on_retry:
+                await hook(call, reason, delay)
+        await asyncio.sleep(delay)
+
+    @staticmethod
+    def _quota_error(
+        op: Operation, business_id: int, retry_in: float | None, max_wait: float | None
+    ) -> RateLimitError:
+        if retry_in is None:
+            what = "every parallel-request slot stayed busy"
+            retry_at = None
+        else:
+            what = f"the quota is spent for {retry_in:.1f} s more"
+            retry_at = dt.datetime.now(_UTC) + dt.timedelta(seconds=retry_in)
+        message = f"{what}, past max_wait={max_wait:g} s; nothing was sent"
+        _warn(op.name, business_id, "client-side quota wait", message)
+        return RateLimitError(
+            420,
+            [ApiErrorDetail(code=CLIENT_QUOTA_WAIT, message=message)],
+            method=op.name,
+            business_id=business_id,
+            retry_at=retry_at,
+        )
+
+
+def _api_error(status: int, raw: bytes, method: str, business_id: int) -> ApiError:
+    try:
+        errors = _error_decoder.decode(raw).errors or []
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        errors = []
+    return error_for_status(status, errors, method=method, business_id=business_id)
+
+
+def _check_send_envelope(raw: bytes, status: int, method: str, business_id: int) -> None:
+    """A send's 2xx may still carry ``"status": "ERROR"``: that is a refusal."""
+    if not raw:
+        return
+    try:
+        envelope = _error_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return  # no envelope to read; the status says it all
+    if envelope.status == "ERROR":
+        raise error_for_status(
+            status, envelope.errors or [], method=method, business_id=business_id
+        )
+
+
+def _log(method: str, business_id: int, outcome: object, elapsed: float) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s business=%d -> %s in %.3fs", method, business_id, outcome, elapsed)
+
+
+def _warn(method: str, business_id: int, what: str, then: str) -> None:
+    logger.warning("%s business=%d: %s; %s", method, business_id, what, then)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "request timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

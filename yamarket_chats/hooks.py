@@ -1,0 +1,101 @@
+"""Request hooks: let users see every operation, attempt, retry and wait.
+
+Pass ``ChatsClient(..., hooks=MyHooks())`` (or a list of them). A hook object
+has any of the methods of :class:`ClientHooks`; subclass it and override the
+ones you need. Each is an ``async def`` awaited inline by the request loop, in
+the task that made the call (so ``contextvars`` such as the current
+OpenTelemetry span carry over from ``on_start`` to ``on_end``); keep them
+quick, and do not raise from them. With no hooks the loop skips all of this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CallInfo", "ClientHooks"]
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """One operation of the client (a page of a walk is one), as hooks see it.
+
+    The request loop updates it as the call goes; ``data`` is free for hooks
+    to keep their own state in (e.g. a span) between ``on_start`` and ``on_end``.
+    """
+
+    method: str  #: the operation, e.g. ``"get_chat_history"``
+    business_id: int
+    started: dt.datetime  #: when the call began (aware UTC)
+    max_wait: float | None  #: the call's deadline in seconds from ``started``
+    attempts: int = 0  #: HTTP requests sent so far
+    rate_limited: int = 0  #: 420 answers so far
+    waited_seconds: float = 0.0  #: on limits and backoffs so far
+    status: int | None = None  #: the last HTTP status (``None``: no answer yet)
+    error: BaseException | None = None  #: what the call raised (set before ``on_end``)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ClientHooks:
+    """No-op hooks: subclass and override what you need (all are optional)."""
+
+    async def on_start(self, call: CallInfo) -> None:
+        """An operation begins (before any wait)."""
+
+    async def on_request(self, call: CallInfo) -> None:
+        """A request is about to be sent; ``call.attempts`` is its number (1-based)."""
+
+    async def on_response(
+        self, call: CallInfo, status: int | None, seconds: float, error: BaseException | None
+    ) -> None:
+        """A request ended: its status (``None`` and ``error`` set when no answer came)."""
+
+    async def on_retry(self, call: CallInfo, reason: str, delay: float) -> None:
+        """The call will send again after sleeping ``delay`` seconds, because of ``reason``."""
+
+    async def on_wait(self, call: CallInfo, reason: str, seconds: float) -> None:
+        """The call waited ``seconds`` on client-side limits (buckets, ``-Until``, slots)."""
+
+    async def on_end(self, call: CallInfo) -> None:
+        """The operation ended; ``call.error`` is what it raised, if anything."""
+
+
+_NAMES = ("on_start", "on_request", "on_response", "on_retry", "on_wait", "on_end")
+
+
+_Hook = Callable[..., Awaitable[None]]
+
+
+class HookSet:
+    """The hooks of one client, grouped by event; only overridden ones are kept."""
+
+    on_start: tuple[_Hook, ...]
+    on_request: tuple[_Hook, ...]
+    on_response: tuple[_Hook, ...]
+    on_retry: tuple[_Hook, ...]
+    on_wait: tuple[_Hook, ...]
+    on_end: tuple[_Hook, ...]
+
+    def __init__(self, hooks: Sequence[object]) -> None:
+        for name in _NAMES:
+            found: list[_Hook] = []
+            for hook in hooks:
+                method = getattr(hook, name, None)
+                base = getattr(ClientHooks, name)
+                if method is None or getattr(method, "__func__", None) is base:
+                    continue
+                if not callable(method):
+                    raise TypeError(f"hooks: {type(hook).__name__}.{name} is not callable")
+                found.append(method)
+            setattr(self, name, tuple(found))
+
+    @staticmethod
+    def build(hooks: object | Sequence[object] | None) -> HookSet | None:
+        """A `HookSet`, or ``None`` when there is nothing to call."""
+        if hooks is None:
+            return None
+        items = list(hooks) if isinstance(hooks, (list, tuple)) else [hooks]
+        built = HookSet(items)
+        return built if any(getattr(built, name) for name in _NAMES) else None
