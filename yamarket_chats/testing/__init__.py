@@ -10,6 +10,7 @@ from ._faults import FAULT_KINDS, Fault, Faults
 from ._journal import Journal, JournalEntry
 from ._notify import FakeNotifier, NotificationDelivery
 from ._server import FakeServer, run_fake_server
+from ._tls import SelfSignedTLS, self_signed_tls
 from ._wire import FakeMessage, FakePayload
 
 __all__ = [
@@ -28,5 +29,7 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "NotificationDelivery",
+    "SelfSignedTLS",
     "run_fake_server",
+    "self_signed_tls",
 ]

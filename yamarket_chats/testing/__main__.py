@@ -33,6 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-limits", action="store_true", help="no quotas, no parallel cap")
     parser.add_argument("--quota-window", type=float, default=3600.0, help="seconds")
     parser.add_argument("--keep-alive", action="store_true", help="keep connections open")
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --keep-alive: close a connection idle this long",
+    )
+    parser.add_argument(
+        "--max-requests-per-connection",
+        type=int,
+        metavar="N",
+        help="with --keep-alive: answer N requests on a connection, then drop the next one on it",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> FakeMarketConfig:
@@ -49,6 +61,8 @@ def config_from_args(args: argparse.Namespace) -> FakeMarketConfig:
         limits_enabled=not args.no_limits,
         quota_window=args.quota_window,
         keep_alive=args.keep_alive,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_requests_per_connection=args.max_requests_per_connection,
     )
 
 

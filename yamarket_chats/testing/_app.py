@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ._config import FakeMarketConfig
+from ._connections import ConnectionBook
 from ._data import FakeChat, FakeMarket
 from ._faults import Fault, Faults, add_extra_fields, replace_enums
 from ._journal import Journal, JournalEntry
@@ -151,6 +152,7 @@ class FakeApi:
         self.faults = faults
         self.quotas = QuotaBook(config)
         self.gate = ParallelGate(config.max_parallel if config.limits_enabled else None)
+        self.connections = ConnectionBook()
         self._secrets: dict[str, frozenset[int] | None] = {}
         self._secrets.update({f"key:{k}": v for k, v in config.api_keys.items()})
         self._secrets.update({f"bearer:{k}": v for k, v in config.oauth_tokens.items()})
@@ -196,6 +198,15 @@ class FakeApi:
             started=time.monotonic(),
         )
         self.journal.append(entry)
+        connection = self.connections.request_on(request.transport)
+        entry.connection = connection.id
+        limit = self.config.max_requests_per_connection
+        if limit is not None and connection.requests > limit:
+            # This connection counts as closed by the server: the client reused
+            # a stale pooled connection and gets no answer.
+            entry.fault = "stale_connection"
+            entry.finished = time.monotonic()
+            return self._drop(request)
         business_id: int | None = None
         admitted = False
         window: int | None = None

@@ -42,6 +42,15 @@ class FakeMarketConfig:
     access (``None``: every business of the fake). ``quotas`` overrides the
     per-operation request quotas of one ``quota_window`` (seconds).
     ``max_parallel`` caps in-flight requests per business (``None``: no cap).
+
+    Connections: with ``keep_alive`` False (the real API's behaviour) every
+    answer says ``Connection: close``; with True the fake keeps connections
+    open. ``keep_alive_timeout`` closes a kept-alive connection idle that many
+    seconds (``None``: aiohttp's default, about an hour).
+    ``max_requests_per_connection`` answers that many requests on a connection,
+    then treats it as closed: the next request arriving on it is dropped
+    unanswered (journalled with ``fault="stale_connection"``), as when a server
+    closes an idle connection just as the client reuses it.
     """
 
     businesses: tuple[int, ...] = (1001,)
@@ -59,6 +68,8 @@ class FakeMarketConfig:
     quotas: Mapping[str, int] = dataclasses.field(default_factory=dict)
     max_parallel: int | None = 4
     keep_alive: bool = False
+    keep_alive_timeout: float | None = None
+    max_requests_per_connection: int | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.quotas) - set(OPERATIONS)
@@ -68,6 +79,16 @@ class FakeMarketConfig:
             raise ValueError("business ids must be >= 1")
         if self.quota_window <= 0:
             raise ValueError("quota_window must be > 0")
+        if self.keep_alive_timeout is not None and self.keep_alive_timeout <= 0:
+            raise ValueError("keep_alive_timeout must be > 0 (or None)")
+        if self.max_requests_per_connection is not None and self.max_requests_per_connection < 1:
+            raise ValueError("max_requests_per_connection must be >= 1 (or None)")
+        if not self.keep_alive and (
+            self.keep_alive_timeout is not None or self.max_requests_per_connection is not None
+        ):
+            raise ValueError(
+                "keep_alive_timeout and max_requests_per_connection need keep_alive=True"
+            )
 
     def quota(self, operation: str) -> int:
         """The request quota of ``operation`` per window."""

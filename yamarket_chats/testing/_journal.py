@@ -14,7 +14,9 @@ class JournalEntry:
     ``status`` is ``None`` when the connection was dropped without an answer;
     ``body`` is the decoded JSON body, or for a file upload a summary
     ``{"file": {"filename", "size", "content_type"}}``; ``started`` and
-    ``finished`` are ``time.monotonic()`` values.
+    ``finished`` are ``time.monotonic()`` values. ``connection`` numbers the
+    TCP connection that carried the request (1, 2, ... in the order connections
+    carried their first request; equal ids mean a reused connection).
     """
 
     method: str
@@ -27,6 +29,7 @@ class JournalEntry:
     status: int | None = None
     finished: float | None = None
     fault: str | None = None
+    connection: int = 0
 
 
 class Journal:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -18,15 +21,29 @@ from ._notify import FakeNotifier
 class FakeServer:
     """A running fake: its base ``url``, credentials, state, journal and faults."""
 
-    def __init__(self, config: FakeMarketConfig, url: str, api: FakeApi) -> None:
+    def __init__(
+        self, config: FakeMarketConfig, url: str, api: FakeApi, http: web.Server | None = None
+    ) -> None:
         self.config = config
-        #: Base URL without a trailing slash, e.g. ``http://127.0.0.1:40123``.
+        #: Base URL without a trailing slash, e.g. ``http://127.0.0.1:40123``
+        #: (``https://`` when served with an ``ssl_context``).
         self.url = url
         self.market: FakeMarket = api.market
         self.journal: Journal = api.journal
         self.faults: Faults = api.faults
         self._api = api
+        self._http = http
         self._notifier: FakeNotifier | None = None
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (each journal entry names its ``connection``)."""
+        return self._api.connections.opened
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open right now (kept alive, or carrying a request)."""
+        return 0 if self._http is None else len(self._http.connections)
 
     @property
     def api_key(self) -> str:
@@ -91,11 +108,22 @@ class FakeServer:
 
 @contextlib.asynccontextmanager
 async def run_fake_server(
-    config: FakeMarketConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    config: FakeMarketConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[FakeServer]:
-    """Serve a fake Market API on ``host:port`` (0: a free port) for the ``async with`` block."""
+    """Serve a fake Market API on ``host:port`` (0: a free port) for the ``async with`` block.
+
+    With ``ssl_context`` (a server-side context, e.g. ``self_signed_tls().server_context``)
+    the fake speaks HTTPS and its ``url`` starts with ``https://``.
+    """
     config = config or FakeMarketConfig()
     api = FakeApi(config, FakeMarket(config), Journal(), Faults(config.seed))
+    options: dict[str, Any] = {}
+    if config.keep_alive_timeout is not None:
+        options["keepalive_timeout"] = config.keep_alive_timeout
     # aiohttp answers a request line over 8 KiB itself, in plain text; a long
     # query must reach the handlers and get the API's JSON 400 instead.
     runner = web.AppRunner(
@@ -104,21 +132,31 @@ async def run_fake_server(
         handle_signals=False,
         max_line_size=1 << 20,
         max_field_size=1 << 20,
+        **options,
     )
     await runner.setup()
+    http = runner.server
+    assert http is not None
     server: FakeServer | None = None
+    listener: asyncio.AbstractServer | None = None
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
+        # aiohttp's low-level server is the protocol factory (what TCPSite passes
+        # to create_server); wrapping it counts every accepted connection.
+        listener = await asyncio.get_running_loop().create_server(
+            api.connections.counting(http), host, port, ssl=ssl_context
+        )
+        bound_host, bound_port = listener.sockets[0].getsockname()[:2]
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-        url = f"http://{url_host}:{bound_port}"
+        scheme = "http" if ssl_context is None else "https"
+        url = f"{scheme}://{url_host}:{bound_port}"
         api.market.base_url = url
-        server = FakeServer(config, url, api)
+        server = FakeServer(config, url, api, http)
         yield server
     finally:
         try:
             if server is not None:
                 await server.stop_notifying()
         finally:
+            if listener is not None:
+                listener.close()
             await runner.cleanup()
