@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
+import copy
+import dataclasses
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import msgspec
-from yarl import URL
 
-from .errors import (
-    ApiError,
-    InvalidRequestError,
-    TransportError,
-    YandexMarketError,
-    error_for_status,
-)
+from . import _validate
+from ._transport import Operation, Policy, Transport
+from ._validate import MAX_CHATS_PAGE, MAX_HISTORY_PAGE
+from .errors import InvalidRequestError, TransportError
 from .files import FileInput, read_upload
-from .limits import DEFAULT_LIMITS, METHODS, Limiter, Limits, RateLimit
+from .hooks import ClientHooks, HookSet
+from .limits import DEFAULT_LIMITS, Limiter, Limits, RateLimit
 from .models import (
     Chat,
     ChatContext,
@@ -31,54 +27,29 @@ from .models import (
     ChatMessage,
     ChatsPage,
     CreateChatResult,
-    _ChatsFilter,
-    _CreateChatBody,
     _Envelope,
-    _ErrorEnvelope,
-    _HistoryBody,
-    _MessageBody,
 )
 from .pagination import PageIterator
+from .stats import ClientStats
 
 __all__ = ["ChatsClient", "ClientStats"]
 
-logger = logging.getLogger("yamarket_chats")
+# A page token of only these characters (RFC 3986 "unreserved") goes in a
+# query as it is; quoting costs more than this check.
+_url_safe = re.compile(r"[A-Za-z0-9._~-]+").fullmatch
 
 T = TypeVar("T")
 
-MAX_MESSAGE_CHARS: Final = 4096
-MAX_CHATS_PAGE: Final = 20
-MAX_HISTORY_PAGE: Final = 100
-# A 420 is waited out rather than counted against max_retries; this only stops
-# a server that never lets a request through from holding a task forever.
-_MAX_RATE_LIMIT_WAITS: Final = 100
-
 _encode = msgspec.json.Encoder().encode
-_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(_Envelope[cls])  # type: ignore[valid-type]
     for cls in (Chat, ChatsPage, ChatHistoryPage, ChatMessage, CreateChatResult)
 }
 
 
-@dataclass
-class ClientStats:
-    """Counters of one client, for progress displays and benchmarks."""
-
-    requests: int = 0  #: HTTP requests sent, retries included
-    retries: int = 0  #: requests sent again after a failure or a 420
-    rate_limited: int = 0  #: 420 answers received
-    waited_seconds: float = 0.0  #: time spent waiting on client-side limits
-
-
-@dataclass(frozen=True, slots=True)
-class _Op:
-    name: str
-    http: str
-    path: str
-    # Whether a failure that may have reached the server can be retried: reads
-    # and create_chat (which returns the existing chat) can; sends cannot.
-    idempotent: bool
+_Op = Operation
+# Options a view leaves as its parent's.
+_SAME: Any = object()
 
 
 _OPS: Final = {
@@ -93,41 +64,6 @@ _OPS: Final = {
         _Op("send_file_to_chat", "POST", "/chats/file/send", False),
     )
 }
-
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequestError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _page_limit(value: int | None, maximum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise InvalidRequestError(f"limit must be an integer in 1..{maximum}, got {value!r}")
-    return value
-
-
-def _filter(name: str, values: Sequence[T] | None) -> list[T] | None:
-    if values is None:
-        return None
-    if isinstance(values, (str, bytes)):
-        raise InvalidRequestError(f"{name} must be a list, not a single string")
-    items = list(values)
-    if not items:
-        raise InvalidRequestError(f"{name} must hold at least 1 item; pass None for no filter")
-    if len({str(i) if isinstance(i, str) else repr(i) for i in items}) != len(items):
-        raise InvalidRequestError(f"{name} must not repeat an item (the API wants unique items)")
-    return items
-
-
-def _check_context(name: str, context: ChatContext) -> None:
-    if not isinstance(context, ChatContext):
-        raise InvalidRequestError(f"{name} must be a ChatContext, got {type(context).__name__}")
-    _positive(f"{name}.id", context.id)
-    if context.type not in ("ORDER", "RETURN"):
-        raise InvalidRequestError(f"{name}.type must be ORDER or RETURN, got {context.type!r}")
 
 
 class ChatsClient:
@@ -155,6 +91,18 @@ class ChatsClient:
         :class:`~yamarket_chats.redis_limits.RedisLimiter` shared by several
         workers (configure its limits and concurrency on it). The caller owns
         it and closes it.
+    :param max_wait: seconds one call may take in all: waits for quota and
+        slots, attempts and backoffs (``None``: no bound, for bulk jobs). A
+        call that cannot finish in time raises at once rather than sleeping
+        in vain: `RateLimitError` (with ``retry_at``) for a quota or slot
+        wait, `TransportError` or the last error when attempts ran out of time.
+    :param keep_alive: let reads reuse pooled connections when the server
+        allows it; sends always go on a fresh connection. ``False``: every
+        request opens and closes its own connection. (A caller's `session`
+        is used as configured.)
+    :param hooks: a :class:`~yamarket_chats.hooks.ClientHooks` (or a list of
+        them) told of every operation, request, retry and wait, e.g.
+        :class:`~yamarket_chats.otel.TracingHooks`.
     """
 
     def __init__(
@@ -171,29 +119,26 @@ class ChatsClient:
         backoff: float = 0.5,
         max_backoff: float = 60.0,
         limiter: Limiter | None = None,
+        max_wait: float | None = 60.0,
+        keep_alive: bool = True,
+        hooks: ClientHooks | Sequence[ClientHooks] | None = None,
     ) -> None:
-        if (api_key is None) == (oauth_token is None):
-            raise InvalidRequestError("pass exactly one of api_key or oauth_token")
-        secret = api_key if api_key is not None else oauth_token
-        if not isinstance(secret, str) or not secret.strip():
-            raise InvalidRequestError("api_key/oauth_token must be a non-empty string")
-        unknown = set(limits or ()) - set(METHODS)
-        if unknown:
-            raise InvalidRequestError(
-                f"limits has unknown method names {sorted(unknown)}; known: {', '.join(METHODS)}"
-            )
-        if max_concurrency is not None and max_concurrency < 1:
-            raise InvalidRequestError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_retries < 0:
-            raise InvalidRequestError(f"max_retries must be >= 0, got {max_retries}")
-        if not timeout > 0:
-            raise InvalidRequestError(f"timeout must be > 0 seconds, got {timeout}")
+        secret = _validate.credentials(api_key, oauth_token)
+        _validate.client_options(
+            base_url=base_url,
+            limits=limits,
+            max_concurrency=max_concurrency,
+            max_retries=max_retries,
+            timeout=timeout,
+            session=session,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            limiter=limiter,
+            max_wait=max_wait,
+            keep_alive=keep_alive,
+        )
         auth = {"Api-Key": secret} if api_key is not None else {"Authorization": f"Bearer {secret}"}
-        # The API does not keep connections alive; saying so up front stops
-        # aiohttp from pooling a socket the server is about to close.
-        self._headers: Final = {**auth, "Accept": "application/json", "Connection": "close"}
-        self._json_headers: Final = {**self._headers, "Content-Type": "application/json"}
-        self._base = base_url.rstrip("/") + "/v2/businesses/"
+        self._base = _validate.base_url(base_url) + "/v2/businesses/"
         if limiter is not None and (limits is not None or max_concurrency != 4):
             raise InvalidRequestError(
                 "pass limits and max_concurrency to the limiter, not to ChatsClient"
@@ -203,14 +148,16 @@ class ChatsClient:
             if limiter is not None
             else Limits({**DEFAULT_LIMITS, **(limits or {})}, max_concurrency)
         )
-        self._max_retries = max_retries
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._backoff = backoff
-        self._max_backoff = max_backoff
-        self._session = session
-        self._owns_session = session is None
-        self._closed = False
-        self._stats = ClientStats()
+        self._policy = Policy(timeout, max_retries, max_wait, backoff, max_backoff)
+        self._transport = Transport(
+            auth=auth,
+            base=self._base,
+            limiter=self._limits,
+            session=session,
+            keep_alive=keep_alive,
+            hooks=HookSet.build(hooks),
+        )
+        self._is_view = False
         self._auth_kind = "api_key" if api_key is not None else "oauth_token"
         self._base_url = base_url
 
@@ -219,14 +166,41 @@ class ChatsClient:
 
     @property
     def stats(self) -> ClientStats:
-        """Counters of requests, retries, 420s and waits since the client was made."""
-        self._stats.waited_seconds = self._limits.waited
-        return self._stats
+        """Counters since the client was made (views included); ``.snapshot()`` for detail."""
+        transport = self._transport
+        transport.stats.waited_seconds = transport.limiter.waited
+        return transport.stats
+
+    def with_options(
+        self,
+        *,
+        timeout: float = _SAME,
+        max_retries: int = _SAME,
+        max_wait: float | None = _SAME,
+    ) -> ChatsClient:
+        """A view of this client with other per-call options, e.g. for a web handler.
+
+        The view shares the session, limits, stats and hooks of this client
+        (no second bucket, no second connection pool), costs next to nothing
+        to make, and closing it closes nothing. Options left out stay as they are.
+        """
+        changes: dict[str, Any] = {}
+        if timeout is not _SAME:
+            changes["timeout"] = _validate.timeout(timeout)
+        if max_retries is not _SAME:
+            changes["max_retries"] = _validate.retries(max_retries)
+        if max_wait is not _SAME:
+            changes["max_wait"] = _validate.max_wait(max_wait)
+        view = copy.copy(self)
+        view._policy = dataclasses.replace(self._policy, **changes)
+        view._is_view = True
+        return view
 
     # -- lifecycle -----------------------------------------------------------
 
     async def __aenter__(self) -> ChatsClient:
-        await self._limits.start()
+        if not self._is_view:
+            await self._limits.start()
         return self
 
     async def __aexit__(
@@ -238,23 +212,13 @@ class ChatsClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the client's own session (never a caller's). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_session and self._session is not None:
-            await self._session.close()
+        """Close the client's own sessions (never a caller's). Idempotent.
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise YandexMarketError("this ChatsClient is closed")
-        session = self._session
-        if session is None:
-            connector = aiohttp.TCPConnector(force_close=True, limit=0)
-            session = self._session = aiohttp.ClientSession(connector=connector)
-        return session
-
-    # -- the request loop ----------------------------------------------------
+        Closing a `with_options` view does nothing: the client it came from
+        owns the sessions.
+        """
+        if not self._is_view:
+            await self._transport.close()
 
     async def _call(
         self,
@@ -265,108 +229,8 @@ class ChatsClient:
         body: bytes | None = None,
         file: tuple[bytes, str, str] | None = None,
     ) -> T | None:
-        """Send one operation, waiting on limits and retrying per the policy."""
-        session = self._get_session()
-        url = URL(f"{self._base}{business_id}{op.path}{query}", encoded=True)
-        headers = self._headers if body is None else self._json_headers
-        limits = self._limits
-        stats = self._stats
-        failures = rate_limited = 0
-        while True:
-            lease = await limits.acquire(business_id, op.name)
-            data: Any = body
-            if file is not None:
-                data = aiohttp.FormData()
-                data.add_field("file", file[0], filename=file[1], content_type=file[2])
-            if failures or rate_limited:
-                stats.retries += 1
-            stats.requests += 1
-            started = asyncio.get_running_loop().time()
-            status: int | None = None
-            answer_headers = None
-            try:
-                try:
-                    # A caller's session may raise for status or follow
-                    # redirects (carrying the Api-Key to another host): not here.
-                    async with session.request(
-                        op.http,
-                        url,
-                        data=data,
-                        headers=headers,
-                        timeout=self._timeout,
-                        raise_for_status=False,
-                        allow_redirects=False,
-                    ) as resp:
-                        status = resp.status
-                        raw = await resp.read()
-                        answer_headers = resp.headers
-                finally:  # before any backoff below: a sleeping retry holds no slot
-                    reset_in = await limits.finish(lease, status, answer_headers)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                self._log(op, business_id, type(exc).__name__, started)
-                # Only a connection that never opened certainly did not reach
-                # the server; anything later may have been acted on.
-                retry = op.idempotent or isinstance(exc, aiohttp.ClientConnectorError)
-                if isinstance(exc, aiohttp.InvalidURL):
-                    retry = False  # a bad base_url does not get better
-                if not retry or failures >= self._max_retries:
-                    raise TransportError(
-                        _describe(exc), method=op.name, business_id=business_id
-                    ) from exc
-                failures += 1
-                await self._backoff_sleep(failures)
-                continue
-            self._log(op, business_id, status, started)
-
-            if status < 300:
-                if decoder is None:
-                    return None  # sends answer an empty envelope; the status says it all
-                try:
-                    return decoder.decode(raw).result
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    if failures >= self._max_retries:
-                        raise TransportError(
-                            f"unreadable answer ({exc})", method=op.name, business_id=business_id
-                        ) from exc
-                    failures += 1
-                    await self._backoff_sleep(failures)
-                    continue
-
-            error = self._api_error(status, raw, op.name, business_id)
-            if status == 420:
-                stats.rate_limited += 1
-                if self._max_retries == 0 or rate_limited >= _MAX_RATE_LIMIT_WAITS:
-                    raise error
-                rate_limited += 1
-                if reset_in <= 0:
-                    # Quota left (the parallel cap, hit by another process
-                    # sharing the cabinet) or nothing known: back off. When
-                    # the quota is spent, acquire() waits for -Until instead.
-                    await self._backoff_sleep(rate_limited)
-                continue
-            if status >= 500 and op.idempotent and failures < self._max_retries:
-                failures += 1
-                await self._backoff_sleep(failures)
-                continue
-            raise error
-
-    async def _backoff_sleep(self, attempt: int) -> None:
-        delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1))
-        await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))
-
-    @staticmethod
-    def _api_error(status: int, raw: bytes, method: str, business_id: int) -> ApiError:
-        try:
-            errors = _error_decoder.decode(raw).errors or []
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            errors = []
-        return error_for_status(status, errors, method=method, business_id=business_id)
-
-    @staticmethod
-    def _log(op: _Op, business_id: int, outcome: object, started: float) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            elapsed = asyncio.get_running_loop().time() - started
-            logger.debug("%s business=%d -> %s in %.3fs", op.name, business_id, outcome, elapsed)
+        """Send one operation under this client's (or view's) options."""
+        return await self._transport.call(op, self._policy, business_id, query, decoder, body, file)
 
     # -- the operations ------------------------------------------------------
 
@@ -377,15 +241,13 @@ class ChatsClient:
         order_id: int | None = None,
         context: ChatContext | None = None,
     ) -> CreateChatResult:
-        """Start a chat about an order or a return, or get the one that exists."""
-        _positive("business_id", business_id)
-        if (order_id is None) == (context is None):
-            raise InvalidRequestError("create_chat needs exactly one of order_id or context")
-        if order_id is not None:
-            _positive("order_id", order_id)
-        if context is not None:
-            _check_context("context", context)
-        body = _encode(_CreateChatBody(order_id=order_id, context=context))
+        """Start a chat about an order or a return, or get the one that exists.
+
+        Pass `context` (an order or a return), the deprecated `order_id`, or
+        both as the spec allows; at least one is required.
+        """
+        _validate.positive_id("business_id", business_id)
+        body = _encode(_validate.create_chat_body(order_id, context))
         return await self._result(_OPS["create_chat"], business_id, "", CreateChatResult, body)
 
     async def get_chats(
@@ -401,15 +263,20 @@ class ChatsClient:
         limit: int | None = None,
     ) -> ChatsPage:
         """One page of the business's chats, filtered (``limit``: 1..20)."""
-        _positive("business_id", business_id)
-        body = self._chats_filter(order_ids, contexts, context_types, types, statuses)
-        query = _query(None, None, page_token, _page_limit(limit, MAX_CHATS_PAGE))
+        _validate.positive_id("business_id", business_id)
+        body = _encode(_validate.chats_filter(order_ids, contexts, context_types, types, statuses))
+        query = _query(
+            None,
+            None,
+            _validate.page_token(page_token),
+            _validate.page_limit(limit, MAX_CHATS_PAGE),
+        )
         return await self._result(_OPS["get_chats"], business_id, query, ChatsPage, body)
 
     async def get_chat(self, business_id: int, chat_id: int) -> Chat:
         """One chat by id."""
-        _positive("business_id", business_id)
-        query = _query(_positive("chat_id", chat_id), None, None, None)
+        _validate.positive_id("business_id", business_id)
+        query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
         return await self._result(_OPS["get_chat"], business_id, query, Chat)
 
     async def get_chat_history(
@@ -422,11 +289,14 @@ class ChatsClient:
         limit: int | None = None,
     ) -> ChatHistoryPage:
         """One page of a chat's messages, oldest first (``limit``: 1..100)."""
-        _positive("business_id", business_id)
-        body = self._history_body(message_id_from)
+        _validate.positive_id("business_id", business_id)
         query = _query(
-            _positive("chat_id", chat_id), None, page_token, _page_limit(limit, MAX_HISTORY_PAGE)
+            _validate.positive_id("chat_id", chat_id),
+            None,
+            _validate.page_token(page_token),
+            _validate.page_limit(limit, MAX_HISTORY_PAGE),
         )
+        body = _encode(_validate.history_body(message_id_from))
         return await self._result(
             _OPS["get_chat_history"], business_id, query, ChatHistoryPage, body
         )
@@ -435,22 +305,20 @@ class ChatsClient:
         self, business_id: int, chat_id: int, message_id: int
     ) -> ChatMessage:
         """One message by id."""
-        _positive("business_id", business_id)
+        _validate.positive_id("business_id", business_id)
         query = _query(
-            _positive("chat_id", chat_id), _positive("message_id", message_id), None, None
+            _validate.positive_id("chat_id", chat_id),
+            _validate.positive_id("message_id", message_id),
+            None,
+            None,
         )
         return await self._result(_OPS["get_chat_message"], business_id, query, ChatMessage)
 
     async def send_message_to_chat(self, business_id: int, chat_id: int, message: str) -> None:
         """Send a text message (1..4096 characters). Never sent twice by a retry."""
-        _positive("business_id", business_id)
-        query = _query(_positive("chat_id", chat_id), None, None, None)
-        if not isinstance(message, str) or not 1 <= len(message) <= MAX_MESSAGE_CHARS:
-            size = len(message) if isinstance(message, str) else type(message).__name__
-            raise InvalidRequestError(
-                f"message must be a string of 1..{MAX_MESSAGE_CHARS} characters, got {size}"
-            )
-        body = _encode(_MessageBody(message=message))
+        _validate.positive_id("business_id", business_id)
+        query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
+        body = _encode(_validate.message(message))
         await self._call(_OPS["send_message_to_chat"], business_id, query, None, body)
 
     async def send_file_to_chat(
@@ -465,9 +333,11 @@ class ChatsClient:
         """Send a file (a path, bytes or a binary file object; 1 byte..5 MiB).
 
         The size is checked before any request; never sent twice by a retry.
+        A path to a pipe is read until its writer closes it; a pipe that no
+        writer has open is refused at once rather than waited on.
         """
-        _positive("business_id", business_id)
-        query = _query(_positive("chat_id", chat_id), None, None, None)
+        _validate.positive_id("business_id", business_id)
+        query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
         upload = await read_upload(file, filename, content_type)
         await self._call(_OPS["send_file_to_chat"], business_id, query, None, file=upload)
 
@@ -486,9 +356,10 @@ class ChatsClient:
         limit: int | None = MAX_CHATS_PAGE,
     ) -> PageIterator[ChatsPage, Chat]:
         """Every chat matching the filters; ``.pages()`` for whole pages."""
-        _positive("business_id", business_id)
-        body = self._chats_filter(order_ids, contexts, context_types, types, statuses)
-        limit = _page_limit(limit, MAX_CHATS_PAGE)
+        _validate.positive_id("business_id", business_id)
+        body = _encode(_validate.chats_filter(order_ids, contexts, context_types, types, statuses))
+        limit = _validate.page_limit(limit, MAX_CHATS_PAGE)
+        page_token = _validate.page_token(page_token)
         op = _OPS["get_chats"]
 
         async def fetch(token: str | None) -> ChatsPage:
@@ -507,10 +378,11 @@ class ChatsClient:
         limit: int | None = MAX_HISTORY_PAGE,
     ) -> PageIterator[ChatHistoryPage, ChatMessage]:
         """Every message of a chat, oldest first; ``.pages()`` for whole pages."""
-        _positive("business_id", business_id)
-        _positive("chat_id", chat_id)
-        body = self._history_body(message_id_from)
-        limit = _page_limit(limit, MAX_HISTORY_PAGE)
+        _validate.positive_id("business_id", business_id)
+        _validate.positive_id("chat_id", chat_id)
+        body = _encode(_validate.history_body(message_id_from))
+        limit = _validate.page_limit(limit, MAX_HISTORY_PAGE)
+        page_token = _validate.page_token(page_token)
         op = _OPS["get_chat_history"]
 
         async def fetch(token: str | None) -> ChatHistoryPage:
@@ -535,36 +407,6 @@ class ChatsClient:
             raise TransportError("answer without a result", method=op.name, business_id=business_id)
         return result
 
-    @staticmethod
-    def _chats_filter(
-        order_ids: Sequence[int] | None,
-        contexts: Sequence[ChatContext] | None,
-        context_types: Sequence[str] | None,
-        types: Sequence[str] | None,
-        statuses: Sequence[str] | None,
-    ) -> bytes:
-        ids = _filter("order_ids", order_ids)
-        for order_id in ids or ():
-            _positive("order_ids item", order_id)
-        context_list = _filter("contexts", contexts)
-        for context in context_list or ():
-            _check_context("contexts item", context)
-        return _encode(
-            _ChatsFilter(
-                order_ids=ids,
-                contexts=context_list,
-                context_types=_filter("context_types", context_types),
-                types=_filter("types", types),
-                statuses=_filter("statuses", statuses),
-            )
-        )
-
-    @staticmethod
-    def _history_body(message_id_from: int | None) -> bytes:
-        if message_id_from is not None:
-            _positive("message_id_from", message_id_from)
-        return _encode(_HistoryBody(message_id_from=message_id_from))
-
 
 def _query(
     chat_id: int | None, message_id: int | None, token: str | None, limit: int | None
@@ -575,7 +417,7 @@ def _query(
     if message_id is not None:
         parts.append(f"messageId={message_id}")
     if token:
-        parts.append(f"pageToken={quote(token, safe='')}")
+        parts.append(f"pageToken={token if _url_safe(token) else quote(token, safe='')}")
     if limit is not None:
         parts.append(f"limit={limit}")
     return "?" + "&".join(parts) if parts else ""
@@ -587,9 +429,3 @@ def _chats_of(page: ChatsPage) -> list[Chat]:
 
 def _messages_of(page: ChatHistoryPage) -> list[ChatMessage]:
     return page.messages
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "request timed out"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

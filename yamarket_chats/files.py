@@ -1,4 +1,10 @@
-"""Reading files for `send_file_to_chat`, with the API's size limits checked first."""
+"""Reading files for `send_file_to_chat`, with the API's size limits checked first.
+
+A path is opened without blocking: ``open()`` of a FIFO nobody writes to
+would otherwise wait forever in a thread that cancelling cannot free (and
+``asyncio.run()`` would never return). Pipes, terminals and other streams are
+then read on the event loop, so a cancelled send stops reading at once.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +14,81 @@ import os
 import stat
 from typing import IO, Final, Union
 
+from . import _validate
+from ._validate import MAX_FILE_BYTES
 from .errors import InvalidRequestError
 
-MAX_FILE_BYTES: Final = 5 * 1024 * 1024
+__all__ = ["MAX_FILE_BYTES", "FileInput", "read_upload"]
 
 FileInput = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 
-
-def _check_size(size: int, what: str) -> None:
-    if size == 0:
-        raise InvalidRequestError(f"file {what} is empty; the API needs 1 byte to 5 MiB")
-    if size > MAX_FILE_BYTES:
-        raise InvalidRequestError(
-            f"file {what} is {size} bytes, over the API's limit of 5 MiB ({MAX_FILE_BYTES} bytes)"
-        )
+# Without O_NONBLOCK (Windows) there are no FIFOs to hang on: read in a thread.
+_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
+_READ_AT_MOST: Final = MAX_FILE_BYTES + 1  # one byte more tells "over the limit"
 
 
-def _read_path(path: str) -> bytes:
-    with open(path, "rb") as f:
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | _NONBLOCK)
+
+
+def _is_stream(mode: int) -> bool:
+    return bool(_NONBLOCK) and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode))
+
+
+def _open_path(path: str, name: str) -> tuple[bytes, IO[bytes] | None]:
+    """Read a regular file whole, or return a stream's first bytes and the open stream.
+
+    A stream with nothing to read and no writer (a FIFO nobody opened for
+    writing, ``/dev/null``) reads as empty at once instead of waiting.
+    """
+    f = open(path, "rb", opener=_open_nonblocking)  # noqa: SIM115 - closed below or by the caller
+    keep_open = False
+    try:
         info = os.fstat(f.fileno())
-        if stat.S_ISREG(info.st_mode):  # a pipe has no size until it is read
-            _check_size(info.st_size, repr(os.path.basename(path)))
-        return f.read(MAX_FILE_BYTES + 1)
+        if _is_stream(info.st_mode):
+            try:
+                head = os.read(f.fileno(), _READ_AT_MOST)
+            except BlockingIOError:  # a writer is there but has not written yet
+                head = b""
+            else:
+                if not head:  # end of file already: no writer, nothing written
+                    raise InvalidRequestError(
+                        f"file {name!r} is a pipe or device with nothing to read (no writer "
+                        "has it open); the API needs 1 byte to 5 MiB"
+                    )
+            keep_open = len(head) < _READ_AT_MOST  # the caller reads the rest and closes it
+            return head, f if keep_open else None
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidRequestError(
+                f"file {name!r} is not a regular file, a pipe or a terminal; cannot send it"
+            )
+        _validate.file_size(info.st_size, repr(name))
+        return f.read(_READ_AT_MOST), None
+    finally:
+        if not keep_open:
+            f.close()
 
 
-def _read_stream(stream: IO[bytes]) -> bytes:
-    data = stream.read(MAX_FILE_BYTES + 1)
+async def _read_stream_on_loop(stream: IO[bytes], limit: int) -> bytes:
+    """Read up to `limit` bytes or end of file from a pipe, on the event loop."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)  # never pauses before `limit` is read
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), stream
+        )
+    except (NotImplementedError, ValueError):  # a loop without pipe support
+        return await asyncio.to_thread(_read_file_object, stream, limit)
+    try:
+        return await reader.readexactly(limit)
+    except asyncio.IncompleteReadError as end:
+        return end.partial
+    finally:
+        transport.close()  # closes `stream` too
+
+
+def _read_file_object(stream: IO[bytes], limit: int = _READ_AT_MOST) -> bytes:
+    data = stream.read(limit)
     if not isinstance(data, bytes):
         raise InvalidRequestError("file must be opened in binary mode ('rb')")
     return data
@@ -48,24 +103,33 @@ async def read_upload(
     over the limit is refused without reading it whole; the content is held
     in memory so that a retry after a 420 sends the same bytes again.
     """
+    filename = _validate.header_text("filename", filename, _validate.MAX_FILENAME_CHARS)
+    content_type = _validate.header_text(
+        "content_type", content_type, _validate.MAX_CONTENT_TYPE_CHARS
+    )
     if isinstance(file, (bytes, bytearray, memoryview)):
         data = bytes(file)
         name = filename or "file"
     elif isinstance(file, (str, os.PathLike)):
         path = os.fspath(file)
-        try:
-            data = await asyncio.to_thread(_read_path, path)
-        except OSError as exc:
-            raise InvalidRequestError(f"cannot read file {path!r}: {exc.strerror}") from exc
         name = filename or os.path.basename(path)
+        try:
+            data, rest = await asyncio.to_thread(_open_path, path, name)
+            if rest is not None:
+                data += await _read_stream_on_loop(rest, _READ_AT_MOST - len(data))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, InvalidRequestError):
+                raise
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise InvalidRequestError(f"cannot read file {path!r}: {reason}") from exc
     elif hasattr(file, "read"):
-        data = await asyncio.to_thread(_read_stream, file)
+        data = await asyncio.to_thread(_read_file_object, file)
         name = filename or os.path.basename(str(getattr(file, "name", "") or "")) or "file"
     else:
         raise InvalidRequestError(
             f"file must be a path, bytes or a binary file object, got {type(file).__name__}"
         )
-    _check_size(len(data), repr(name))
+    _validate.file_size(len(data), repr(name))
     if content_type is None:
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return data, name, content_type

@@ -1,0 +1,456 @@
+"""Every argument check of the client, one function per rule.
+
+Input that cannot be valid is refused here, before any request, with an
+`InvalidRequestError` that names the argument and the limit. The limits come
+from the official spec (ids are int64, enums are closed lists) or, where the
+spec is silent, from the bounds named below. Secrets are never echoed.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from .errors import InvalidRequestError
+from .limits import METHODS, Limiter, RateLimit
+from .models import (
+    ChatContext,
+    ChatContextIdentifiableType,
+    ChatContextType,
+    ChatStatus,
+    ChatType,
+    _ChatsFilter,
+    _CreateChatBody,
+    _HistoryBody,
+    _MessageBody,
+)
+
+__all__ = [
+    "INT64_MAX",
+    "MAX_CHATS_PAGE",
+    "MAX_CONTENT_TYPE_CHARS",
+    "MAX_FILENAME_CHARS",
+    "MAX_FILE_BYTES",
+    "MAX_HISTORY_PAGE",
+    "MAX_MESSAGE_CHARS",
+    "MAX_PAGE_TOKEN_CHARS",
+    "MAX_SECRET_CHARS",
+]
+
+# --- limits of the spec -------------------------------------------------------
+INT64_MAX: Final = 2**63 - 1  #: every id of the spec is an int64
+MAX_MESSAGE_CHARS: Final = 4096
+MAX_CHATS_PAGE: Final = 20
+MAX_HISTORY_PAGE: Final = 100
+MAX_FILE_BYTES: Final = 5 * 1024 * 1024
+
+# --- bounds where the spec is silent ----------------------------------------
+#: Real keys and tokens are under 100 characters; 4 KiB is far past any real
+#: one and far below what a server accepts in a header line.
+MAX_SECRET_CHARS: Final = 4096
+#: The API's tokens are short opaque strings; this only stops absurd input.
+MAX_PAGE_TOKEN_CHARS: Final = 4096
+MAX_FILENAME_CHARS: Final = 255  #: the usual file-system limit on a name
+MAX_CONTENT_TYPE_CHARS: Final = 255  #: RFC 6838: 127 for type and subtype each
+
+# C0 and C1 control characters (CR, LF, NUL, tab...) and lone surrogates,
+# which cannot be encoded as UTF-8 and so cannot be sent at all.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_NOT_VISIBLE_ASCII: Final = re.compile("[^\x21-\x7e]")
+
+E = TypeVar("E", bound=enum.Enum)
+T = TypeVar("T")
+
+
+def _show(value: object) -> str:
+    """A short, always printable description of a refused value."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (int, float, type(None))):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"a string of {len(value)} characters"
+    return f"a value of type {type(value).__name__}"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- ids and paging -----------------------------------------------------------
+
+
+def positive_id(name: str, value: object) -> int:
+    """An id of the spec: int64 with ``minimum: 1`` (bool is not an int here)."""
+    if not _is_int(value) or not 1 <= value <= INT64_MAX:  # type: ignore[operator]
+        raise InvalidRequestError(
+            f"{name} must be an integer >= 1 and <= 2**63-1 (int64), got {_show(value)}"
+        )
+    return value  # type: ignore[return-value]
+
+
+def int64(name: str, value: object) -> int:
+    """An int64 without a minimum: the spec's (deprecated) ``orderId`` fields."""
+    if not _is_int(value) or not -INT64_MAX - 1 <= value <= INT64_MAX:  # type: ignore[operator]
+        raise InvalidRequestError(
+            f"{name} must be an integer in -2**63..2**63-1 (int64), got {_show(value)}"
+        )
+    return value  # type: ignore[return-value]
+
+
+def page_limit(value: object, maximum: int) -> int | None:
+    """A page size of 1..maximum, or None for the server's default."""
+    if value is None:
+        return None
+    if not _is_int(value) or not 1 <= value <= maximum:  # type: ignore[operator]
+        raise InvalidRequestError(f"limit must be an integer in 1..{maximum}, got {_show(value)}")
+    return value  # type: ignore[return-value]
+
+
+def page_token(value: object) -> str | None:
+    """A ``nextPageToken`` given back: a string without control characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            f"page_token must be a string (a nextPageToken), got {_show(value)}"
+        )
+    if len(value) > MAX_PAGE_TOKEN_CHARS:
+        raise InvalidRequestError(
+            f"page_token must be at most {MAX_PAGE_TOKEN_CHARS} characters, got {len(value)}"
+        )
+    _no_control("page_token", value)
+    return value
+
+
+def _no_control(name: str, value: str) -> None:
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise InvalidRequestError(
+            f"{name} must not contain control characters (CR, LF, NUL...) or lone "
+            f"surrogates; character {bad.start() + 1} is {bad.group()!r}"
+        )
+
+
+# --- request bodies -------------------------------------------------------------
+
+
+def context(name: str, value: object) -> ChatContext:
+    """A `ChatContext` of the spec's ChatContextDTO: ORDER or RETURN and an id."""
+    if not isinstance(value, ChatContext):
+        raise InvalidRequestError(f"{name} must be a ChatContext, got {_show(value)}")
+    kind = _enum_value(f"{name}.type", value.type, ChatContextIdentifiableType)
+    return ChatContext(kind, positive_id(f"{name}.id", value.id))
+
+
+def _enum_value(name: str, value: object, kind: type[E]) -> str:
+    known = [str(m.value) for m in kind]
+    if not isinstance(value, str) or value not in known:
+        raise InvalidRequestError(f"{name} must be one of {', '.join(known)}, got {_show(value)}")
+    return str(value)
+
+
+def _items(name: str, values: object) -> list[object] | None:
+    """A filter of the spec: None, or a non-empty list of unique items."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise InvalidRequestError(f"{name} must be a list of items or None, got {_show(values)}")
+    items = list(values)
+    if not items:
+        raise InvalidRequestError(f"{name} must hold at least 1 item; pass None for no filter")
+    return items
+
+
+def _unique(name: str, items: list[T]) -> list[T]:
+    if len({str(i) if isinstance(i, str) else repr(i) for i in items}) != len(items):
+        raise InvalidRequestError(f"{name} must not repeat an item (the API wants unique items)")
+    return items
+
+
+def _enum_items(name: str, values: object, kind: type[enum.Enum]) -> list[str] | None:
+    items = _items(name, values)
+    if items is None:
+        return None
+    return _unique(name, [_enum_value(f"{name} item", v, kind) for v in items])
+
+
+def chats_filter(
+    order_ids: object,
+    contexts: object,
+    context_types: object,
+    types: object,
+    statuses: object,
+) -> _ChatsFilter:
+    """The body of ``get_chats``: each filter per the spec's GetChatsRequest."""
+    id_items = _items("order_ids", order_ids)
+    context_items = _items("contexts", contexts)
+    return _ChatsFilter(
+        order_ids=None
+        if id_items is None
+        else _unique("order_ids", [int64("order_ids item", i) for i in id_items]),
+        contexts=None
+        if context_items is None
+        else _unique("contexts", [context("contexts item", c) for c in context_items]),
+        context_types=_enum_items("context_types", context_types, ChatContextType),
+        types=_enum_items("types", types, ChatType),
+        statuses=_enum_items("statuses", statuses, ChatStatus),
+    )
+
+
+def create_chat_body(order_id: object, chat_context: object) -> _CreateChatBody:
+    """The body of ``create_chat``: `order_id`, `context`, or both.
+
+    The spec's CreateChatRequest requires neither field and allows both (the
+    deprecated ``orderId`` next to its successor ``context``); a request with
+    neither names no chat, so at least one is required here.
+    """
+    if order_id is None and chat_context is None:
+        raise InvalidRequestError("create_chat needs order_id or context (or both)")
+    return _CreateChatBody(
+        order_id=None if order_id is None else int64("order_id", order_id),
+        context=None if chat_context is None else context("context", chat_context),
+    )
+
+
+def history_body(message_id_from: object) -> _HistoryBody:
+    """The body of ``get_chat_history``."""
+    if message_id_from is None:
+        return _HistoryBody()
+    return _HistoryBody(message_id_from=positive_id("message_id_from", message_id_from))
+
+
+def message(value: object) -> _MessageBody:
+    """The body of ``send_message_to_chat``: 1..4096 characters of text."""
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            f"message must be a string of 1..{MAX_MESSAGE_CHARS} characters, got {_show(value)}"
+        )
+    if not 1 <= len(value) <= MAX_MESSAGE_CHARS:
+        raise InvalidRequestError(
+            f"message must be a string of 1..{MAX_MESSAGE_CHARS} characters, got {len(value)}"
+        )
+    bad = _SURROGATE.search(value)
+    if bad is not None:
+        raise InvalidRequestError(
+            f"message has a lone surrogate at character {bad.start() + 1} "
+            "(text decoded with errors='surrogateescape'?); it cannot be sent as UTF-8"
+        )
+    return _MessageBody(message=value)
+
+
+# --- files ----------------------------------------------------------------------
+
+
+def header_text(name: str, value: object, maximum: int) -> str | None:
+    """A `filename` or `content_type`: None, or 1..maximum characters, no CR/LF/NUL."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= maximum:
+        raise InvalidRequestError(
+            f"{name} must be a string of 1..{maximum} characters, got {_show(value)}"
+        )
+    _no_control(name, value)
+    return value
+
+
+def file_size(size: int, what: str) -> None:
+    """A file of 1 byte to 5 MiB, the API's limits."""
+    if size == 0:
+        raise InvalidRequestError(f"file {what} is empty; the API needs 1 byte to 5 MiB")
+    if size > MAX_FILE_BYTES:
+        raise InvalidRequestError(
+            f"file {what} is {size} bytes, over the API's limit of 5 MiB ({MAX_FILE_BYTES} bytes)"
+        )
+
+
+# --- the client's options -------------------------------------------------------
+
+
+def credentials(api_key: object, oauth_token: object) -> str:
+    """The one secret given: exactly one of `api_key` or `oauth_token`."""
+    if (api_key is None) == (oauth_token is None):
+        raise InvalidRequestError("pass exactly one of api_key or oauth_token")
+    if api_key is not None:
+        return secret("api_key", api_key)
+    return secret("oauth_token", oauth_token)
+
+
+def secret(name: str, value: object) -> str:
+    """A key or token: 1..4096 visible ASCII characters; its text is never echoed."""
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            f"{name} must be a string, got a value of type {type(value).__name__}"
+        )
+    if not 1 <= len(value) <= MAX_SECRET_CHARS:
+        raise InvalidRequestError(
+            f"{name} must be 1..{MAX_SECRET_CHARS} characters, got {len(value)}"
+        )
+    bad = _NOT_VISIBLE_ASCII.search(value)
+    if bad is not None:
+        char = bad.group()
+        kind = (
+            "a line break"
+            if char in "\r\n"
+            else "a space"
+            if char.isspace() and char.isascii()
+            else "a control character"
+            if char.isascii()
+            else "a non-ASCII character"
+        )
+        raise InvalidRequestError(
+            f"{name} must be visible ASCII characters only (no spaces, CR, LF, NUL or "
+            f"non-ASCII); character {bad.start() + 1} of {len(value)} is {kind}"
+        )
+    return value
+
+
+def base_url(value: object) -> str:
+    """An absolute http(s) URL without credentials, query or fragment; normalized."""
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            "base_url must be a string such as 'https://api.partner.market.yandex.ru', "
+            f"got {_show(value)}"
+        )
+    if _CONTROL.search(value) or " " in value:
+        raise InvalidRequestError("base_url must not contain spaces or control characters")
+    try:
+        url = URL(value)
+        host, scheme = url.host, url.scheme
+    except (ValueError, TypeError) as exc:  # yarl: 'Invalid IPv6 URL', port out of range
+        raise InvalidRequestError(f"base_url is not a valid URL: {exc}") from None
+    if scheme not in ("http", "https") or not host:
+        raise InvalidRequestError(
+            f"base_url must be an http:// or https:// URL with a host, got scheme {scheme!r}"
+        )
+    if url.user is not None or url.password is not None:
+        raise InvalidRequestError("base_url must not carry a user or password")
+    if url.query_string or url.fragment:
+        raise InvalidRequestError("base_url must not have a query or fragment")
+    return str(url).rstrip("/")
+
+
+def seconds(name: str, value: object, *, zero: bool = False) -> float:
+    """A finite number of seconds, > 0 (or >= 0 with `zero`); bool refused."""
+    limit = ">= 0" if zero else "> 0"
+    try:
+        number = float(value) if isinstance(value, (int, float)) else math.nan
+    except OverflowError:
+        number = math.inf
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or not (zero or number):
+        raise InvalidRequestError(
+            f"{name} must be a finite number of seconds {limit}, got {_show(value)}"
+        )
+    return number
+
+
+def timeout(value: object) -> float:
+    """`timeout`: seconds for one request."""
+    return seconds("timeout", value)
+
+
+def max_wait(value: object) -> float | None:
+    """`max_wait`: seconds for the whole of one call, or None for no bound."""
+    return None if value is None else seconds("max_wait", value)
+
+
+def retries(value: object) -> int:
+    """`max_retries`: an integer >= 0."""
+    if not _is_int(value) or value < 0:  # type: ignore[operator]
+        raise InvalidRequestError(f"max_retries must be an integer >= 0, got {_show(value)}")
+    return value  # type: ignore[return-value]
+
+
+def max_concurrency(value: object) -> int | None:
+    """`max_concurrency`: an integer >= 1, or None for no cap."""
+    if value is not None and (not _is_int(value) or value < 1):  # type: ignore[operator]
+        raise InvalidRequestError(
+            f"max_concurrency must be an integer >= 1 or None, got {_show(value)}"
+        )
+    return value  # type: ignore[return-value]
+
+
+def backoff(first: object, most: object) -> tuple[float, float]:
+    """`backoff` (>= 0 seconds) and `max_backoff` (>= backoff)."""
+    low = seconds("backoff", first, zero=True)
+    high = seconds("max_backoff", most, zero=True)
+    if high < low:
+        raise InvalidRequestError(f"max_backoff must be >= backoff ({low}), got {_show(most)}")
+    return low, high
+
+
+def keep_alive(value: object) -> bool:
+    """`keep_alive`: True or False."""
+    if not isinstance(value, bool):
+        raise InvalidRequestError(f"keep_alive must be True or False, got {_show(value)}")
+    return value
+
+
+def limits(value: object) -> Mapping[str, RateLimit | None] | None:
+    """`limits`: method names of the API mapped to a `RateLimit` or None."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(
+            f"limits must be a mapping of method name to RateLimit, got {_show(value)}"
+        )
+    unknown = [k for k in value if k not in METHODS]
+    if unknown:
+        names = sorted(map(str, unknown))
+        raise InvalidRequestError(
+            f"limits has unknown method names {names}; known: {', '.join(METHODS)}"
+        )
+    for method, limit in value.items():
+        if limit is not None and not isinstance(limit, RateLimit):
+            raise InvalidRequestError(
+                f"limits[{method!r}] must be a RateLimit or None, got {_show(limit)}"
+            )
+    return value
+
+
+def session(value: object) -> aiohttp.ClientSession | None:
+    """`session`: an ``aiohttp.ClientSession`` or None."""
+    if value is not None and not isinstance(value, aiohttp.ClientSession):
+        raise InvalidRequestError(
+            f"session must be an aiohttp.ClientSession or None, got {_show(value)}"
+        )
+    return value
+
+
+def limiter(value: object) -> Limiter | None:
+    """`limiter`: a `Limiter` (e.g. a RedisLimiter) or None."""
+    if value is not None and not isinstance(value, Limiter):
+        raise InvalidRequestError(
+            f"limiter must be a Limiter (e.g. RedisLimiter) or None, got {_show(value)}"
+        )
+    return value
+
+
+_OPTIONS: Final[dict[str, Callable[[object], object]]] = {
+    "base_url": base_url,
+    "limits": limits,
+    "max_concurrency": max_concurrency,
+    "max_retries": retries,
+    "timeout": timeout,
+    "max_wait": max_wait,
+    "keep_alive": keep_alive,
+    "session": session,
+    "limiter": limiter,
+    "backoff": lambda value: seconds("backoff", value, zero=True),
+    "max_backoff": lambda value: seconds("max_backoff", value, zero=True),
+}
+
+
+def client_options(**options: object) -> None:
+    """Check the named options of `ChatsClient` or `with_options`, each by its rule."""
+    for name, value in options.items():
+        _OPTIONS[name](value)
+    if "backoff" in options and "max_backoff" in options:
+        backoff(options["backoff"], options["max_backoff"])
