@@ -97,6 +97,19 @@ def _http_date(value: str) -> float:
     return parsedate_to_datetime(value).timestamp()
 
 
+def _give_back(bucket: AsyncLimiter) -> None:
+    # aiolimiter has no public way to return capacity; its level is the
+    # bucket's fill, and lowering it is exactly a refund.
+    bucket._level = max(0.0, bucket._level - 1)
+
+
+def _bucket_wait(bucket: AsyncLimiter) -> float:
+    """Seconds until the bucket has room for one more request after those queued."""
+    queued = len(bucket._waiters)
+    needed = bucket._level + queued + 1 - bucket.max_rate
+    return max(0.0, needed * bucket.time_period / bucket.max_rate)
+
+
 class WaitTooLong(Exception):
     """Raised by `Limiter.acquire` when the wait would pass the call's deadline.
 
@@ -132,14 +145,17 @@ class Quota:
         self.remaining = None  # the window is over: the server starts afresh
         return 0.0
 
+    @property
+    def spent(self) -> bool:
+        """Whether the server's count, as known, is used up (until its reset)."""
+        return self.remaining is not None and self.remaining <= 0
+
     def refund(self) -> None:
         """Give back what a request took: the server does not count a 5xx."""
         if self.remaining is not None:
             self.remaining += 1
         if self.limiter is not None:
-            # aiolimiter has no public way to return capacity; its level is
-            # the bucket's fill, and lowering it is exactly a refund.
-            self.limiter._level = max(0.0, self.limiter._level - 1)
+            _give_back(self.limiter)
 
     def observe(self, remaining: int, reset_at: float) -> None:
         """Take in the server's count from an answer to one of our requests.
@@ -219,29 +235,58 @@ class Limits:
     async def acquire(
         self, business_id: int, method: str, deadline: float | None = None
     ) -> tuple[int, Quota]:
-        """Wait until a request may go out; the caller must `finish` it."""
-        # TODO(client helper): honour `deadline` (raise WaitTooLong up front).
+        """Wait until a request may go out; the caller must `finish` it.
+
+        With a `deadline` (``time.monotonic()``), raise `WaitTooLong` at once
+        when the server's window or the bucket would keep the request past
+        it, and give up waiting for a slot when the deadline comes.
+        """
         quota = self._quota(business_id, method)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        if quota.limiter is not None:
-            await quota.limiter.acquire()
+        started = time.monotonic()
+        bucket = quota.limiter
+        if deadline is not None:
+            # Before taking anything: a spent window that ends too late.
+            spent = quota.delay(time.time()) if quota.spent else 0.0
+            if spent > 0 and started + spent + _RESET_MARGIN > deadline:
+                raise WaitTooLong(spent)
+            if bucket is not None and not bucket.has_capacity():
+                wait = _bucket_wait(bucket)
+                if started + wait > deadline:
+                    raise WaitTooLong(wait)
+        if bucket is not None:
+            await bucket.acquire()
         slot = self._slot(business_id)
-        while True:
-            delay = quota.delay(time.time())
-            if delay > 0:
-                await asyncio.sleep(delay + _RESET_MARGIN)
-                continue
-            if slot is not None:
-                await slot.acquire()
-                if quota.delay(time.time()) > 0:  # spent while we queued for the slot
-                    slot.release()
-                    continue
-            break
+        try:
+            while True:
+                if quota.spent:
+                    delay = quota.delay(time.time())
+                    if delay > 0:
+                        if deadline is not None and (
+                            time.monotonic() + delay + _RESET_MARGIN > deadline
+                        ):
+                            raise WaitTooLong(delay)
+                        await asyncio.sleep(delay + _RESET_MARGIN)
+                        continue
+                if slot is not None:
+                    if deadline is None or not slot.locked():
+                        await slot.acquire()
+                    else:
+                        try:
+                            await asyncio.wait_for(slot.acquire(), deadline - time.monotonic())
+                        except asyncio.TimeoutError:
+                            raise WaitTooLong(None) from None
+                    if quota.spent and quota.delay(time.time()) > 0:
+                        slot.release()  # spent while we queued for the slot
+                        continue
+                break
+        except WaitTooLong:
+            if bucket is not None:
+                _give_back(bucket)  # nothing is sent: the bucket keeps its token
+            raise
         if quota.remaining is not None:
             quota.remaining -= 1
         quota.in_flight += 1
-        self.waited += loop.time() - started
+        self.waited += time.monotonic() - started
         return business_id, quota
 
     async def finish(
@@ -259,7 +304,7 @@ class Limits:
         slot = self._slots.get(business_id)
         if slot is not None:
             slot.release()
-        return quota.delay(time.time())
+        return quota.delay(time.time()) if quota.spent else 0.0
 
     def _slot(self, business_id: int) -> asyncio.Semaphore | None:
         if self._max_concurrency is None:
