@@ -12,7 +12,7 @@ import enum
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final, TypeVar
+from typing import Final, TypeGuard, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -64,14 +64,14 @@ MAX_CONTENT_TYPE_CHARS: Final = 255  #: RFC 6838: 127 for type and subtype each
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _NOT_VISIBLE_ASCII: Final = re.compile("[^\x21-\x7e]")
+_CHAR_KINDS: Final = {"\r": "a line break", "\n": "a line break", " ": "a space"}
 
-E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
 
 
 def _show(value: object) -> str:
     """A short, always printable description of a refused value."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+    if isinstance(value, int) and value.bit_length() > 128:  # repr() of a huge int raises
         return f"an integer of {value.bit_length()} bits"
     if isinstance(value, (int, float, type(None))):
         return repr(value)
@@ -80,7 +80,7 @@ def _show(value: object) -> str:
     return f"a value of type {type(value).__name__}"
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -89,29 +89,29 @@ def _is_int(value: object) -> bool:
 
 def positive_id(name: str, value: object) -> int:
     """An id of the spec: int64 with ``minimum: 1`` (bool is not an int here)."""
-    if not _is_int(value) or not 1 <= value <= INT64_MAX:  # type: ignore[operator]
+    if not _is_int(value) or not 1 <= value <= INT64_MAX:
         raise InvalidRequestError(
             f"{name} must be an integer >= 1 and <= 2**63-1 (int64), got {_show(value)}"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def int64(name: str, value: object) -> int:
     """An int64 without a minimum: the spec's (deprecated) ``orderId`` fields."""
-    if not _is_int(value) or not -INT64_MAX - 1 <= value <= INT64_MAX:  # type: ignore[operator]
+    if not _is_int(value) or not -INT64_MAX - 1 <= value <= INT64_MAX:
         raise InvalidRequestError(
             f"{name} must be an integer in -2**63..2**63-1 (int64), got {_show(value)}"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def page_limit(value: object, maximum: int) -> int | None:
     """A page size of 1..maximum, or None for the server's default."""
     if value is None:
         return None
-    if not _is_int(value) or not 1 <= value <= maximum:  # type: ignore[operator]
+    if not _is_int(value) or not 1 <= value <= maximum:
         raise InvalidRequestError(f"limit must be an integer in 1..{maximum}, got {_show(value)}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def page_token(value: object) -> str | None:
@@ -150,7 +150,7 @@ def context(name: str, value: object) -> ChatContext:
     return ChatContext(kind, positive_id(f"{name}.id", value.id))
 
 
-def _enum_value(name: str, value: object, kind: type[E]) -> str:
+def _enum_value(name: str, value: object, kind: type[enum.Enum]) -> str:
     known = [str(m.value) for m in kind]
     if not isinstance(value, str) or value not in known:
         raise InvalidRequestError(f"{name} must be one of {', '.join(known)}, got {_show(value)}")
@@ -158,7 +158,7 @@ def _enum_value(name: str, value: object, kind: type[E]) -> str:
 
 
 def _items(name: str, values: object) -> list[object] | None:
-    """A filter of the spec: None, or a non-empty list of unique items."""
+    """A filter of the spec: None, or a non-empty list (``minItems: 1``)."""
     if values is None:
         return None
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
@@ -296,14 +296,8 @@ def secret(name: str, value: object) -> str:
     bad = _NOT_VISIBLE_ASCII.search(value)
     if bad is not None:
         char = bad.group()
-        kind = (
-            "a line break"
-            if char in "\r\n"
-            else "a space"
-            if char.isspace() and char.isascii()
-            else "a control character"
-            if char.isascii()
-            else "a non-ASCII character"
+        kind = _CHAR_KINDS.get(
+            char, "a control character" if char.isascii() else "a non-ASCII character"
         )
         raise InvalidRequestError(
             f"{name} must be visible ASCII characters only (no spaces, CR, LF, NUL or "
@@ -363,18 +357,18 @@ def max_wait(value: object) -> float | None:
 
 def retries(value: object) -> int:
     """`max_retries`: an integer >= 0."""
-    if not _is_int(value) or value < 0:  # type: ignore[operator]
+    if not _is_int(value) or value < 0:
         raise InvalidRequestError(f"max_retries must be an integer >= 0, got {_show(value)}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def max_concurrency(value: object) -> int | None:
     """`max_concurrency`: an integer >= 1, or None for no cap."""
-    if value is not None and (not _is_int(value) or value < 1):  # type: ignore[operator]
+    if value is not None and (not _is_int(value) or value < 1):
         raise InvalidRequestError(
             f"max_concurrency must be an integer >= 1 or None, got {_show(value)}"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def backoff(first: object, most: object) -> tuple[float, float]:

@@ -76,8 +76,9 @@ class ChatsClient:
 
     :param api_key: an API key, sent as ``Api-Key``.
     :param oauth_token: a legacy OAuth token, sent as ``Authorization: Bearer``.
-        Exactly one of the two is required.
-    :param base_url: the API's address (a fake server's in tests).
+        Exactly one of the two is required: 1..4096 visible ASCII characters
+        (a key read from a file with its trailing newline is refused).
+    :param base_url: the API's address, an ``http(s)://`` URL (a fake server's in tests).
     :param limits: per-method overrides of :data:`DEFAULT_LIMITS`; a method
         mapped to ``None`` has no client-side bucket (the server's own count,
         read from its headers, is still obeyed).
