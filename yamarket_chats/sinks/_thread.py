@@ -1,40 +1,113 @@
-"""The async facade both file sinks share: blocking work in order on one thread.
+"""The async facade the file sinks share: one private thread, and the sink's lock.
 
-The event loop never waits on the disk, and writes are serialized in the order
-they are handed over.
+Blocking work handed to the thread runs in the order it was handed over, so
+writes are serialized. The sink's exclusive lock (see `_lock`) is taken when
+the sink is built: at once if it is free; else, with a ``lock_timeout``, by
+the thread, so the event loop never blocks on it and every later call queues
+behind the wait and fails with its `SinkLockedError` if it times out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ..errors import InvalidRequestError
+from ._lock import locked_error, try_lock, wait_lock
+
 T = TypeVar("T")
 
 
-class _ThreadSink:
-    """An async facade over blocking work done in order on one thread."""
+def check_lock_timeout(lock_timeout: float) -> float:
+    """``lock_timeout`` as a float, or `InvalidRequestError` naming it."""
+    if (
+        isinstance(lock_timeout, bool)
+        or not isinstance(lock_timeout, (int, float))
+        or math.isnan(lock_timeout)
+        or lock_timeout < 0
+    ):
+        raise InvalidRequestError(
+            f"lock_timeout must be a number of seconds >= 0 (math.inf: wait for ever),"
+            f" got {lock_timeout!r}"
+        )
+    return float(lock_timeout)
 
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+class _ThreadSink:
+    """An async facade over blocking work done in order on one thread.
+
+    Subclasses open their files, then call ``super().__init__`` with the
+    descriptor to lock (``None``: nothing to lock) and close them again if it
+    raises; `_setup` runs once the lock is held, `_close_sync` at close.
+    """
+
+    path: str | os.PathLike[str]
+
+    def __init__(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        lock_fd: int | None,
+        lock_timeout: float,
+    ) -> None:
+        timeout = check_lock_timeout(lock_timeout)
+        self.path = path
         self._closed = False
+        self._ready = False  # the lock is held and `_setup` ran
+        self._broken: BaseException | None = None  # why the lock or setup failed
+        self._stop = threading.Event()
+        if lock_fd is None or try_lock(lock_fd):
+            self._setup()
+            self._ready = True
+        elif timeout == 0:
+            raise locked_error(path, lock_fd, 0)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        if not self._ready:
+            assert lock_fd is not None
+            self._executor.submit(self._acquire, lock_fd, timeout)
+
+    def _setup(self) -> None:
+        """Blocking work to do once the lock is held (schema, scan)."""
+
+    def _acquire(self, fd: int, timeout: float) -> None:
+        try:
+            if not wait_lock(fd, timeout, self._stop):
+                raise locked_error(self.path, fd, timeout)
+            self._setup()
+        except BaseException as exc:  # every later call raises it
+            self._broken = exc
+        else:
+            self._ready = True
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._broken is not None:
+            raise self._broken
+        return fn(*args)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, *args)
 
     def _close_sync(self) -> None:
         raise NotImplementedError
 
     async def close(self) -> None:
-        """Finish the writes already handed over (even by cancelled tasks), then close."""
+        """Finish the writes already handed over (even by cancelled tasks), then close.
+
+        Closing releases the sink's lock; a wait for it still running stops.
+        """
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._close_sync)

@@ -1,12 +1,22 @@
-"""`SQLiteSink`: chats, messages and checkpoints in one SQLite file."""
+"""`SQLiteSink`: chats, messages and checkpoints in one SQLite file.
+
+Each page is written inline on the event loop: in WAL mode without fsync a
+commit is a write into the OS cache, cheaper than handing the page to a
+thread and back (the hand-off made `sync` 0.7x as fast as a plain loop, with
+the GIL ping-ponging between the two threads). What can block runs on the
+sink's thread instead: waiting for the sink's lock, waiting for another
+writer of the database, and the WAL checkpoints that fsync.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import datetime as dt
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -18,7 +28,7 @@ __all__ = ["SQLiteSink"]
 
 _encode = msgspec.json.Encoder().encode
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS chats (
     chat_id INTEGER PRIMARY KEY,
     business_id INTEGER NOT NULL,
@@ -52,6 +62,7 @@ CREATE TABLE IF NOT EXISTS sync_state (
     updated_at TEXT,
     synced_at REAL
 );
+CREATE INDEX IF NOT EXISTS sync_state_business ON sync_state (business_id);
 """
 
 _UPSERT_CHAT = """
@@ -100,21 +111,41 @@ def _chat_row(business_id: int, chat: Chat) -> tuple[Any, ...]:
     )
 
 
-def _message_row(business_id: int, chat_id: int, m: ChatMessage) -> tuple[Any, ...]:
-    payload = _encode(m.payload).decode() if m.payload is not None else None
-    return (
-        chat_id,
-        m.message_id,
-        business_id,
-        m.created_at.isoformat(),
-        m.sender,
-        m.message,
-        payload,
-    )
+def _message_rows(
+    business_id: int, chat_id: int, messages: Sequence[ChatMessage]
+) -> list[tuple[Any, ...]]:
+    encode = _encode  # one comprehension, locals only: this runs for every message
+    return [
+        (
+            chat_id,
+            m.message_id,
+            business_id,
+            m.created_at.isoformat(),
+            m.sender,
+            m.message,
+            None if m.payload is None else encode(m.payload).decode(),
+        )
+        for m in messages
+    ]
 
 
 def _iso(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value is not None else None
+
+
+T = TypeVar("T")
+
+#: Commits between two WAL checkpoints (each runs on the sink's thread).
+CHECKPOINT_EVERY = 200
+#: How long a write waits for another writer of the database (seconds).
+BUSY_TIMEOUT = 30.0
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return (code & 0xFF) in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return "locked" in str(exc)
 
 
 class SQLiteSink(_ThreadSink):
@@ -122,37 +153,104 @@ class SQLiteSink(_ThreadSink):
 
     Tables ``chats`` (key ``chat_id``), ``messages`` (key ``chat_id,
     message_id``; ``payload`` as JSON) and ``sync_state`` (the checkpoint of
-    each chat). Rows are upserted, and each page of messages is committed in
-    one transaction with its checkpoint: every message is stored exactly once,
-    and a crash loses at most the page in flight. Timestamps are ISO 8601
-    strings with the API's UTC offset. WAL mode with ``synchronous=NORMAL``:
-    a process crash loses no commit; a power loss may lose the last ones,
-    which the next run fetches again.
+    each chat, indexed by business). Rows are upserted, and each page of
+    messages is committed in one transaction with its checkpoint: every
+    message is stored exactly once, and a crash loses at most the page in
+    flight. Timestamps are ISO 8601 strings with the API's UTC offset. WAL
+    mode with ``synchronous=NORMAL``: a process crash loses no commit; a power
+    loss may lose the last ones, which the next run fetches again. Other
+    programs may read the database while a sync writes it.
+
+    One sync at a time: the sink holds an exclusive lock on ``<path>.lock``
+    (an OS file lock, released when the sink is closed or its process dies,
+    even by SIGKILL; the file itself stays and is harmless). If another sync
+    holds it, the sink waits up to ``lock_timeout`` seconds (default 0: fail
+    at once, what an overlapping cron run wants) and raises `SinkLockedError`.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 0) -> None:
+        memory = os.fspath(path) in (":memory:", "")
         # Opened here, so a bad path fails before any request is sent.
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=0)
+        lock_fd: int | None = None
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
+            conn.execute("PRAGMA schema_version").fetchall()  # "file is not a database"
+            if not memory:
+                flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                lock_fd = os.open(f"{os.fspath(path)}.lock", flags, 0o644)
+            self._conn = conn
+            self._memory = memory
+            self._pending: set[concurrent.futures.Future[Any]] = set()
+            self._checkpointer: sqlite3.Connection | None = None
+            self._checkpointing: concurrent.futures.Future[None] | None = None
+            self._commits = 0
+            super().__init__("yamarket-sqlite", path, lock_fd, lock_timeout)
         except BaseException:
             conn.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
             raise
-        super().__init__("yamarket-sqlite")
-        self.path = path
-        self._conn = conn
+        self._lock_fd = lock_fd
 
     def __repr__(self) -> str:
         return f"SQLiteSink({os.fspath(self.path)!r})"
 
+    def _setup(self) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint
+        conn.executescript(SCHEMA)  # and the index of older databases
+        conn.execute("PRAGMA busy_timeout = 0")  # inline writes never wait
+
     def _close_sync(self) -> None:
-        self._conn.close()
+        try:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+            self._conn.close()  # the last connection checkpoints the WAL away
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the lock
+
+    # -- running statements: inline when nothing is queued, else on the thread
+
+    def _inline(self) -> bool:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        return self._ready and not self._pending
+
+    async def _queued(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the thread, allowed to wait for other writers."""
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        future = self._executor.submit(self._call, self._waiting, fn, *args)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)  # also when cancelled
+        return await asyncio.wrap_future(future)
+
+    def _waiting(self, fn: Callable[..., T], *args: Any) -> T:
+        self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        try:
+            return fn(*args)
+        finally:
+            self._conn.execute("PRAGMA busy_timeout = 0")
+
+    async def _execute(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._inline():
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                # Another program writes the database: wait on the thread.
+        return await self._queued(fn, *args)
+
+    # -- the Sink protocol
 
     async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
         """The checkpoints of a business's chats, by chat id."""
-        return await self._run(self._load_state, business_id)
+        return await self._execute(self._load_state, business_id)
 
     def _load_state(self, business_id: int) -> dict[int, ChatState]:
         rows = self._conn.execute(
@@ -165,7 +263,7 @@ class SQLiteSink(_ThreadSink):
     async def save_chats(self, business_id: int, chats: Sequence[Chat]) -> None:
         """Upsert chats as listed."""
         rows = [_chat_row(business_id, chat) for chat in chats]
-        await self._run(self._write, _UPSERT_CHAT, rows, None)
+        await self._execute(self._write, _UPSERT_CHAT, rows, None)
 
     async def save_page(
         self,
@@ -175,16 +273,16 @@ class SQLiteSink(_ThreadSink):
         state: ChatState,
     ) -> None:
         """Upsert a page of messages and the chat's checkpoint in one transaction."""
-        rows = [_message_row(business_id, chat_id, m) for m in messages]
+        rows = _message_rows(business_id, chat_id, messages)
         updated = state.updated_at.isoformat() if state.updated_at is not None else None
         state_row = (chat_id, business_id, state.last_message_id, updated, state.synced_at)
-        await self._run(self._write, _UPSERT_MESSAGE, rows, state_row)
+        await self._execute(self._write, _UPSERT_MESSAGE, rows, state_row)
 
     def _write(
         self, sql: str, rows: list[tuple[Any, ...]], state_row: tuple[Any, ...] | None
     ) -> None:
         conn = self._conn
-        conn.execute("BEGIN")
+        conn.execute("BEGIN IMMEDIATE")  # busy here, not halfway
         try:
             conn.executemany(sql, rows)
             if state_row is not None:
@@ -193,3 +291,24 @@ class SQLiteSink(_ThreadSink):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and not self._memory:
+            self._checkpoint_soon()
+
+    # -- WAL checkpoints, off the event loop
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._commits = 0
+        self._checkpointing = self._executor.submit(self._call, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        # A second connection copies the WAL into the database (and fsyncs)
+        # while the loop goes on writing: a passive checkpoint takes no lock
+        # that writers need, and the next write restarts the WAL at its start.
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None
+            )
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
