@@ -113,6 +113,7 @@ async def test_fake_events_reach_callback_once_and_messages_are_fetched(
 
     async def on_event(event: Notification) -> None:
         if isinstance(event, ChatMessageSentNotification):
+            assert event.message_id is not None
             fetched[event.message_id] = await fetch_message(client, event)
         await inbox(event)
 
@@ -143,7 +144,8 @@ async def test_fake_events_reach_callback_once_and_messages_are_fetched(
     assert isinstance(first, ChatMessageSentNotification)
     assert isinstance(reply, ChatMessageSentNotification)
     assert first.message_id == customer_id
-    assert reply.message_id > customer_id
+    assert first.raw_message_id == str(customer_id)
+    assert reply.message_id is not None and reply.message_id > customer_id
     assert first.sent_at.utcoffset() == dt.timedelta(hours=3)
 
     assert fetched[customer_id].message == "Где мой заказ?"
@@ -208,7 +210,12 @@ async def test_duplicate_can_be_answered_as_an_error(fake: FakeServer) -> None:
         b'{"notificationType": "CHAT_CREATED", "businessId": 1, "chatId": 2,'
         b' "createdAt": "2025-01-01T00:00:00"}',
         b'{"notificationType": "CHAT_MESSAGE_SENT", "businessId": 1, "chatId": 2,'
-        b' "messageId": "1.5", "sentAt": "2025-01-01T00:00:00Z"}',
+        b' "messageId": 15, "sentAt": "2025-01-01T00:00:00Z"}',
+        b'{"notificationType": "CHAT_CREATED", "businessId": 1, "chatId": "2",'
+        b' "createdAt": "2025-01-01T00:00:00Z"}',
+        b'{"notificationType": "CHAT_CREATED", "businessId": 1, "chatId": 9223372036854775808,'
+        b' "createdAt": "2025-01-01T00:00:00Z"}',
+        b'{"notificationType": "PING", "time": 1}',
         b'{"notificationType": "CHAT_MESSAGE_SENT", "businessId": 1, "chatId": 2,'
         b' "messageId": [3], "sentAt": "2025-01-01T00:00:00Z"}',
         b'{"notificationType": "PING", "time": "yesterday"}',
@@ -380,7 +387,7 @@ async def test_failing_seen_store_answers_unknown(hang: bool) -> None:
     assert answer.event is None and receiver.pending == 0
 
 
-def test_decode_normalises_message_id() -> None:
+def test_decode_keeps_the_string_message_id_and_its_int() -> None:
     event = decode_notification(
         '{"notificationType": "CHAT_MESSAGE_SENT", "businessId": 1, "chatId": 2,'
         ' "messageId": "345", "sentAt": "2025-01-01T09:00:00.123+03:00", "extra": true}'
@@ -388,12 +395,11 @@ def test_decode_normalises_message_id() -> None:
     assert event == ChatMessageSentNotification(
         business_id=1,
         chat_id=2,
-        message_id=345,
+        raw_message_id="345",
         sent_at=dt.datetime(2025, 1, 1, 6, 0, 0, 123000, tzinfo=dt.timezone.utc),
     )
-    unix = decode_notification(b'{"notificationType": "PING", "time": 1}')
-    assert isinstance(unix, PingNotification)
-    assert unix.time == dt.datetime(1970, 1, 1, 0, 0, 1, tzinfo=dt.timezone.utc)
+    assert isinstance(event, ChatMessageSentNotification)
+    assert event.message_id == 345
     ping = decode_notification(b'{"notificationType": "PING", "time": "2025-01-01T00:00:00Z"}')
     assert isinstance(ping, PingNotification)
     with pytest.raises(NotificationFormatError) as info:
@@ -403,7 +409,7 @@ def test_decode_normalises_message_id() -> None:
 
 async def test_memory_seen_store_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr("yamarket_chats.notifications.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("yamarket_chats.notifications._seen.time.monotonic", lambda: now[0])
     store = MemorySeenStore(max_size=3, ttl=60)
     assert [await store.add(k) for k in "abca"] == [True, True, True, False]
     assert await store.add("d")  # evicts the oldest, "a"

@@ -58,8 +58,10 @@ def message_sent_payload(chat: FakeChat, message: FakeMessage) -> dict[str, Any]
     }
 
 
-def ping_payload() -> dict[str, Any]:
-    """A ``PING`` body with the time now."""
+def ping_payload(*, with_time: bool = True) -> dict[str, Any]:
+    """A ``PING`` body with the time now (``time`` is optional in the spec)."""
+    if not with_time:
+        return {"notificationType": "PING"}
     now = datetime.now(timezone.utc).replace(microsecond=0)
     return {"notificationType": "PING", "time": now.isoformat()}
 
@@ -69,7 +71,8 @@ class FakeNotifier:
 
     ``deliveries`` records every POST and its answer. With ``duplicate`` set,
     each event is posted twice (the second after the first is answered), as
-    Market may do. Must be made inside the running event loop.
+    Market may do. ``headers`` are added to every POST (e.g. a secret header a
+    proxy would add). Must be made inside the running event loop.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class FakeNotifier:
         self.duplicate = duplicate
         self.timeout = timeout
         self.deliveries: list[NotificationDelivery] = []
+        self.headers: dict[str, str] = {}
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._queue: asyncio.Queue[tuple[dict[str, Any], bool]] = asyncio.Queue()
@@ -133,9 +137,9 @@ class FakeNotifier:
             done.append(await self._post(dict(payload), 2))
         return done
 
-    async def ping(self) -> NotificationDelivery:
-        """POST a ``PING`` now and return how it was answered."""
-        return await self._post(ping_payload(), 1)
+    async def ping(self, *, with_time: bool = True) -> NotificationDelivery:
+        """POST a ``PING`` now (without ``time`` if asked) and return how it was answered."""
+        return await self._post(ping_payload(with_time=with_time), 1)
 
     async def _post(self, payload: dict[str, Any], attempt: int) -> NotificationDelivery:
         delivery = NotificationDelivery(payload, attempt)
@@ -144,7 +148,10 @@ class FakeNotifier:
             self._session = aiohttp.ClientSession()
         try:
             async with self._session.post(
-                self.url, json=payload, timeout=aiohttp.ClientTimeout(total=self.timeout)
+                self.url,
+                json=payload,
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as response:
                 delivery.body = await response.read()
                 delivery.status = response.status
