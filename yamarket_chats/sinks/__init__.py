@@ -5,6 +5,7 @@ blocking file work that both share.
 """
 
 from .jsonl import JsonlSink
+from .postgres import PostgresSink  # asyncpg is imported when a sink opens
 from .sqlite import SQLiteSink
 
-__all__ = ["JsonlSink", "SQLiteSink"]
+__all__ = ["JsonlSink", "PostgresSink", "SQLiteSink"]

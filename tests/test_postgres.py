@@ -1,0 +1,258 @@
+"""`PostgresSink` against a real PostgreSQL server the tests start (tests/pg_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import sys
+from asyncio.subprocess import DEVNULL
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+import pytest_asyncio
+
+from tests.conftest import BUSINESS
+from tests.pg_server import PASSWORD, PostgresServer, server_or_skip
+from yamarket_chats import ChatsClient
+from yamarket_chats.ingest import ChatState, sync
+from yamarket_chats.sinks import PostgresSink
+from yamarket_chats.sinks.postgres import SCHEMA_VERSION, Lease, LeaseLostError, PostgresSinkError
+from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSINESSES = (BUSINESS, 2002)  # the `fake` fixture: 5 chats x 230 messages each
+
+Rows = tuple[set[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    server = server_or_skip()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg: PostgresServer) -> str:
+    """A fresh database of the module's server."""
+    return pg.create_database()
+
+
+@pytest_asyncio.fixture
+async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(pg_url)
+    yield conn
+    await conn.close()
+
+
+def expected(fake: FakeServer, businesses: Sequence[int]) -> Rows:
+    """The fake's chats and messages as rows of the sink's tables."""
+    chats, messages = set(), []
+    for b in businesses:
+        for c in fake.market.chats(b):
+            chats.add(
+                (
+                    b, c.chat_id, c.order_id, c.type, c.status, c.created_at, c.updated_at,
+                    c.context_type, c.customer_name, c.customer_public_id, c.campaign_id,
+                    c.order_id, c.return_id,
+                )
+            )  # fmt: skip
+            for m in fake.market.messages(b, c.chat_id):
+                payload = msgspec.to_builtins(m.payload) if m.payload else None
+                messages.append(
+                    (b, c.chat_id, m.message_id, m.created_at, m.sender, m.message, payload)
+                )
+    return chats, sorted(messages, key=lambda r: r[:3])
+
+
+async def stored(conn: asyncpg.Connection) -> Rows:
+    """The sink's tables; messages as a sorted list, so a duplicate would show."""
+    chats = {tuple(r) for r in await conn.fetch("SELECT * FROM yamarket_chats.chats")}
+    messages = [
+        (*r[:6], json.loads(r[6]) if r[6] is not None else None)
+        for r in await conn.fetch(
+            "SELECT * FROM yamarket_chats.messages ORDER BY business_id, chat_id, message_id"
+        )
+    ]
+    return chats, messages
+
+
+async def test_sync_equals_the_fake_and_resumes_from_checkpoints(
+    client: ChatsClient, fake: FakeServer, pg_url: str, db: asyncpg.Connection
+) -> None:
+    async with PostgresSink(pg_url) as sink:
+        report = await sync(client, BUSINESSES, sink)
+    assert report.messages == 2 * 5 * 230 and report.pages == 10 * 3
+    assert await stored(db) == expected(fake, BUSINESSES)
+    states = await db.fetch("SELECT chat_id, last_message_id FROM yamarket_chats.sync_state")
+    assert {r[0]: r[1] for r in states} == {
+        c.chat_id: max(m.message_id for m in fake.market.messages(b, c.chat_id))
+        for b in BUSINESSES
+        for c in fake.market.chats(b)
+    }
+    chat = fake.market.chats(BUSINESS)[2]
+    for n in range(3):
+        fake.market.add_message(BUSINESS, chat.chat_id, f"new {n}")
+    fake.journal.clear()
+    async with PostgresSink(pg_url) as sink:
+        report = await sync(client, BUSINESSES, sink, skip_unchanged=False)
+    assert report.messages == 3
+    assert await stored(db) == expected(fake, BUSINESSES)
+    history = fake.journal.entries("get_chat_history", status=200)
+    assert len(history) == 10  # one request per chat, each from its checkpoint
+    first_ids = {e.body.get("messageIdFrom") for e in history}
+    assert None not in first_ids
+
+
+async def test_unchanged_rows_are_not_rewritten(
+    client: ChatsClient, fake: FakeServer, pg_url: str, db: asyncpg.Connection
+) -> None:
+    async with PostgresSink(pg_url) as sink:
+        await sync(client, [BUSINESS], sink)
+        before = await db.fetch("SELECT xmin::text FROM yamarket_chats.chats ORDER BY chat_id")
+        page = await client.get_chat_history(BUSINESS, fake.market.chats(BUSINESS)[0].chat_id)
+        await sink.save_page(
+            BUSINESS, fake.market.chats(BUSINESS)[0].chat_id, page.messages, ChatState(1)
+        )
+        chats = (await client.get_chats(BUSINESS)).chats
+        await sink.save_chats(BUSINESS, chats)
+    after = await db.fetch("SELECT xmin::text FROM yamarket_chats.chats ORDER BY chat_id")
+    assert before == after  # the same row versions: an unchanged upsert writes nothing
+    msgs = await db.fetchval(
+        "SELECT count(DISTINCT xmin::text) FROM yamarket_chats.messages WHERE chat_id = $1",
+        fake.market.chats(BUSINESS)[0].chat_id,
+    )
+    assert msgs == 3  # the three pages of the sync, none rewritten by the replay
+
+
+async def test_schema_is_created_once_and_versioned(pg_url: str, db: asyncpg.Connection) -> None:
+    sinks = [PostgresSink(pg_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in sinks))  # four workers starting at once
+    await asyncio.gather(*(s.close() for s in sinks))
+    rows = await db.fetch("SELECT version FROM yamarket_chats.schema_version")
+    assert [r[0] for r in rows] == [SCHEMA_VERSION] == [1]
+    await db.execute("INSERT INTO yamarket_chats.schema_version (version) VALUES (99)")
+    with pytest.raises(PostgresSinkError, match="version 99, newer"):
+        async with PostgresSink(pg_url) as sink:
+            await sink.load_state(BUSINESS)
+    async with PostgresSink(pg_url, schema="other_app") as sink:
+        assert await sink.load_state(BUSINESS) == {}
+    assert await db.fetchval("SELECT count(*) FROM other_app.schema_version") == 1
+
+
+async def test_a_pool_passed_in_is_shared_and_left_open(pg_url: str) -> None:
+    pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=2)
+    try:
+        async with PostgresSink(pool=pool) as sink:
+            assert await sink.load_state(BUSINESS) == {}
+            assert sink.pool is pool
+        assert await pool.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
+
+
+async def test_the_password_never_shows(pg: PostgresServer, pg_url: str) -> None:
+    sink = PostgresSink(pg_url)
+    assert PASSWORD not in repr(sink) and "***" in repr(sink)
+    wrong = pg_url.replace(PASSWORD, "wrong-" + PASSWORD)
+    with pytest.raises(PostgresSinkError) as failed:
+        await PostgresSink(wrong).open()
+    assert "password authentication failed" in str(failed.value)
+    assert PASSWORD not in str(failed.value) and failed.value.__cause__ is None
+    closed_port = pg_url.replace(f":{pg.port}/", ":1/")
+    with pytest.raises(PostgresSinkError, match="cannot connect") as failed:
+        await PostgresSink(closed_port).open()
+    assert PASSWORD not in str(failed.value)
+    with pytest.raises(ValueError, match="schema"):
+        PostgresSink(pg_url, schema="Robert'); DROP TABLE students;--")
+
+
+async def test_a_write_under_a_lost_lease_stores_nothing(
+    client: ChatsClient, fake: FakeServer, pg_url: str, db: asyncpg.Connection
+) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    page = await client.get_chat_history(BUSINESS, chat_id)
+    async with PostgresSink(pg_url) as sink:
+        await sink.open()
+        await db.execute(
+            "INSERT INTO yamarket_chats.leases (business_id, owner, token) VALUES ($1, 'b', 2)",
+            BUSINESS,
+        )
+        stale = Lease(BUSINESS, "a", 1)
+        with pytest.raises(LeaseLostError, match=str(BUSINESS)):
+            await sink.save_page(BUSINESS, chat_id, page.messages, ChatState(1), lease=stale)
+        with pytest.raises(LeaseLostError):
+            await sink.save_chats(BUSINESS, (await client.get_chats(BUSINESS)).chats, lease=stale)
+        assert await db.fetchval("SELECT count(*) FROM yamarket_chats.messages") == 0
+        assert await db.fetchval("SELECT count(*) FROM yamarket_chats.sync_state") == 0
+        assert await db.fetchval("SELECT count(*) FROM yamarket_chats.chats") == 0
+        held = Lease(BUSINESS, "b", 2)
+        await sink.save_page(BUSINESS, chat_id, page.messages, ChatState(1), lease=held)
+    assert await db.fetchval("SELECT count(*) FROM yamarket_chats.messages") == len(page.messages)
+
+
+def test_importing_the_package_does_not_import_asyncpg() -> None:
+    code = (
+        "import sys, yamarket_chats, yamarket_chats.sinks, yamarket_chats.fleet, "
+        "yamarket_chats.cli; assert 'asyncpg' not in sys.modules, 'asyncpg imported'"
+    )
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# -- crashes ------------------------------------------------------------------------
+
+KILL_CONFIG = FakeMarketConfig(
+    businesses=(1001, 2002, 3003), chats_per_business=4, messages_per_chat=1000
+)
+
+
+async def test_ten_sigkills_lose_nothing_and_store_nothing_twice(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    """SIGKILL a sync process at 10 seeded moments, resume each time; compare with the fake."""
+    rng = random.Random(12)
+    businesses = KILL_CONFIG.businesses
+    total = len(businesses) * 4 * 1000
+    # Kill when the table holds at least this many messages (never the last ~10% of
+    # the run, so every kill lands mid-sync), plus a random few milliseconds.
+    thresholds = sorted(rng.sample(range(1, int(total * 0.9)), 10))
+    async with run_fake_server(KILL_CONFIG) as fake:
+        fake.faults.add("latency", delay=0.06, operations={"get_chat_history"})
+        cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, pg_url]
+        cmd += map(str, businesses)
+        counts = []
+        for threshold in thresholds:
+            proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=DEVNULL)
+            count = 0
+            while proc.returncode is None:
+                if await db.fetchval("SELECT to_regclass('yamarket_chats.messages')"):
+                    count = await db.fetchval("SELECT count(*) FROM yamarket_chats.messages")
+                if count >= threshold:
+                    await asyncio.sleep(rng.uniform(0, 0.03))
+                    break
+                await asyncio.sleep(0.005)
+            assert proc.returncode is None, "the sync finished before its kill"
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            counts.append(await db.fetchval("SELECT count(*) FROM yamarket_chats.messages"))
+        assert all(c < total for c in counts), counts  # each kill interrupted a sync
+        proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=DEVNULL)
+        assert await proc.wait() == 0
+        assert await stored(db) == expected(fake, businesses)
+        last = {
+            c.chat_id: max(m.message_id for m in fake.market.messages(b, c.chat_id))
+            for b in businesses
+            for c in fake.market.chats(b)
+        }
+    states = await db.fetch("SELECT chat_id, last_message_id FROM yamarket_chats.sync_state")
+    assert {r[0]: r[1] for r in states} == last

@@ -1,0 +1,405 @@
+"""Many workers, one set of cabinets: business leases in PostgreSQL, and follow mode.
+
+`run_worker` is one process of a fleet. Every worker of a fleet is given the
+same business ids and the same database; each business is synced by one
+worker at a time, under a **row lease** in the sink's ``leases`` table:
+
+- a worker claims a free (or expired) lease with ``UPDATE ... WHERE
+  business_id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)``, which bumps
+  the lease's ``token`` and sets ``expires_at = now() + lease_seconds``:
+  workers racing for leases skip each other's rows instead of waiting;
+- while it syncs, it renews the lease every third of ``lease_seconds``;
+- every write of that sync is fenced by the token in the same statement
+  (`PostgresSink` ``lease=``): once another worker has claimed the business,
+  the old holder cannot write a single row, even if it was only paused;
+- a worker killed with SIGKILL renews nothing, so its leases lapse after
+  ``lease_seconds`` and another worker continues from the checkpoints: the
+  pages it had committed stay, the pages in flight are fetched again.
+
+Time is the database's (``now()``), so the clocks of the workers' machines do
+not matter. Quotas are shared by giving every worker's client the same
+`RedisLimiter`.
+
+Without ``follow``, a worker syncs each business that nobody finished (or
+failed) since the worker started, waits for the ones others hold (taking
+them over if their holder dies), and returns when all are done. With
+``follow``, it never returns: a business is due again ``interval`` seconds
+after its last sync finished.
+
+`follow` is the same loop for one process and any sink (SQLite, JSON Lines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .client import ChatsClient
+from .errors import ApiError, PaginationError, TransportError
+from .ingest import ChatState, Sink, SyncReport, sync
+from .models import Chat, ChatMessage
+from .sinks.postgres import Lease, LeaseLostError, PostgresSink
+
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "DEFAULT_LEASE_SECONDS",
+    "Lease",
+    "LeaseLostError",
+    "WorkerReport",
+    "follow",
+    "run_worker",
+]
+
+logger = logging.getLogger("yamarket_chats")
+
+#: Seconds a lease outlives a worker that stopped renewing it (killed, hung, cut off).
+DEFAULT_LEASE_SECONDS = 30.0
+#: Seconds between the end of a cabinet's sync and the next one, in follow mode.
+DEFAULT_INTERVAL = 60.0
+
+# Errors of one business (the API refused or failed it): recorded, retried
+# later; any other error (database, Redis, a bug) stops the worker.
+_BUSINESS_ERRORS = (ApiError, TransportError, PaginationError)
+
+Synced = Callable[[int, SyncReport], None]
+
+
+@dataclasses.dataclass
+class WorkerReport:
+    """What a worker (or `follow`) did; updated live."""
+
+    worker_id: str = ""  #: the owner name written into the leases
+    synced: int = 0  #: business syncs completed
+    messages: int = 0  #: new messages written
+    pages: int = 0  #: history pages written
+    requests: int = 0  #: HTTP requests sent by the syncs
+    rate_limited: int = 0  #: 420 answers received
+    leases_lost: int = 0  #: syncs stopped because another worker took the business over
+    failed: dict[int, str] = dataclasses.field(default_factory=dict)
+    """Business id -> the error of its last failed sync (cleared by a success)."""
+
+    def add(self, business_id: int, report: SyncReport) -> None:
+        """Count a finished sync of one business."""
+        self.synced += 1
+        self.messages += report.messages
+        self.pages += report.pages
+        self.requests += report.requests
+        self.rate_limited += report.rate_limited
+        self.failed.pop(business_id, None)
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``, the owner name a worker writes into its leases."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class _Fenced:
+    """The sink seen by one leased sync: every write carries the lease."""
+
+    def __init__(self, sink: PostgresSink, lease: Lease) -> None:
+        self.sink, self.lease = sink, lease
+
+    async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
+        return await self.sink.load_state(business_id)
+
+    async def save_chats(self, business_id: int, chats: Sequence[Chat]) -> None:
+        await self.sink.save_chats(business_id, chats, lease=self.lease)
+
+    async def save_page(
+        self, business_id: int, chat_id: int, messages: Sequence[ChatMessage], state: ChatState
+    ) -> None:
+        await self.sink.save_page(business_id, chat_id, messages, state, lease=self.lease)
+
+
+class _Leases:
+    """The lease queries, on the sink's pool and schema."""
+
+    def __init__(self, sink: PostgresSink, owner: str, lease_seconds: float) -> None:
+        s = sink.schema
+        self.sink, self.owner, self.seconds = sink, owner, lease_seconds
+        self._claim = f"""
+            UPDATE {s}.leases AS l
+            SET owner = $1, token = l.token + 1, claimed_at = now(),
+                expires_at = now() + make_interval(secs => $2)
+            WHERE l.business_id = (
+                SELECT business_id FROM {s}.leases
+                WHERE business_id = ANY($3::bigint[])
+                  AND (owner IS NULL OR expires_at < now())
+                  AND (finished_at IS NULL
+                       OR finished_at < coalesce($4, now() - make_interval(secs => $5)))
+                  AND (failed_at IS NULL
+                       OR failed_at < coalesce($4, now() - make_interval(secs => $5)))
+                ORDER BY greatest(finished_at, failed_at) NULLS FIRST, business_id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING business_id, token"""
+        self._renew = f"""
+            UPDATE {s}.leases SET expires_at = now() + make_interval(secs => $4)
+            WHERE business_id = $1 AND owner = $2 AND token = $3 RETURNING 1"""
+        self._release = f"""
+            UPDATE {s}.leases SET owner = NULL, expires_at = NULL,
+                finished_at = CASE WHEN $4 THEN now() ELSE finished_at END,
+                failed_at = CASE WHEN $5::text IS NOT NULL THEN now() ELSE failed_at END,
+                error = CASE WHEN $4 THEN NULL ELSE coalesce($5, error) END
+            WHERE business_id = $1 AND owner = $2 AND token = $3"""
+        self._pending = f"""
+            SELECT count(*) FROM {s}.leases
+            WHERE business_id = ANY($1::bigint[])
+              AND NOT coalesce(finished_at >= $2, false)
+              AND NOT coalesce(failed_at >= $2, false)"""
+        self._register = f"""
+            INSERT INTO {s}.leases (business_id) SELECT unnest($1::bigint[])
+            ON CONFLICT DO NOTHING"""
+
+    async def _call(self, doing: str, sql: str, *args: Any) -> Any:
+        return await self.sink._query(doing, "val", sql, *args)
+
+    async def register(self, business_ids: Sequence[int]) -> Any:
+        """Add a lease row for each business; the database's ``now()``."""
+        await self._call("register leases", self._register, list(business_ids))
+        return await self._call("read the clock", "SELECT now()")
+
+    async def claim(self, business_ids: Sequence[int], since: Any, interval: float) -> Lease | None:
+        args = (self.owner, self.seconds, list(business_ids), since, interval)
+        row = await self.sink._query("claim a lease", "row", self._claim, *args)
+        return None if row is None else Lease(row[0], self.owner, row[1])
+
+    async def renew(self, lease: Lease) -> bool:
+        args = (lease.business_id, lease.owner, lease.token, self.seconds)
+        return bool(await self._call("renew a lease", self._renew, *args))
+
+    async def release(self, lease: Lease, *, finished: bool, error: str | None = None) -> None:
+        args = (lease.business_id, lease.owner, lease.token, finished, error)
+        await self._call("release a lease", self._release, *args)
+
+    async def pending(self, business_ids: Sequence[int], since: Any) -> int:
+        return int(await self._call("count pending", self._pending, list(business_ids), since))
+
+
+@dataclasses.dataclass
+class _Held:
+    lease: Lease
+    lost: bool = False
+    error: BaseException | None = None
+
+
+async def run_worker(
+    client: ChatsClient,
+    business_ids: Iterable[int],
+    sink: PostgresSink,
+    *,
+    follow: bool = False,
+    interval: float = DEFAULT_INTERVAL,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_businesses: int = 4,
+    stop: asyncio.Event | None = None,
+    worker_id: str | None = None,
+    on_synced: Synced | None = None,
+    **sync_options: Any,
+) -> WorkerReport:
+    """Sync ``business_ids`` into ``sink`` as one worker of a fleet (see the module docs).
+
+    :param follow: keep running; each business is synced again ``interval``
+        seconds after its last sync finished (or failed).
+    :param lease_seconds: how long a business stays locked after its worker
+        stops renewing the lease (killed, hung, cut off from the database);
+        the lease is renewed every third of it.
+    :param max_businesses: businesses this worker syncs at the same time.
+    :param stop: when set, claim nothing more, finish the syncs in progress
+        and return.
+    :param on_synced: called with the business id and its `SyncReport` after
+        each completed sync.
+    :param sync_options: passed to `yamarket_chats.ingest.sync` (filters,
+        ``concurrency``, ``skip_unchanged``, ``settle_seconds``).
+
+    A business whose sync fails with an API error is recorded in
+    ``report.failed`` (and the lease row's ``error``) and retried after
+    ``interval`` in follow mode; without follow it counts as done. Any other
+    error (database, Redis) stops the worker: its leases are released and
+    the error is raised. Cancelling the worker releases its leases at once,
+    after the pages in flight are committed.
+    """
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+    if interval < 0:
+        raise ValueError(f"interval must be >= 0, got {interval}")
+    if max_businesses < 1:
+        raise ValueError(f"max_businesses must be >= 1, got {max_businesses}")
+    ids = list(dict.fromkeys(business_ids))
+    report = WorkerReport(worker_id=worker_id or default_worker_id())
+    await sink.open()
+    leases = _Leases(sink, report.worker_id, lease_seconds)
+    started_at = await leases.register(ids)
+    since = None if follow else started_at
+    poll = min(1.0, lease_seconds / 4, interval / 2 if follow and interval > 0 else 1.0)
+    stop = stop or asyncio.Event()
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    active: dict[asyncio.Future[Any], _Held] = {}
+
+    async def one(held: _Held) -> None:
+        lease = held.lease
+        task = asyncio.ensure_future(
+            sync(client, [lease.business_id], _Fenced(sink, lease), **sync_options)
+        )
+        beat = asyncio.ensure_future(_heartbeat(leases, held, task))
+        released = False
+        try:
+            await asyncio.wait([task])
+            if held.error is not None:
+                raise held.error  # the database failed under the heartbeat
+            if held.lost or (not task.cancelled() and isinstance(task.exception(), LeaseLostError)):
+                report.leases_lost += 1
+                logger.warning("lost the lease on business %s", lease.business_id)
+                released = True  # it is someone else's now
+                return
+            exc = task.exception()
+            if exc is None:
+                result = task.result()
+                await leases.release(lease, finished=True)
+                released = True
+                report.add(lease.business_id, result)
+                if on_synced is not None:
+                    on_synced(lease.business_id, result)
+            elif isinstance(exc, _BUSINESS_ERRORS):
+                logger.warning("sync of business %s failed: %s", lease.business_id, exc)
+                await leases.release(lease, finished=False, error=str(exc))
+                released = True
+                report.failed[lease.business_id] = str(exc)
+            else:
+                raise exc
+        finally:
+            beat.cancel()
+            if not task.done():
+                task.cancel()
+                # Pages handed to the sink are finished before the task ends.
+                while not task.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([task])
+            if not released:
+                with contextlib.suppress(Exception):  # it lapses anyway
+                    await asyncio.shield(leases.release(lease, finished=False))
+
+    try:
+        while True:
+            if not stop.is_set():
+                while len(active) < max_businesses:
+                    lease = await leases.claim(ids, since, interval)
+                    if lease is None:
+                        break
+                    held = _Held(lease)
+                    active[asyncio.ensure_future(one(held))] = held
+            if not active and (stop.is_set() or not (follow or await leases.pending(ids, since))):
+                return report
+            done, _ = await asyncio.wait(
+                [*active, stopping], timeout=poll, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task in active:
+                    del active[task]
+                    task.result()  # a fatal error stops the worker
+    finally:
+        stopping.cancel()
+        for task in active:
+            task.cancel()
+        if active:
+            await asyncio.gather(*active, return_exceptions=True)
+
+
+async def _heartbeat(leases: _Leases, held: _Held, task: asyncio.Future[Any]) -> None:
+    """Renew ``held`` every third of the lease; stop ``task`` if the lease is lost."""
+    while True:
+        await asyncio.sleep(leases.seconds / 3)
+        try:
+            renewed = await leases.renew(held.lease)
+        except Exception as exc:
+            held.error = exc
+            task.cancel()
+            return
+        if not renewed:
+            held.lost = True
+            task.cancel()
+            return
+
+
+async def follow(
+    client: ChatsClient,
+    business_ids: Iterable[int],
+    sink: Sink,
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    max_businesses: int = 4,
+    stop: asyncio.Event | None = None,
+    on_synced: Synced | None = None,
+    **sync_options: Any,
+) -> WorkerReport:
+    """Keep ``sink`` a mirror: sync each business, then again ``interval`` s after it finished.
+
+    One process, any sink (for a fleet on PostgreSQL use `run_worker` with
+    ``follow=True``). Up to ``max_businesses`` syncs run at once. A business
+    whose sync fails with an API error is logged, recorded in
+    ``report.failed`` and tried again after ``interval``; any other error
+    stops everything and is raised. Returns when ``stop`` is set (after the
+    syncs in progress finish).
+    """
+    if interval < 0:
+        raise ValueError(f"interval must be >= 0, got {interval}")
+    if max_businesses < 1:
+        raise ValueError(f"max_businesses must be >= 1, got {max_businesses}")
+    ids = list(dict.fromkeys(business_ids))
+    report = WorkerReport(worker_id=default_worker_id())
+    stop = stop or asyncio.Event()
+    gate = asyncio.Semaphore(max_businesses)
+    due = {b: 0.0 for b in ids}  # monotonic time each business is due
+
+    async def one(business_id: int) -> None:
+        async with gate:
+            if stop.is_set():
+                return
+            try:
+                result = await sync(client, [business_id], sink, **sync_options)
+            except _BUSINESS_ERRORS as exc:
+                logger.warning("sync of business %s failed: %s", business_id, exc)
+                report.failed[business_id] = str(exc)
+            else:
+                report.add(business_id, result)
+                if on_synced is not None:
+                    on_synced(business_id, result)
+            finally:
+                due[business_id] = time.monotonic() + interval
+
+    running: dict[asyncio.Future[Any], int] = {}
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set() or running:
+            now = time.monotonic()
+            if not stop.is_set():
+                busy = set(running.values())
+                for b in ids:
+                    if b not in busy and due[b] <= now:
+                        due[b] = float("inf")
+                        running[asyncio.ensure_future(one(b))] = b
+            soonest = min(due.values(), default=now + interval)
+            timeout = max(0.0, min(soonest - now, 3600.0))
+            done, _ = await asyncio.wait(
+                [*running, stopping], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task in running:
+                    del running[task]
+                    task.result()
+        return report
+    finally:
+        stopping.cancel()
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)

@@ -1,0 +1,474 @@
+"""`PostgresSink`: chats, messages and checkpoints in PostgreSQL, shared by a fleet.
+
+Needs ``pip install yamarket-chats[postgres]`` (asyncpg), imported when the
+first sink is built, never by ``import yamarket_chats``.
+
+Every write is ONE statement: a page's messages go in as arrays
+(``INSERT ... SELECT FROM unnest(...)``) and the checkpoint rides in the same
+statement as a data-modifying CTE, so the page and its checkpoint commit
+together in a single round trip, with no BEGIN/COMMIT. Measured on the same
+machine against ``executemany`` in a transaction and against ``COPY`` into a
+temporary table plus an upsert, it is the fastest for pages of 100 messages
+(see docs/ingest.md).
+
+The tables live in their own schema (``yamarket_chats`` by default) next to
+the application's, with a ``schema_version`` table: the schema is created on
+first use under a transaction-level advisory lock (so N workers starting at
+once create it once), and a later version adds its migration to
+`_MIGRATIONS`.
+
+The fleet (`yamarket_chats.fleet`) keeps its business leases in the same
+schema; a page written for a lease is fenced by the lease's token in the same
+statement, so a worker that lost its lease can never write again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from ..errors import YandexMarketError
+from ..ingest import ChatState
+from ..models import Chat, ChatMessage
+
+__all__ = ["Lease", "LeaseLostError", "PostgresSink", "PostgresSinkError"]
+
+_encode = msgspec.json.Encoder().encode
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _driver() -> Any:
+    """asyncpg, imported on first use."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return asyncpg
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """What a failing database or connection raises (wrapped in `PostgresSinkError`)."""
+    asyncpg = _driver()
+    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class PostgresSinkError(YandexMarketError):
+    """PostgreSQL failed (unreachable, refused, or an SQL error); never shows the password."""
+
+
+class LeaseLostError(YandexMarketError):
+    """A write for a business lease that another worker has taken over since."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """A worker's claim on one business (see `yamarket_chats.fleet`).
+
+    ``token`` grows by one at every claim: writes carry it, and the database
+    refuses them once a newer claim exists.
+    """
+
+    business_id: int
+    owner: str
+    token: int
+
+
+# -- schema -------------------------------------------------------------------
+
+_MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE {s}.chats (
+            business_id bigint NOT NULL,
+            chat_id bigint NOT NULL,
+            order_id bigint,
+            type text NOT NULL,
+            status text NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            context_type text NOT NULL,
+            customer_name text,
+            customer_public_id text,
+            campaign_id bigint,
+            context_order_id bigint,
+            return_id bigint,
+            PRIMARY KEY (business_id, chat_id)
+        );
+        CREATE TABLE {s}.messages (
+            business_id bigint NOT NULL,
+            chat_id bigint NOT NULL,
+            message_id bigint NOT NULL,
+            created_at timestamptz NOT NULL,
+            sender text NOT NULL,
+            message text,
+            payload jsonb,
+            PRIMARY KEY (business_id, chat_id, message_id)
+        );
+        CREATE TABLE {s}.sync_state (
+            business_id bigint NOT NULL,
+            chat_id bigint NOT NULL,
+            last_message_id bigint,
+            updated_at timestamptz,
+            synced_at double precision,
+            PRIMARY KEY (business_id, chat_id)
+        );
+        CREATE TABLE {s}.leases (
+            business_id bigint PRIMARY KEY,
+            owner text,
+            token bigint NOT NULL DEFAULT 0,
+            expires_at timestamptz,
+            claimed_at timestamptz,
+            finished_at timestamptz,
+            failed_at timestamptz,
+            error text
+        );
+        """,
+    ),
+)
+
+#: The schema version this release writes.
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+_CHAT_COLUMNS = (
+    "business_id, chat_id, order_id, type, status, created_at, updated_at, context_type,"
+    " customer_name, customer_public_id, campaign_id, context_order_id, return_id"
+)
+
+# A lease check as a CTE: locks the lease row against a concurrent claim for
+# the rest of the statement, and yields no row when the lease was taken over.
+_FENCE = """
+fence AS (
+    SELECT 1 FROM {s}.leases
+    WHERE business_id = $1 AND owner = $F1 AND token = $F2
+    FOR SHARE
+),"""
+
+_SAVE_PAGE = """
+WITH {fence} page AS (
+    INSERT INTO {s}.messages AS m
+    SELECT $1, $2, id, created, sender, message, payload::jsonb
+    FROM unnest($3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
+        AS p(id, created, sender, message, payload)
+    {where}
+    ON CONFLICT (business_id, chat_id, message_id) DO UPDATE SET
+        created_at = excluded.created_at, sender = excluded.sender,
+        message = excluded.message, payload = excluded.payload
+    WHERE (m.created_at, m.sender, m.message, m.payload)
+        IS DISTINCT FROM (excluded.created_at, excluded.sender, excluded.message, excluded.payload)
+), state AS (
+    INSERT INTO {s}.sync_state AS st
+    SELECT $1, $2, $8, $9, $10 {where}
+    ON CONFLICT (business_id, chat_id) DO UPDATE SET
+        last_message_id = excluded.last_message_id,
+        updated_at = excluded.updated_at, synced_at = excluded.synced_at
+)
+SELECT {ok}
+"""
+
+_SAVE_CHATS = """
+WITH {fence} chats AS (
+    INSERT INTO {s}.chats AS c ({columns})
+    SELECT $1, * FROM unnest(
+        $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[],
+        $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::bigint[],
+        $12::bigint[], $13::bigint[]
+    ) {where}
+    ON CONFLICT (business_id, chat_id) DO UPDATE SET
+        order_id = excluded.order_id, type = excluded.type, status = excluded.status,
+        created_at = excluded.created_at, updated_at = excluded.updated_at,
+        context_type = excluded.context_type, customer_name = excluded.customer_name,
+        customer_public_id = excluded.customer_public_id,
+        campaign_id = excluded.campaign_id, context_order_id = excluded.context_order_id,
+        return_id = excluded.return_id
+    WHERE (c.*) IS DISTINCT FROM (excluded.*)
+)
+SELECT {ok}
+"""
+
+
+def _statement(template: str, schema: str, fenced: bool, first_free: int) -> str:
+    """`template` with or without the lease fence (its parameters numbered after the rest)."""
+    fence = _FENCE.replace("$F1", f"${first_free}").replace("$F2", f"${first_free + 1}")
+    return template.format(
+        s=schema,
+        columns=_CHAT_COLUMNS,
+        fence=fence.format(s=schema) if fenced else "",
+        where="WHERE EXISTS (SELECT FROM fence)" if fenced else "",
+        ok="EXISTS (SELECT FROM fence)" if fenced else "true",
+    )
+
+
+def redact(dsn: str) -> str:
+    """``dsn`` with its password (if any) replaced by ``***``."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparsable DSN>"
+    if parts.password is None:
+        if "password" in parts.query.lower():
+            return urlunsplit(parts._replace(query="***"))
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _where(dsn: str) -> str:
+    """host:port/database of a DSN, for error messages."""
+    try:
+        parts = urlsplit(dsn)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+    except ValueError:
+        return "<unparsable DSN>"
+
+
+class PostgresSink:
+    """Chats, messages and checkpoints in PostgreSQL (asyncpg), for one sync or a fleet.
+
+    :param dsn: ``postgresql://user:password@host:5432/database``; or pass
+        ``pool``, an ``asyncpg.Pool`` you own (the sink never closes it).
+    :param schema: the PostgreSQL schema of the tables (created if missing).
+    :param min_size, max_size: of the pool the sink creates from ``dsn``;
+        every task of the sync shares it.
+
+    Tables (in ``schema``): ``chats`` (key ``business_id, chat_id``),
+    ``messages`` (key ``business_id, chat_id, message_id``; ``payload`` as
+    ``jsonb``), ``sync_state`` (checkpoints), ``leases`` (the fleet's) and
+    ``schema_version``. Rows are upserted and each page commits in one
+    statement with its checkpoint: every message is stored exactly once and
+    a crash loses at most the pages in flight. Timestamps are ``timestamptz``
+    (the instant is kept; PostgreSQL does not keep the API's UTC offset).
+
+    Use as ``async with PostgresSink(dsn) as sink``, or call `close()`. The
+    pool is opened and the schema created on first use (or `open()`), inside
+    the running loop. The password never appears in ``repr``, logs or errors.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: Any = None,
+        schema: str = "yamarket_chats",
+        min_size: int = 1,
+        max_size: int = 10,
+    ) -> None:
+        if (dsn is None) == (pool is None):
+            raise ValueError("pass exactly one of dsn and pool")
+        if not _IDENTIFIER.match(schema):
+            raise ValueError(
+                f"schema must be a lowercase SQL identifier (a-z, 0-9, _; up to 63), got {schema!r}"
+            )
+        if not 1 <= min_size <= max_size:
+            raise ValueError(f"need 1 <= min_size <= max_size, got {min_size} and {max_size}")
+        self._dsn = dsn
+        self._pool = pool
+        self._own_pool = pool is None
+        self.schema = schema
+        self._sizes = (min_size, max_size)
+        self._opening: asyncio.Lock | None = None
+        self._ready = False
+        self._closed = False
+        self._sql: dict[tuple[str, bool], str] = {}
+
+    def __repr__(self) -> str:
+        where = redact(self._dsn) if self._dsn is not None else "pool=..."
+        return f"PostgresSink({where!r}, schema={self.schema!r})"
+
+    # -- connection ----------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        if self._dsn:
+            password = urlsplit(self._dsn).password
+            if password:
+                text = text.replace(password, "***")
+        return text
+
+    def _error(self, exc: BaseException, doing: str) -> PostgresSinkError:
+        where = _where(self._dsn) if self._dsn else "the pool's database"
+        detail = self._scrub(str(exc)) or type(exc).__name__
+        return PostgresSinkError(f"PostgreSQL at {where}: {doing}: {detail}")
+
+    @property
+    def pool(self) -> Any:
+        """The pool (after `open()`); share it for your own queries."""
+        if self._pool is None:
+            raise RuntimeError("PostgresSink is not open yet: await sink.open() first")
+        return self._pool
+
+    async def open(self) -> PostgresSink:
+        """Connect (if given a DSN) and create or migrate the schema; idempotent."""
+        if self._closed:
+            raise RuntimeError("PostgresSink is closed")
+        if self._ready:
+            return self
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._ready:
+                return self
+            if self._pool is None:
+                assert self._dsn is not None
+                try:
+                    self._pool = await _driver().create_pool(
+                        self._dsn, min_size=self._sizes[0], max_size=self._sizes[1]
+                    )
+                except _db_errors() as exc:
+                    raise self._error(exc, "cannot connect") from None
+                except ValueError as exc:  # a malformed DSN: never echo it
+                    raise self._error(exc, "bad DSN") from None
+            try:
+                await self._migrate(self._pool)
+            except _db_errors() as exc:
+                raise self._error(exc, "cannot create the schema") from None
+            self._ready = True
+        return self
+
+    async def _migrate(self, pool: Any) -> None:
+        s = self.schema
+        async with pool.acquire() as conn, conn.transaction():
+            # Serializes workers that start together; released at commit.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"yamarket:{s}")
+            await conn.execute(
+                f"CREATE SCHEMA IF NOT EXISTS {s};"
+                f" CREATE TABLE IF NOT EXISTS {s}.schema_version ("
+                " version integer NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            current = await conn.fetchval(f"SELECT max(version) FROM {s}.schema_version") or 0
+            if current > SCHEMA_VERSION:
+                raise PostgresSinkError(
+                    f"schema {s} is at version {current}, newer than this yamarket_chats "
+                    f"knows ({SCHEMA_VERSION}): upgrade yamarket_chats"
+                )
+            for version, sql in _MIGRATIONS:
+                if version > current:
+                    await conn.execute(sql.format(s=s))
+                    await conn.execute(
+                        f"INSERT INTO {s}.schema_version (version) VALUES ($1)", version
+                    )
+
+    async def close(self) -> None:
+        """Close the pool the sink created (not one you passed in); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None and self._own_pool:
+            await pool.close()
+
+    async def __aenter__(self) -> PostgresSink:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _query(self, doing: str, how: str, sql: str, *args: Any) -> Any:
+        """``pool.fetch{how}(sql, *args)``; database errors become `PostgresSinkError`.
+
+        For the fleet's lease queries too: they share the pool and the error wording.
+        """
+        await self.open()
+        try:
+            return await getattr(self.pool, f"fetch{how}")(sql, *args)
+        except _db_errors() as exc:
+            raise self._error(exc, f"cannot {doing}") from None
+
+    async def _fetchval(self, key: str, template: str, first_free: int, *args: Any) -> Any:
+        """Run one cached statement of a sink method, fenced when the lease is in ``args``."""
+        fenced = len(args) > first_free - 1
+        sql = self._sql.get((key, fenced))
+        if sql is None:
+            sql = self._sql[(key, fenced)] = _statement(template, self.schema, fenced, first_free)
+        return await self._query(key.replace("_", " "), "val", sql, *args)
+
+    # -- the Sink protocol -----------------------------------------------------------
+
+    async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
+        """The checkpoints of a business's chats, by chat id."""
+        rows = await self._query(
+            "load state",
+            "",
+            f"SELECT chat_id, last_message_id, updated_at, synced_at"
+            f" FROM {self.schema}.sync_state WHERE business_id = $1",
+            business_id,
+        )
+        return {r[0]: ChatState(r[1], r[2], r[3]) for r in rows}
+
+    async def save_chats(
+        self, business_id: int, chats: Sequence[Chat], *, lease: Lease | None = None
+    ) -> None:
+        """Upsert chats as listed (unchanged rows are not rewritten).
+
+        With ``lease``, nothing is written and `LeaseLostError` is raised if
+        the lease was taken over.
+        """
+        if not chats:
+            return
+        columns: list[list[Any]] = [[] for _ in range(12)]
+        for chat in chats:
+            ctx, customer = chat.context, chat.context.customer
+            row = (
+                chat.chat_id, chat.order_id, chat.type, chat.status, chat.created_at,
+                chat.updated_at, ctx.type, customer.name if customer else None,
+                customer.public_id if customer else None, ctx.campaign_id, ctx.order_id,
+                ctx.return_id,
+            )  # fmt: skip
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        fence = (lease.owner, lease.token) if lease is not None else ()
+        ok = await self._fetchval("save_chats", _SAVE_CHATS, 14, business_id, *columns, *fence)
+        if not ok:
+            raise LeaseLostError(f"the lease on business {business_id} was taken over")
+
+    async def save_page(
+        self,
+        business_id: int,
+        chat_id: int,
+        messages: Sequence[ChatMessage],
+        state: ChatState,
+        *,
+        lease: Lease | None = None,
+    ) -> None:
+        """Upsert a page of messages and the chat's checkpoint in one statement.
+
+        With ``lease``, nothing is written and `LeaseLostError` is raised if
+        the lease was taken over.
+        """
+        ids, created, senders, texts, payloads = [], [], [], [], []
+        for m in messages:
+            ids.append(m.message_id)
+            created.append(m.created_at)
+            senders.append(m.sender)
+            texts.append(m.message)
+            payloads.append(_encode(m.payload).decode() if m.payload is not None else None)
+        fence = (lease.owner, lease.token) if lease is not None else ()
+        ok = await self._fetchval(
+            "save_page",
+            _SAVE_PAGE,
+            11,
+            business_id,
+            chat_id,
+            ids,
+            created,
+            senders,
+            texts,
+            payloads,
+            state.last_message_id,
+            state.updated_at,
+            state.synced_at,
+            *fence,
+        )
+        if not ok:
+            raise LeaseLostError(f"the lease on business {business_id} was taken over")
