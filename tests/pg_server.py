@@ -255,3 +255,14 @@ def server_or_skip(**kwargs: Any) -> PostgresServer:
         if os.environ.get("CI"):
             pytest.fail(f"{exc} (CI is set: .ci/run should have installed it)")
         pytest.skip(str(exc))
+
+
+@contextlib.contextmanager
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh database on a throwaway server (skips, or fails under CI, if missing)."""
+    server = server_or_skip()
+    server.start()
+    try:
+        yield server.create_database()
+    finally:
+        server.stop()
