@@ -473,3 +473,43 @@ async def test_fetcher_max_wait_and_validation(client: ChatsClient) -> None:
             NotificationFetcher(client, business_ids=bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="max_wait"):
         NotificationFetcher(client, business_ids=[1], max_wait=-1)
+
+
+class HangingStore(MemorySeenStore):
+    """A seen-set whose calls hang until cancelled (``add`` fails at once if ``broken``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+        self.discarding = asyncio.Event()
+
+    async def add(self, key: str) -> bool:
+        if self.broken:
+            raise ConnectionError("store down")
+        await asyncio.Event().wait()
+        return True
+
+    async def discard(self, key: str) -> None:
+        self.discarding.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_cancelled_answer_gives_its_slot_back() -> None:
+    store = HangingStore()
+    receiver = NotificationReceiver(Inbox(), name=NAME, version=VERSION, seen=store, max_pending=1)
+    for _ in range(3):
+        task = asyncio.ensure_future(receiver.handle(message_body(1)))
+        await asyncio.sleep(0.01)
+        assert receiver.pending == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert receiver.pending == 0
+    # Cancelled while forgetting the key after a failed add: given back once only.
+    store.broken = True
+    task = asyncio.ensure_future(receiver.handle(message_body(1)))
+    await asyncio.wait_for(store.discarding.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert receiver.pending == 0

@@ -325,39 +325,16 @@ class NotificationReceiver:
             )
             message = f"busy: {self.pending} events in progress, deliver again later"
             return self._refuse("busy", 500, "UNKNOWN", message), None
-        self._reserved += 1
+        key = dedup_key(event)
+        self._reserved += 1  # held until the callback starts, or given back
         try:
-            return await self._remember(event)
+            answer, new = await self._remember(key)
         except BaseException:
             self._reserved -= 1
             raise
-
-    async def _remember(
-        self, event: Notification
-    ) -> tuple[NotificationAnswer, Callable[[], None] | None]:
-        """Put the event's key in the seen-set; holds one reserved slot on entry."""
-        key = dedup_key(event)
-        try:
-            new = await asyncio.wait_for(self.seen.add(key), self.seen_timeout)
-        except Exception as exc:
-            self._reserved -= 1
-            logger.exception("seen-set failed for %s; answering UNKNOWN", key)
-            # The store may have kept the key before failing or timing out;
-            # forget it, or Market's redelivery would be dropped as a repeat.
-            try:
-                await asyncio.wait_for(self.seen.discard(key), self.seen_timeout)
-            except Exception:
-                logger.exception("could not forget %s in the seen-set", key)
-            detail = "seen-set timed out" if isinstance(exc, asyncio.TimeoutError) else "internal"
-            return self._refuse("seen_failed", 500, "UNKNOWN", detail), None
         if not new:
             self._reserved -= 1
-            logger.debug("dropped a repeated notification %s", key)
-            if self.reject_duplicates:
-                message = f"already received: {key}"
-                return self._refuse("duplicate", 400, "DUPLICATED_EVENT", message), None
-            self.counts["duplicate"] += 1
-            return NotificationAnswer(200, self.ok(), None), None
+            return answer, None
         self.counts["accepted"] += 1
         started = False
 
@@ -372,6 +349,29 @@ class NotificationReceiver:
             task.add_done_callback(self._tasks.discard)
 
         return NotificationAnswer(200, self.ok(), event), start
+
+    async def _remember(self, key: str) -> tuple[NotificationAnswer, bool]:
+        """Put ``key`` in the seen-set: the answer unless it is new, and whether it is."""
+        try:
+            new = await asyncio.wait_for(self.seen.add(key), self.seen_timeout)
+        except Exception as exc:
+            logger.exception("seen-set failed for %s; answering UNKNOWN", key)
+            # The store may have kept the key before failing or timing out;
+            # forget it, or Market's redelivery would be dropped as a repeat.
+            try:
+                await asyncio.wait_for(self.seen.discard(key), self.seen_timeout)
+            except Exception:
+                logger.exception("could not forget %s in the seen-set", key)
+            detail = "seen-set timed out" if isinstance(exc, asyncio.TimeoutError) else "internal"
+            return self._refuse("seen_failed", 500, "UNKNOWN", detail), False
+        if new:
+            return NotificationAnswer(200, b"", None), True
+        logger.debug("dropped a repeated notification %s", key)
+        if self.reject_duplicates:
+            message = f"already received: {key}"
+            return self._refuse("duplicate", 400, "DUPLICATED_EVENT", message), False
+        self.counts["duplicate"] += 1
+        return NotificationAnswer(200, self.ok(), None), False
 
     async def _run(self, event: Notification, key: str) -> None:
         try:
