@@ -1,29 +1,33 @@
 # Quick start: `make demo` (ingestion against the embedded fake server) and `make test`.
+# One venv; each target installs only the extras it needs, once (a stamp per extras set):
+# `make demo` needs the package and [cli] only, `make test`/`make lint` add [dev],
+# `make bench` adds [bench].
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[$*]'
+	touch $@
+
+demo: $(VENV)/.installed-cli
 	$(BIN)/yamarket-chats demo
 
-test: $(STAMP)
+test: $(VENV)/.installed-dev
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
-	$(BIN)/ruff check yamarket_chats tests benchmarks
-	$(BIN)/ruff format --check yamarket_chats tests benchmarks
-	$(BIN)/mypy --strict yamarket_chats
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check yamarket_chats tests benchmarks _yamarket_chats_cli.py
+	$(BIN)/ruff format --check yamarket_chats tests benchmarks _yamarket_chats_cli.py
+	$(BIN)/mypy --strict yamarket_chats _yamarket_chats_cli.py
 
-bench: $(STAMP)
+bench: $(VENV)/.installed-dev $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,10 +121,17 @@ async def test_unreachable_api_exits_4(tmp_path: Path) -> None:
     assert_clean_failure(err)
 
 
-async def test_chats_and_history_json(fake: FakeServer) -> None:
+def json_lines(out: str) -> list[dict[str, Any]]:
+    """Every line of `out` as a JSON object (fails on a torn or non-object line)."""
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert all(isinstance(o, dict) for o in objects) and out.endswith("\n")
+    return objects
+
+
+async def test_chats_and_history_json_lines(fake: FakeServer) -> None:
     code, out, err = await cli("chats", "2002", "--json", "--base-url", fake.url, env=keyed(fake))
     assert code == 0, err
-    chats = json.loads(out)
+    chats = json_lines(out)
     assert [c["chatId"] for c in chats] == [c.chat_id for c in fake.market.chats(2002)]
     assert chats[0]["context"]["customer"]["name"]
 
@@ -130,13 +139,13 @@ async def test_chats_and_history_json(fake: FakeServer) -> None:
     args = ["history", "2002", str(chat.chat_id), "--json", "--base-url", fake.url]
     code, out, err = await cli(*args, env=keyed(fake))
     assert code == 0, err
-    got = json.loads(out)
+    got = json_lines(out)
     assert [m["messageId"] for m in got] == [
         m.message_id for m in fake.market.messages(2002, chat.chat_id)
     ]
     start = chat.first_message_id + 200
     code, out, _ = await cli(*args, "--from", str(start), env=keyed(fake))
-    assert [m["messageId"] for m in json.loads(out)] == list(range(start, start + 30))
+    assert [m["messageId"] for m in json_lines(out)] == list(range(start, start + 30))
 
 
 async def test_chats_and_history_as_plain_tables(fake: FakeServer) -> None:
@@ -220,6 +229,10 @@ async def test_demo_runs_to_completion(tmp_path: Path) -> None:
     assert "incremental sync: 20 chats (6 fetched, 14 unchanged), 12 new messages" in out
     assert f"{db} (kept): 20 chats, 1212 messages" in out
     assert "full sync: chats 20/20" in err
+    # Time waiting on limits is the share of the run during which some request waited.
+    shares = [int(x) for x in re.findall(r"\((\d+)% of it waiting on rate limits\)", out)]
+    assert len(shares) == 2 and all(0 <= x <= 100 for x in shares), out
+    assert "all tasks" not in out
     code, _, err = await cli("demo", "--db", str(db))
     assert code == 2 and "exists" in err
 
@@ -236,7 +249,7 @@ async def test_fake_server_command_serves_until_interrupted() -> None:
     code, out, err = await cli("chats", "8", "--json", "--base-url", url,
                                env={"YANDEX_MARKET_API_KEY": "ACMA:fake-api-key"})  # fmt: skip
     assert code == 0, err
-    assert len(json.loads(out)) == 2
+    assert len(json_lines(out)) == 2
     process.send_signal(signal.SIGINT)
     await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0

@@ -1,16 +1,26 @@
-"""Progress displays and summaries of a sync: a rich bar on a TTY, plain lines otherwise."""
+"""Progress displays and summaries of a sync: a rich bar on a TTY, plain lines otherwise.
+
+How long a sync waited on rate limits is reported as wall-clock time: the
+seconds during which at least one request was waiting for a limit (a bucket,
+the server's ``-Until``, a free slot), shown as a share of the run. The
+client's own ``waited_seconds`` sums the waits of every task, so with eight
+tasks waiting at once it grows eight times faster than the clock and can
+exceed the run; `TimedLimiter` measures the union of the waits instead.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .ingest import SyncReport
+from .limits import Limiter
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-__all__ = ["ProgressDisplay", "make_display", "summary"]
+__all__ = ["ProgressDisplay", "TimedLimiter", "WaitClock", "make_display", "summary"]
 
 
 def rich_available() -> bool:
@@ -22,23 +32,107 @@ def rich_available() -> bool:
     return True
 
 
-def summary(report: SyncReport) -> str:
-    """One line on what a sync did."""
+class WaitClock:
+    """Wall-clock seconds during which at least one request was waiting."""
+
+    def __init__(self) -> None:
+        self._waiting = 0
+        self._since = 0.0
+        self._total = 0.0
+
+    def enter(self) -> None:
+        """A request starts waiting."""
+        if self._waiting == 0:
+            self._since = time.monotonic()
+        self._waiting += 1
+
+    def leave(self) -> None:
+        """A request stops waiting (it may go out, or gave up)."""
+        self._waiting -= 1
+        if self._waiting == 0:
+            self._total += time.monotonic() - self._since
+
+    @property
+    def seconds(self) -> float:
+        """The total so far, the current waiting spell included."""
+        current = time.monotonic() - self._since if self._waiting else 0.0
+        return self._total + current
+
+
+class TimedLimiter:
+    """A `Limiter` that passes everything to another and times its waits on a `WaitClock`."""
+
+    def __init__(self, inner: Limiter) -> None:
+        self.inner = inner
+        self.clock = WaitClock()
+
+    @property
+    def waited(self) -> float:
+        """The inner limiter's sum of waits over all requests."""
+        return self.inner.waited
+
+    @waited.setter
+    def waited(self, value: float) -> None:
+        self.inner.waited = value
+
+    async def start(self) -> None:
+        """Start the inner limiter."""
+        await self.inner.start()
+
+    async def acquire(self, business_id: int, method: str, deadline: float | None = None) -> Any:
+        """Acquire from the inner limiter, on the clock."""
+        self.clock.enter()
+        try:
+            return await self.inner.acquire(business_id, method, deadline)
+        finally:
+            self.clock.leave()
+
+    async def finish(
+        self, lease: Any, status: int | None, headers: Mapping[str, str] | None
+    ) -> float:
+        """Finish on the inner limiter."""
+        return await self.inner.finish(lease, status, headers)
+
+    async def close(self) -> None:
+        """Close the inner limiter."""
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a limiter offers (stats, options) is the inner one's.
+        return getattr(self.inner, name)
+
+
+def waiting_share(report: SyncReport, waited: float) -> float:
+    """The share of the run (0..1) during which some request waited on limits."""
+    return min(1.0, waited / report.elapsed) if report.elapsed > 0 else 0.0
+
+
+def summary(report: SyncReport, waited: float) -> str:
+    """One line on what a sync did; `waited` is wall-clock seconds spent waiting on limits."""
     return (
         f"{report.chats_total} chats ({report.chats_fetched} fetched, "
         f"{report.chats_skipped} unchanged), {report.messages} new messages "
         f"in {report.pages} pages; {report.requests} requests ({report.retries} retries, "
-        f"{report.rate_limited} rate-limited), "
-        f"{report.waited_seconds:.1f} s waited on limits (all tasks); "
-        f"{report.elapsed:.1f} s, {report.messages_per_second:,.0f} messages/s"
+        f"{report.rate_limited} rate-limited); {report.elapsed:.1f} s "
+        f"({waiting_share(report, waited):.0%} of it waiting on rate limits), "
+        f"{report.messages_per_second:,.0f} messages/s"
     )
 
 
 class ProgressDisplay:
     """Shows a running sync; `update` is the ``progress`` callback of `sync`."""
 
+    def __init__(self, clock: WaitClock | None = None) -> None:
+        self._clock = clock or WaitClock()
+        self._base = 0.0
+
     def start(self, title: str) -> None:
         """Begin showing a sync called `title`."""
+        self._base = self._clock.seconds
+
+    def waited(self) -> float:
+        """Wall-clock seconds spent waiting on limits since `start`."""
+        return self._clock.seconds - self._base
 
     def update(self, report: SyncReport) -> None:
         """Show the live report."""
@@ -50,7 +144,8 @@ class ProgressDisplay:
 class _PlainDisplay(ProgressDisplay):
     """A line at most every `interval` seconds, and one at the end."""
 
-    def __init__(self, stream: TextIO, interval: float = 1.0) -> None:
+    def __init__(self, stream: TextIO, clock: WaitClock | None, interval: float = 1.0) -> None:
+        super().__init__(clock)
         self._stream = stream
         self._interval = interval
         self._title = ""
@@ -58,6 +153,7 @@ class _PlainDisplay(ProgressDisplay):
         self._report: SyncReport | None = None
 
     def start(self, title: str) -> None:
+        super().start(title)
         self._title = title
         self._last = time.monotonic()
         self._report = None
@@ -76,7 +172,8 @@ class _PlainDisplay(ProgressDisplay):
     def _line(self, r: SyncReport) -> None:
         print(
             f"{self._title}: chats {r.chats_done}/{r.chats_total}, messages {r.messages}, "
-            f"requests {r.requests}, waited {r.waited_seconds:.1f} s",
+            f"requests {r.requests}, waiting on limits "
+            f"{waiting_share(r, self.waited()):.0%} of {r.elapsed:.1f} s",
             file=self._stream,
             flush=True,
         )
@@ -85,12 +182,14 @@ class _PlainDisplay(ProgressDisplay):
 class _RichDisplay(ProgressDisplay):
     """A rich progress bar, one per sync."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, clock: WaitClock | None) -> None:
+        super().__init__(clock)
         self._stream = stream
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
     def start(self, title: str) -> None:
+        super().start(title)
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -107,12 +206,12 @@ class _RichDisplay(ProgressDisplay):
             TextColumn("chats"),
             TextColumn("{task.fields[messages]:>7,} messages"),
             TextColumn("{task.fields[requests]:>5,} requests"),
-            TextColumn("{task.fields[waited]:>5.1f} s waited"),
+            TextColumn("{task.fields[waiting]:>4.0%} waiting on limits"),
             TimeElapsedColumn(),
             console=Console(file=self._stream),
         )
         self._progress.start()
-        self._task = self._progress.add_task(title, total=None, messages=0, requests=0, waited=0.0)
+        self._task = self._progress.add_task(title, total=None, messages=0, requests=0, waiting=0.0)
 
     def update(self, report: SyncReport) -> None:
         if self._progress is None or self._task is None:
@@ -120,7 +219,7 @@ class _RichDisplay(ProgressDisplay):
         fields: dict[str, Any] = {
             "messages": report.messages,
             "requests": report.requests,
-            "waited": report.waited_seconds,
+            "waiting": waiting_share(report, self.waited()),
         }
         self._progress.update(
             self._task, completed=report.chats_done, total=report.chats_total or None, **fields
@@ -132,10 +231,16 @@ class _RichDisplay(ProgressDisplay):
         self._progress = self._task = None
 
 
-def make_display(stream: TextIO, *, quiet: bool = False) -> ProgressDisplay:
-    """A rich bar when `stream` is a terminal and rich is installed, else plain lines."""
+def make_display(
+    stream: TextIO, *, quiet: bool = False, clock: WaitClock | None = None
+) -> ProgressDisplay:
+    """A rich bar when `stream` is a terminal and rich is installed, else plain lines.
+
+    `clock` measures the waits on limits (see `TimedLimiter`); without one the
+    display reports no waiting.
+    """
     if quiet:
-        return ProgressDisplay()
+        return ProgressDisplay(clock)
     if stream.isatty() and rich_available():
-        return _RichDisplay(stream)
-    return _PlainDisplay(stream)
+        return _RichDisplay(stream, clock)
+    return _PlainDisplay(stream, clock)

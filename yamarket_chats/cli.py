@@ -2,8 +2,10 @@
 
 Exit codes: 0 done; 1 an API or storage error; 2 bad arguments; 3 the key or
 token was refused (HTTP 401/403); 4 the API is unreachable (network, timeout);
-5 rate limits still exhausted after waiting; 130 interrupted (what was
-fetched is saved). Failures print one line on stderr, never the key.
+5 rate limits still exhausted after waiting; 6 the sink is in use by another
+sync; 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (what was fetched is
+saved); 141 the output pipe was closed (e.g. by ``head``). Failures print one
+line on stderr, never the key.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import os
 import signal
 import sqlite3
@@ -18,38 +21,64 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from types import TracebackType
+from typing import Any, Protocol, TextIO
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
 from . import __version__
-from ._progress import ProgressDisplay, make_display, rich_available, summary
+from ._progress import ProgressDisplay, TimedLimiter, make_display, rich_available, summary
 from .client import ChatsClient
 from .errors import (
     ApiError,
     ForbiddenError,
     InvalidRequestError,
     RateLimitError,
+    SinkLockedError,
     TransportError,
     UnauthorizedError,
     YandexMarketError,
 )
-from .ingest import SyncReport, sync
-from .limits import Limiter, RateLimit
+from .ingest import Sink, SyncReport, sync
+from .limits import DEFAULT_LIMITS, Limiter, Limits, RateLimit
 from .models import Chat, ChatContextType, ChatMessage, ChatStatus, ChatType
-from .sinks import JsonlSink, SQLiteSink
+from .sinks import JsonlSink, PostgresSink, SQLiteSink
 
 __all__ = ["main", "run"]
 
 ENV_API_KEY = "YANDEX_MARKET_API_KEY"
 ENV_OAUTH_TOKEN = "YANDEX_MARKET_OAUTH_TOKEN"
+ENV_DEBUG = "YAMARKET_CHATS_DEBUG"
 DEFAULT_BASE_URL = "https://api.partner.market.yandex.ru"
+DEFAULT_DB = "yamarket-chats.sqlite3"
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_RATE_LIMITED = 0, 1, 2, 3, 4, 5
-EXIT_INTERRUPTED = 130
+EXIT_SINK_LOCKED = 6
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130; SIGTERM gives 143
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 
 _encode = msgspec.json.Encoder().encode
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived outside the command's own cancellation window."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise _Interrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGINT and SIGTERM into a clean exit (130 / 143) instead of the defaults."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: leave them be
+            signal.signal(sig, _raise_interrupted)
 
 
 class UsageError(Exception):
@@ -134,10 +163,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("business_ids", nargs="+", type=_positive_int, metavar="BUSINESS_ID")
     target = p.add_mutually_exclusive_group()
-    target.add_argument(
-        "--db", type=Path, help="SQLite file to sync into (default: yamarket-chats.sqlite3)"
-    )
+    target.add_argument("--db", type=Path, help=f"SQLite file to sync into (default: {DEFAULT_DB})")
     target.add_argument("--jsonl", type=Path, help="append JSON Lines to this file instead")
+    target.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        help="sync into PostgreSQL, e.g. postgresql://user@host/db (needs the postgres extra;"
+        " give the password in $PGPASSWORD rather than in the URL)",
+    )
+    p.add_argument(
+        "--worker",
+        action="store_true",
+        help="one worker of a fleet: the workers on one --postgres-url share the business ids,"
+        " each synced by one worker at a time (leases in PostgreSQL)",
+    )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep running: sync each business again --interval seconds after its last sync",
+    )
+    p.add_argument(
+        "--interval", type=float, metavar="S", help="seconds between syncs with --follow (60)"
+    )
     p.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -163,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         "chats", parents=[conn, filters], help="print a business's chats as a table or JSON"
     )
     p.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
-    p.add_argument("--json", action="store_true", help="a JSON array (API field names)")
+    p.add_argument(
+        "--json", action="store_true", help="JSON Lines: one object per line (API field names)"
+    )
 
     p = commands.add_parser("history", parents=[conn], help="print a chat's messages")
     p.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
@@ -172,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="message_id_from", type=_positive_int, metavar="MESSAGE_ID",
         help="start at this message id",
     )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="a JSON array (API field names)")
+    p.add_argument(
+        "--json", action="store_true", help="JSON Lines: one object per line (API field names)"
+    )
 
     p = commands.add_parser("send", parents=[conn], help="send a message or a file to a chat")
     p.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
@@ -212,11 +263,15 @@ def _client(args: argparse.Namespace, limiter: Limiter | None = None) -> ChatsCl
     if args.api_key and args.oauth_token:
         raise UsageError("pass only one of --api-key and --oauth-token")
     api_key, token = args.api_key, args.oauth_token
+    key_source = "--api-key" if api_key else "--oauth-token"
     if not api_key and not token:
         api_key = os.environ.get(ENV_API_KEY) or None
         token = None if api_key else os.environ.get(ENV_OAUTH_TOKEN) or None
+        key_source = f"${ENV_API_KEY}" if api_key else f"${ENV_OAUTH_TOKEN}"
     if not api_key and not token:
         raise UsageError(f"no credentials: pass --api-key or set {ENV_API_KEY}")
+    _check_secret(api_key or token, key_source)
+    _check_base_url(args.base_url)
     return ChatsClient(
         api_key or None,
         oauth_token=None if api_key else token,
@@ -225,6 +280,39 @@ def _client(args: argparse.Namespace, limiter: Limiter | None = None) -> ChatsCl
         max_retries=args.max_retries,
         limiter=limiter,
     )
+
+
+def _check_secret(secret: str, source: str) -> None:
+    """Refuse a key that cannot go into an HTTP header, without showing it."""
+    if not (secret.isascii() and secret.isprintable()) or any(c.isspace() for c in secret):
+        raise UsageError(
+            f"{source} must be printable ASCII without spaces or control characters"
+            f" (got {len(secret)} characters, not shown)"
+        )
+
+
+def _check_base_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parses the port, raising ValueError when it is bad
+    except ValueError as exc:
+        raise UsageError(f"--base-url {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--base-url {url!r}: expected http(s)://host[:port][/path]")
+
+
+def _check_utf8(text: str, what: str) -> str:
+    """Refuse text holding bytes that were not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else repr(bad)
+        raise UsageError(
+            f"{what} is not valid UTF-8 ({byte} at character {exc.start});"
+            " check the terminal's or the file's encoding"
+        ) from None
+    return text
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
@@ -240,7 +328,7 @@ async def _run_sync(
     title: str,
     client: ChatsClient,
     business_ids: Sequence[int],
-    sink: SQLiteSink | JsonlSink,
+    sink: Sink,
     display: ProgressDisplay,
     out: TextIO | None,
     **options: Any,
@@ -268,29 +356,85 @@ async def _run_sync(
         raise
     display.stop()
     if out is not None:
-        print(f"{title}: {summary(report)}", file=out, flush=True)
+        print(f"{title}: {summary(report, display.waited())}", file=out, flush=True)
     return report
 
 
-def _redis_limiter(url: str) -> Limiter:
+class _OpenableSink(Sink, Protocol):
+    """A sink `sync` opens and closes itself (``async with``)."""
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any: ...
+
+
+def _sync_sink(args: argparse.Namespace) -> _OpenableSink:
+    """The sink `sync` writes into, from --db / --jsonl / --postgres-url."""
+    if args.worker and not args.postgres_url:
+        raise UsageError("--worker needs --postgres-url: the workers' leases live in PostgreSQL")
+    if args.interval is not None and (not args.follow or args.interval < 0):
+        raise UsageError("--interval takes seconds >= 0 and goes with --follow")
+    if args.postgres_url:
+        import importlib.util
+
+        if importlib.util.find_spec("asyncpg") is None:
+            raise UsageError("--postgres-url needs asyncpg: pip install 'yamarket-chats[postgres]'")
+        return PostgresSink(args.postgres_url)
+    if args.jsonl:
+        return JsonlSink(args.jsonl)
+    return SQLiteSink(args.db or DEFAULT_DB)
+
+
+def _limiter(url: str | None, limits: dict[str, RateLimit | None] | None = None) -> TimedLimiter:
+    """Quotas in Redis at `url`, else in this process; timed for the progress display."""
+    if url is None:
+        return TimedLimiter(Limits({**DEFAULT_LIMITS, **(limits or {})}, 4))
     try:
         from .redis_limits import RedisLimiter
     except ImportError:
         raise UsageError("--redis-url needs redis: pip install 'yamarket-chats[redis]'") from None
-    return RedisLimiter(url)
+    return TimedLimiter(RedisLimiter(url))
+
+
+async def _run_fleet(args: argparse.Namespace, client: ChatsClient, sink: Sink) -> int:
+    """--worker / --follow: one line per business synced; exit 1 if a business failed."""
+    from .fleet import DEFAULT_INTERVAL, follow, run_worker
+
+    def synced(business_id: int, report: SyncReport) -> None:
+        if not args.quiet:
+            waited = min(report.waited_seconds, report.elapsed)
+            print(f"business {business_id}: {summary(report, waited)}", flush=True)
+
+    options: dict[str, Any] = {"concurrency": args.concurrency, **_filters(args)}
+    options.update(skip_unchanged=not args.all_chats, on_synced=synced)
+    interval = DEFAULT_INTERVAL if args.interval is None else args.interval
+    if isinstance(sink, PostgresSink):
+        done = await run_worker(
+            client, args.business_ids, sink, follow=args.follow, interval=interval, **options
+        )
+    else:
+        done = await follow(client, args.business_ids, sink, interval=interval, **options)
+    for business_id, error in done.failed.items():
+        print(f"yamarket-chats sync: business {business_id} failed: {error}", file=sys.stderr)
+    return EXIT_ERROR if done.failed else EXIT_OK
 
 
 async def _cmd_sync(args: argparse.Namespace) -> int:
-    limiter = _redis_limiter(args.redis_url) if args.redis_url else None
+    limiter = _limiter(args.redis_url)
     client = _client(args, limiter)
-    sink: SQLiteSink | JsonlSink
-    sink = JsonlSink(args.jsonl) if args.jsonl else SQLiteSink(args.db or "yamarket-chats.sqlite3")
+    sink = _sync_sink(args)
     async with contextlib.AsyncExitStack() as stack:
-        if limiter is not None:
-            stack.push_async_callback(limiter.close)
+        stack.push_async_callback(limiter.close)
         await stack.enter_async_context(client)
         await stack.enter_async_context(sink)
-        display = make_display(sys.stderr, quiet=args.quiet)
+        if args.worker or args.follow:
+            return await _run_fleet(args, client, sink)
+        display = make_display(sys.stderr, quiet=args.quiet, clock=limiter.clock)
         await _run_sync(
             "sync",
             client,
@@ -305,31 +449,51 @@ async def _cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Shown as is in TSV and terminal tables: a tab or newline inside a message
+# would break the columns, and control characters could drive the terminal.
+_ESCAPES = {ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+_ESCAPES.update({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in _ESCAPES})
+_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+# In a terminal table a cell may span lines and show backslashes as they are.
+_CELL_ESCAPES = {c: e for c, e in _ESCAPES.items() if chr(c) not in "\\\t\n"}
+
+
+def tsv_field(value: object) -> str:
+    """A value as one TSV field: backslash, tab, newline, CR and control characters escaped."""
+    return "" if value is None else str(value).translate(_ESCAPES)
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value).translate(_CELL_ESCAPES)
+
+
 def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """A rich table on a terminal, else TSV; every cell is text, never markup."""
     if sys.stdout.isatty() and rich_available():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(*headers)
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
+            # Text() is never parsed as markup (user text like "[red]" stays text).
+            table.add_row(*(Text(_cell(v)) for v in row))
         Console().print(table)
         return
-    print("\t".join(headers))
+    out = sys.stdout
+    out.write("\t".join(headers) + "\n")
     for row in rows:
-        print("\t".join("" if v is None else str(v).replace("\n", " ") for v in row))
-
-
-async def _json_array(items: AsyncIterator[msgspec.Struct]) -> None:
-    """Stream a JSON array, one item per line, so long listings stay flat in memory."""
-    out = sys.stdout.buffer
-    first = True
-    async for item in items:
-        out.write(b"[\n" if first else b",\n")
-        out.write(_encode(item))
-        first = False
-    out.write(b"[]\n" if first else b"\n]\n")
+        out.write("\t".join(tsv_field(v) for v in row) + "\n")
     out.flush()
+
+
+async def _json_lines(pages: AsyncIterator[Sequence[msgspec.Struct]]) -> None:
+    """JSON Lines, a page at a time: whatever ends the run, each line is a whole object."""
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    async for items in pages:
+        out.write(b"".join(_encode(item) + b"\n" for item in items))
+        out.flush()
 
 
 def _chat_row(chat: Chat) -> list[object]:
@@ -348,7 +512,7 @@ def _chat_row(chat: Chat) -> list[object]:
 
 def _message_row(m: ChatMessage) -> list[object]:
     files = [f"[{p.name}, {p.size} bytes]" for p in m.payload or ()]
-    text = " ".join([m.message or "", *files]).strip()
+    text = " ".join(part for part in [m.message, *files] if part)
     return [m.message_id, m.created_at, m.sender, text]
 
 
@@ -356,7 +520,7 @@ async def _cmd_chats(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         chats = client.iter_chats(args.business_id, **_filters(args))
         if args.json:
-            await _json_array(chats.__aiter__())
+            await _json_lines(page.chats async for page in chats.pages())
         else:
             rows = [_chat_row(c) async for c in chats]
             _table(["chat", "status", "type", "context", "order", "customer", "updated"], rows)
@@ -369,7 +533,7 @@ async def _cmd_history(args: argparse.Namespace) -> int:
             args.business_id, args.chat_id, message_id_from=args.message_id_from
         )
         if args.json:
-            await _json_array(messages.__aiter__())
+            await _json_lines(page.messages async for page in messages.pages())
         else:
             rows = [_message_row(m) async for m in messages]
             _table(["message", "created", "sender", "text"], rows)
@@ -377,6 +541,10 @@ async def _cmd_history(args: argparse.Namespace) -> int:
 
 
 async def _cmd_send(args: argparse.Namespace) -> int:
+    if args.message is not None:
+        _check_utf8(args.message, "--message")
+    if args.file is not None:
+        _check_utf8(args.file.name, "--file's name")
     async with _client(args) as client:
         if args.file is not None:
             await client.send_file_to_chat(args.business_id, args.chat_id, args.file)
@@ -416,7 +584,10 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
         quota_window=_DEMO_WINDOW,
         quotas={"get_chats": _DEMO_QUOTA, "get_chat_history": _DEMO_QUOTA},
     )
-    limits = {"get_chats": _DEMO_LIMIT, "get_chat_history": _DEMO_LIMIT}
+    limits: dict[str, RateLimit | None] = {
+        "get_chats": _DEMO_LIMIT,
+        "get_chat_history": _DEMO_LIMIT,
+    }
     out = sys.stdout
     with contextlib.ExitStack() as stack:
         if args.db is None:
@@ -434,11 +605,12 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
                 file=out,
                 flush=True,
             )
+            limiter = _limiter(None, limits)
             async with (
-                ChatsClient(api_key=fake.api_key, base_url=fake.url, limits=limits) as client,
+                ChatsClient(api_key=fake.api_key, base_url=fake.url, limiter=limiter) as client,
                 SQLiteSink(db_path) as sink,
             ):
-                display = make_display(sys.stderr, quiet=args.quiet)
+                display = make_display(sys.stderr, quiet=args.quiet, clock=limiter.clock)
                 await _run_sync("full sync", client, businesses, sink, display, out)
                 changed = _add_demo_messages(fake.market, businesses)
                 print(
@@ -484,7 +656,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
 
 
 def _failure(exc: BaseException) -> tuple[int, str]:
-    """The exit code and one-line reason of an expected failure."""
+    """The exit code and one-line reason of a failure."""
     if isinstance(exc, (UnauthorizedError, ForbiddenError)):
         return EXIT_AUTH, (
             f"authentication failed (HTTP {exc.status}): the API key or token was refused "
@@ -504,6 +676,8 @@ def _failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_UNREACHABLE, f"cannot reach the API: {exc}"
     if isinstance(exc, RateLimitError):
         return EXIT_RATE_LIMITED, f"rate limits still exhausted, try later: {exc}"
+    if isinstance(exc, SinkLockedError):
+        return EXIT_SINK_LOCKED, f"sink in use by another sync: {exc}"
     if isinstance(exc, (InvalidRequestError, UsageError)):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, (ApiError, YandexMarketError)):
@@ -518,38 +692,73 @@ async def _interruptible(coro: Awaitable[int]) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+    received: list[int] = []
+
+    def cancel(sig: int) -> None:
+        received.append(sig)
+        task.cancel()
 
     handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, cancel, sig)
             handled.append(sig)
     try:
         return await coro
+    except asyncio.CancelledError:
+        if received:
+            raise _Interrupted(received[0]) from None
+        raise
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+        if handled:
+            install_signal_handlers()  # removing put the default handlers back
+
+
+def _one_line(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` on one line, with any secret blanked out."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(text.split()) or "-"
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with `argv` (default: ``sys.argv[1:]``); return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    install_signal_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            # Text from the API or argv that is not valid Unicode prints escaped.
+            stream.reconfigure(errors="backslashreplace")
+    command, secrets = "-", [os.environ.get(ENV_API_KEY), os.environ.get(ENV_OAUTH_TOKEN)]
     try:
-        return asyncio.run(_interruptible(_COMMANDS[args.command](args)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        if args.command == "fake-server":
+        args = build_parser().parse_args(argv)
+        command = args.command
+        secrets += [getattr(args, "api_key", None), getattr(args, "oauth_token", None)]
+        return asyncio.run(_interruptible(_COMMANDS[command](args)))
+    except (KeyboardInterrupt, asyncio.CancelledError, _Interrupted) as exc:
+        if command == "fake-server":
             return EXIT_OK
-        print("yamarket-chats: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (YandexMarketError, UsageError, OSError, sqlite3.Error) as exc:
+        print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
+        return 128 + exc.signum if isinstance(exc, _Interrupted) else EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and let nothing flush into the pipe.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if os.environ.get(ENV_DEBUG):
+            raise
         code, reason = _failure(exc)
-        print(f"yamarket-chats {args.command}: error: {reason}", file=sys.stderr)
+        reason = _one_line(reason, secrets)
+        print(f"yamarket-chats {command}: error: {reason}", file=sys.stderr, flush=True)
         return code
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: ``yamarket-chats``."""
+    install_signal_handlers()  # first: a Ctrl-C from here on exits cleanly
     sys.exit(run(argv))
 
 

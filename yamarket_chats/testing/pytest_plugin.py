@@ -1,20 +1,24 @@
 """Pytest fixtures for the fake Market API (loaded through the ``pytest11`` entry point).
 
+Installing yamarket-chats registers this plugin in every pytest run of the
+environment, so it must never break a test suite that does not use it: it
+imports nothing but pytest. The async fixture ``yamarket_fake`` needs
+pytest-asyncio; it is registered only when pytest-asyncio is active, and
+otherwise a test asking for it fails with a message saying what to install.
+
 Override ``yamarket_fake_config`` in a ``conftest.py`` or a test module to
 configure the server that ``yamarket_fake`` starts. The fake itself (aiohttp,
-msgspec) is imported only when a fixture is used, to keep pytest startup cheap.
+msgspec) is imported only when a fixture is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
-import pytest_asyncio
 
 if TYPE_CHECKING:
-    from . import FakeMarketConfig, FakeServer
+    from . import FakeMarketConfig
 
 
 @pytest.fixture
@@ -25,10 +29,24 @@ def yamarket_fake_config() -> FakeMarketConfig:
     return FakeMarketConfig()
 
 
-@pytest_asyncio.fixture
-async def yamarket_fake(yamarket_fake_config: FakeMarketConfig) -> AsyncIterator[FakeServer]:
-    """A fake Market API server running on a free loopback port for one test."""
-    from . import run_fake_server
+class _NoAsyncio:
+    """Stands in for the async fixtures when pytest-asyncio is not active."""
 
-    async with run_fake_server(yamarket_fake_config) as server:
-        yield server
+    @pytest.fixture
+    def yamarket_fake(self) -> None:
+        """Fails the test: ``yamarket_fake`` needs pytest-asyncio."""
+        pytest.fail(
+            "the yamarket_fake fixture needs pytest-asyncio: pip install pytest-asyncio"
+            " (or start a fake yourself with yamarket_chats.testing.run_fake_server)",
+            pytrace=False,
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register ``yamarket_fake``: the real one if pytest-asyncio is active."""
+    if config.pluginmanager.has_plugin("asyncio"):
+        from . import _pytest_fixtures
+
+        config.pluginmanager.register(_pytest_fixtures, "yamarket_chats.fixtures")
+    else:
+        config.pluginmanager.register(_NoAsyncio(), "yamarket_chats.fixtures")

@@ -1,0 +1,169 @@
+"""What the CLI prints: user text never taken as markup, TSV that keeps its columns,
+JSON Lines that stay valid whatever ends the run, a readable figure for waits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import re
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BUSINESS
+from tests.test_cli import assert_clean_failure, cli, keyed
+from yamarket_chats._progress import TimedLimiter
+from yamarket_chats.testing import FakeMarketConfig, FakeServer
+
+MARKUP = "[/b] Цена [red]99[/red] :smile: [link=http://x]y[/link]"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b\][^\x07]*\x07")
+
+
+def unescape_tsv(field: str) -> str:
+    """The inverse of the CLI's TSV escaping (as documented in docs/cli.md)."""
+    named = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+    def one(m: re.Match[str]) -> str:
+        code = m.group(1)
+        return named[code] if code in named else chr(int(code[1:], 16))
+
+    return re.sub(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|[\\tnr])", one, field)
+
+
+async def on_terminal(*args: str, env: Mapping[str, str]) -> tuple[int, str, str]:
+    """Run the CLI with its stdout on a pseudo-terminal, as a person at a terminal would."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("YANDEX_MARKET_")}
+    master, slave = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "yamarket_chats.cli", *args,
+        stdout=slave, stderr=asyncio.subprocess.PIPE,
+        env={**base, "TERM": "xterm-256color", "COLUMNS": "250", "LINES": "50", **env},
+    )  # fmt: skip
+    os.close(slave)
+
+    def read_all() -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        out, (_, err) = await asyncio.wait_for(
+            asyncio.gather(asyncio.to_thread(read_all), process.communicate()), 60
+        )
+    finally:
+        os.close(master)
+    assert process.returncode is not None
+    return process.returncode, ANSI.sub("", out.decode()), err.decode()
+
+
+async def test_history_on_a_terminal_prints_user_text_literally(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    chat = fake.market.chats(BUSINESS)[1]
+    base = [str(BUSINESS), str(chat.chat_id), "--base-url", fake.url]
+    code, _, err = await cli("send", *base, "-m", MARKUP, env=keyed(fake))
+    assert code == 0, err
+    invoice = tmp_path / "invoice.pdf"
+    invoice.write_bytes(b"%PDF-1.4 fake")
+    code, _, err = await cli("send", *base, "--file", str(invoice), env=keyed(fake))
+    assert code == 0, err
+    fake.market.add_message(BUSINESS, chat.chat_id, "evil \x1b[2J\x1b]0;pwned\x07 end")
+
+    code, out, err = await on_terminal("history", *base, env=keyed(fake))
+    assert code == 0, err
+    assert "Traceback" not in err and err == ""
+    assert "┃" in out or "│" in out  # a rich table, not TSV
+    assert MARKUP in out
+    assert "[invoice.pdf, 13 bytes]" in out
+    assert "evil \\x1b[2J\\x1b]0;pwned\\x07 end" in out  # control characters shown, not obeyed
+
+
+async def test_tsv_escapes_tabs_newlines_and_backslashes(fake: FakeServer) -> None:
+    chat = fake.market.chats(BUSINESS)[2]
+    texts = ["col\tumn", "two\nlines", "back\\slash\\t", "cr\rlf\r\n", "bell\x07 and \u2028 sep"]
+    for text in texts:
+        fake.market.add_message(BUSINESS, chat.chat_id, text)
+    first = max(m.message_id for m in fake.market.messages(BUSINESS, chat.chat_id)) - 4
+    args = ["history", str(BUSINESS), str(chat.chat_id), "--from", str(first)]
+    code, out, err = await cli(*args, "--base-url", fake.url, env=keyed(fake))
+    assert code == 0, err
+    lines = out.split("\n")
+    assert lines[-1] == "" and len(lines) == 1 + len(texts) + 1
+    rows = [line.split("\t") for line in lines[1:-1]]
+    assert all(len(row) == 4 for row in rows), rows
+    assert [unescape_tsv(row[3]) for row in rows] == texts
+    assert rows[0][3] == "col\\tumn" and rows[2][3] == "back\\\\slash\\\\t"
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [FakeMarketConfig(businesses=(BUSINESS,), chats_per_business=45, messages_per_chat=2)],
+    indirect=True,
+)
+async def test_chats_json_lines_stay_valid_when_a_later_page_fails(fake: FakeServer) -> None:
+    fake.faults.add("latency", times=1, operations={"get_chats"})  # the first page: normal
+    fake.faults.add("status_500", operations={"get_chats"})  # every later one: 500
+    args = ["chats", str(BUSINESS), "--json", "--max-retries", "0", "--base-url", fake.url]
+    code, out, err = await cli(*args, env=keyed(fake))
+    assert code == 1, err
+    assert_clean_failure(err)
+    chats = [json.loads(line) for line in out.splitlines()]
+    assert [c["chatId"] for c in chats] == [c.chat_id for c in fake.market.chats(BUSINESS)][:20]
+    assert out.endswith("}\n")
+
+
+async def test_history_json_lines_stay_valid_when_a_later_page_fails(fake: FakeServer) -> None:
+    chat = fake.market.chats(BUSINESS)[0]
+    fake.faults.add("latency", times=1, operations={"get_chat_history"})
+    fake.faults.add("status_500", operations={"get_chat_history"})
+    args = ["history", str(BUSINESS), str(chat.chat_id), "--json", "--max-retries", "0"]
+    code, out, err = await cli(*args, "--base-url", fake.url, env=keyed(fake))
+    assert code == 1, err
+    assert_clean_failure(err)
+    assert len([json.loads(line) for line in out.splitlines()]) == 100
+
+
+class _SlowLimiter:
+    """Every acquire waits `delay` seconds: tasks that acquire together wait together."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.waited = 0.0
+
+    async def start(self) -> None:
+        pass
+
+    async def acquire(self, business_id: int, method: str, deadline: float | None = None) -> Any:
+        await asyncio.sleep(self.delay)
+        self.waited += self.delay
+        return None
+
+    async def finish(self, lease: Any, status: int | None, headers: Any) -> float:
+        return 0.0
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_waits_are_measured_on_the_wall_clock_not_summed_over_tasks() -> None:
+    limiter = TimedLimiter(_SlowLimiter(0.3))
+    started = time.monotonic()
+    await asyncio.gather(*(limiter.acquire(1, "get_chats") for _ in range(8)))
+    elapsed = time.monotonic() - started
+    assert limiter.waited == pytest.approx(8 * 0.3)  # the sum over tasks: 2.4 s
+    assert 0.3 <= limiter.clock.seconds <= elapsed + 0.01  # the clock: about 0.3 s
+    await limiter.acquire(1, "get_chats")
+    assert 0.6 <= limiter.clock.seconds <= time.monotonic() - started + 0.01

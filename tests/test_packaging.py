@@ -1,0 +1,182 @@
+"""What users get from the package index: the sdist, the wheel, its metadata and its pytest plugin.
+
+The sdist and wheel are built once per session from a copy of the working
+tree, with the build backend the project declares, inside a fresh venv that
+has pytest but not pytest-asyncio. Needs the package index (or pip's
+configured wheel directory) for setuptools, pytest and the runtime
+dependencies; about 30-60 s on a cold cache.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import textwrap
+import venv
+import zipfile
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.packaging
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO = "https://github.com/yamarket-chats/yamarket-chats"
+RAW = "https://raw.githubusercontent.com/yamarket-chats/yamarket-chats/main/"
+# Never part of a distribution: local state, caches and build output.
+JUNK = shutil.ignore_patterns(
+    ".git", ".venv*", "__pycache__", "*.py[cod]", ".*_cache", ".hypothesis", "build", "dist",
+    "*.egg-info", "*.sqlite3", "*.db", ".work",
+)  # fmt: skip
+SHIPPED_TREES = ("tests", "benchmarks", "docs")
+
+
+@dataclass(frozen=True)
+class Built:
+    source: Path  # the copy of the working tree it was built from
+    python: Path  # the fresh venv's interpreter (pytest, no pytest-asyncio)
+    sdist: Path
+    wheel: Path
+
+
+def _run(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"{args}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    base = tmp_path_factory.mktemp("packaging")
+    source = base / "src"
+    shutil.copytree(ROOT, source, ignore=JUNK)
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / ("Scripts" if sys.platform == "win32" else "bin") / "python"
+    _run(python, "-m", "pip", "install", "-q", "setuptools>=77", "pytest")
+    dist = base / "dist"
+    for hook in ("build_sdist", "build_wheel"):  # one process each, as pip and build do
+        _run(python, "-c", f"import sys, setuptools.build_meta as b; b.{hook}(sys.argv[1])", dist,
+             cwd=source)  # fmt: skip
+    [sdist] = dist.glob("*.tar.gz")
+    [wheel] = dist.glob("*.whl")
+    return Built(source, python, sdist, wheel)
+
+
+def _metadata(wheel: Path) -> Message:
+    with zipfile.ZipFile(wheel) as zf:
+        [name] = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        return email.message_from_bytes(zf.read(name))
+
+
+def test_sdist_ships_the_whole_test_suite_and_it_collects(built: Built, tmp_path: Path) -> None:
+    with tarfile.open(built.sdist) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+        tar.extractall(tmp_path, filter="data")
+    expected = {
+        p.relative_to(built.source).as_posix()
+        for tree in SHIPPED_TREES
+        for p in (built.source / tree).rglob("*")
+        if p.is_file()
+    }
+    assert {"tests/conftest.py", "tests/fake_helpers.py", "tests/spec/chats-openapi.yaml"} <= names
+    assert expected - names == set()
+    assert "Makefile" in names and "_yamarket_chats_cli.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # Every module the suite imports is shipped: collection finds no missing file.
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path / top, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"^\d+ tests? collected", done.stdout, re.M), done.stdout[-500:]
+
+
+def test_wheel_metadata_for_the_package_index(built: Built) -> None:
+    meta = _metadata(built.wheel)
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
+    assert urls.keys() >= {"Homepage", "Source", "Issues", "Documentation"}
+    assert all(u.startswith(REPO) for u in urls.values())
+    assert meta["License-Expression"] == "MIT"
+    classifiers = set(meta.get_all("Classifier") or [])
+    for version in ("3.10", "3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in classifiers
+    for prefix in ("Framework :: AsyncIO", "Framework :: aiohttp", "Intended Audience ::",
+                   "Operating System ::", "Topic ::", "Typing :: Typed"):  # fmt: skip
+        assert any(c.startswith(prefix) for c in classifiers), prefix
+    with zipfile.ZipFile(built.wheel) as zf:
+        names = set(zf.namelist())
+    assert {"_yamarket_chats_cli.py", "yamarket_chats/py.typed"} <= names
+    assert not [n for n in names if n.startswith("tests/")]
+
+
+def test_readme_links_resolve_on_pypi() -> None:
+    """PyPI renders README.md without the repository: links and images must be absolute."""
+    text = (ROOT / "README.md").read_text("utf-8")
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)  # code is not links
+    targets = re.findall(r"\]\(\s*<?([^)\s>]+)", text)
+    targets += re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", text)
+    targets += re.findall(r"^\s*\[[^\]]+\]:\s*(\S+)", text, flags=re.M)
+    assert targets
+    for target in targets:
+        assert re.match(r"(https?://|mailto:|#)", target), f"relative link in README: {target}"
+        for prefix in (f"{REPO}/blob/main/", f"{REPO}/tree/main/", RAW):
+            if target.startswith(prefix):
+                path = target[len(prefix) :].split("#")[0]
+                assert (ROOT / path).exists(), f"README links to a missing file: {target}"
+
+
+def test_pytest_plugin_is_harmless_without_pytest_asyncio(built: Built, tmp_path: Path) -> None:
+    """`pip install yamarket-chats pytest`, then pytest in any project: no plugin error."""
+    _run(built.python, "-m", "pip", "install", "-q", built.wheel)
+    probe = "import importlib.util as u; print(u.find_spec('pytest_asyncio') is None)"
+    assert _run(built.python, "-c", probe).strip() == "True"
+    (tmp_path / "test_theirs.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
+    out = _run(built.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
+    assert "1 passed" in out
+    # Our fixtures: the plain one works, the async one says what it needs.
+    (tmp_path / "test_fake.py").write_text(
+        textwrap.dedent("""
+            def test_config(yamarket_fake_config):
+                assert yamarket_fake_config.businesses
+
+            def test_fake(yamarket_fake):
+                pass
+        """)
+    )
+    done = subprocess.run(
+        [built.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_fake.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 passed, 1 error" in done.stdout
+    assert "needs pytest-asyncio: pip install pytest-asyncio" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_demo_installs_only_the_cli_extra(built: Built) -> None:
+    """On a fresh machine `make demo` installs the package and [cli]; `make test` adds [dev]."""
+    demo = _run("make", "-n", "demo", cwd=built.source)
+    installs = [line for line in demo.splitlines() if "pip install" in line]
+    assert installs and all(".[cli]" in line for line in installs), demo
+    assert "dev" not in demo and "bench" not in demo
+    assert "yamarket-chats demo" in demo
+    test = _run("make", "-n", "test", cwd=built.source)
+    assert any(".[dev]" in line for line in test.splitlines() if "pip install" in line), test
+    readme = (ROOT / "README.md").read_text("utf-8")
+    quick = readme.split("## Quick start", 1)[1].split("```", 2)[1]
+    assert [line.split("#")[0].strip() for line in quick.splitlines()[1:] if line.strip()] == [
+        "make demo",
+        "make test",
+    ]
