@@ -164,6 +164,8 @@ async def test_the_allow_hook_sees_the_source_address() -> None:
     assert not allow("5.45.207.128") and not allow("unix") and not allow("")
     with pytest.raises(InvalidRequestError, match="not a network"):
         allow_networks(["5.45.207.1/25"])
+    with pytest.raises(InvalidRequestError, match="list of CIDR strings"):
+        allow_networks("5.45.207.0/25")
     # Framework-free: no address given means refused when there is a hook.
     receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, allow=allow)
     assert (await receiver.handle(message_body(2))).status == 403

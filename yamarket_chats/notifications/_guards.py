@@ -66,6 +66,8 @@ def allow_networks(networks: Iterable[str]) -> AllowHook:
     seen as IPv6 (``::ffff:5.45.207.1``) counts as IPv4; anything that is not
     an IP address is refused.
     """
+    if isinstance(networks, str):
+        raise InvalidRequestError(f"networks must be a list of CIDR strings, got {networks!r}")
     parsed = []
     for network in networks:
         try:
