@@ -1,0 +1,308 @@
+"""Workers sharing cabinets through leases in a real PostgreSQL (`yamarket_chats.fleet`).
+
+Each worker process talks to its own fake server, all seeded alike (the same
+chats and messages), so each fake's journal is one worker's requests: the
+walks of a chat by two workers can be compared in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from tests.pg_server import PostgresServer, server_or_skip
+from tests.test_postgres import Rows, expected, stored
+from yamarket_chats import ChatsClient, SQLiteSink
+from yamarket_chats.fleet import follow, run_worker
+from yamarket_chats.sinks import PostgresSink
+from yamarket_chats.testing import FakeMarketConfig, FakeServer, Journal, run_fake_server
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSINESSES = (1001, 1002, 1003, 1004, 1005, 1006)
+FLEET = FakeMarketConfig(businesses=BUSINESSES, chats_per_business=3, messages_per_chat=500)
+PAGE_DELAY = 0.08  # latency of each history page, so that syncs overlap in time
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    server = server_or_skip()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg: PostgresServer) -> str:
+    return pg.create_database()
+
+
+@pytest_asyncio.fixture
+async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(pg_url)
+    yield conn
+    await conn.close()
+
+
+def same_host(rows: Rows) -> Rows:
+    """Rows with the fakes' hosts cut from file URLs (each fake serves its own files)."""
+    chats, messages = rows
+
+    def cut(payload: Any) -> Any:
+        return payload and [{**p, "url": re.sub(r"^http://[^/]+", "", p["url"])} for p in payload]
+
+    return chats, [(*m[:6], cut(m[6])) for m in messages]
+
+
+@contextlib.asynccontextmanager
+async def fakes(n: int, config: FakeMarketConfig = FLEET) -> AsyncIterator[list[FakeServer]]:
+    """``n`` fakes with the same seeded data, each with slow history pages."""
+    async with contextlib.AsyncExitStack() as stack:
+        servers = [await stack.enter_async_context(run_fake_server(config)) for _ in range(n)]
+        for fake in servers:
+            fake.faults.add("latency", delay=PAGE_DELAY, operations={"get_chat_history"})
+        truth = same_host(expected(servers[0], config.businesses))
+        assert all(same_host(expected(f, config.businesses)) == truth for f in servers[1:])
+        yield servers
+
+
+async def start_workers(
+    servers: Sequence[FakeServer], pg_url: str, *extra: str
+) -> list[asyncio.subprocess.Process]:
+    """One worker process per fake (ids w0, w1, ...), all starting at the same moment."""
+    start = time.time() + 1.5
+    procs = []
+    for i, fake in enumerate(servers):
+        cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, pg_url]
+        cmd += [*map(str, BUSINESSES), "--worker", "--id", f"w{i}", "--start", str(start)]
+        cmd += ["--max-businesses", "2", *extra]
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                *cmd, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+        )
+    return procs
+
+
+async def report_of(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    return result
+
+
+Walk = tuple[float, float, str, int]  # start, end, worker, business
+
+
+def walks(journals: dict[str, Journal]) -> dict[int, list[Walk]]:
+    """Chat id -> its history walks: a request without a page token starts one."""
+    out: dict[int, list[Walk]] = {}
+    for worker, journal in journals.items():
+        open_walks: dict[int, list[Any]] = {}
+        for e in journal.entries("get_chat_history"):
+            chat, end = int(e.query["chatId"]), e.finished or e.started
+            if "pageToken" in e.query and chat in open_walks:
+                open_walks[chat][1] = max(open_walks[chat][1], end)
+                continue
+            if chat in open_walks:
+                out.setdefault(chat, []).append(tuple(open_walks.pop(chat)))  # type: ignore[arg-type]
+            open_walks[chat] = [e.started, end, worker, e.business_id]
+        for chat, walk in open_walks.items():
+            out.setdefault(chat, []).append(tuple(walk))  # type: ignore[arg-type]
+    return out
+
+
+def assert_no_overlapping_walks(journals: dict[str, Journal]) -> dict[int, list[Walk]]:
+    found = walks(journals)
+    for chat, chat_walks in found.items():
+        for a in chat_walks:
+            for b in chat_walks:
+                if a[2] < b[2]:  # two different workers
+                    assert a[1] <= b[0] or b[1] <= a[0], f"chat {chat}: {a} overlaps {b}"
+    return found
+
+
+def businesses_in(journal: Journal) -> set[int]:
+    return {e.business_id for e in journal.entries("get_chats") if e.business_id is not None}
+
+
+async def test_two_workers_split_the_cabinets_and_never_share_one(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    async with fakes(2) as servers:
+        procs = await start_workers(servers, pg_url)
+        reports = [await report_of(p) for p in procs]
+        assert same_host(await stored(db)) == same_host(expected(servers[0], BUSINESSES))
+        journals = {f"w{i}": fake.journal for i, fake in enumerate(servers)}
+        found = assert_no_overlapping_walks(journals)
+    assert len(found) == len(BUSINESSES) * 3
+    split = [businesses_in(j) for j in journals.values()]
+    assert not split[0] & split[1] and split[0] | split[1] == set(BUSINESSES), split
+    assert [r["synced"] for r in reports] == [len(s) for s in split]
+    assert all(r["synced"] >= 1 for r in reports), reports  # both took a share
+    leases = await db.fetch("SELECT owner, finished_at FROM yamarket_chats.leases")
+    assert len(leases) == len(BUSINESSES)
+    assert all(owner is None and finished for owner, finished in leases)
+
+
+async def test_a_killed_workers_businesses_are_finished_by_the_others(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    lease = 1.5
+    async with fakes(3) as servers:
+        procs = await start_workers(servers, pg_url, "--lease", str(lease))
+        # Kill w0 once it has committed pages of a business it holds.
+        deadline = time.monotonic() + 30
+        held: list[int] = []
+        while not held:
+            assert time.monotonic() < deadline, "w0 never held a business with saved pages"
+            await asyncio.sleep(0.01)
+            if await db.fetchval("SELECT to_regclass('yamarket_chats.leases')"):
+                held = [
+                    r[0]
+                    for r in await db.fetch(
+                        "SELECT business_id FROM yamarket_chats.leases l WHERE owner = 'w0'"
+                        " AND EXISTS (SELECT FROM yamarket_chats.sync_state s"
+                        "   WHERE s.business_id = l.business_id)"
+                    )
+                ]
+        procs[0].kill()
+        await procs[0].wait()
+        killed_at = time.monotonic()
+        reports = [await report_of(p) for p in procs[1:]]
+        assert same_host(await stored(db)) == same_host(expected(servers[0], BUSINESSES))
+        journals = {f"w{i}": fake.journal for i, fake in enumerate(servers)}
+        assert_no_overlapping_walks(journals)
+    leases = await db.fetch("SELECT business_id, owner, token FROM yamarket_chats.leases")
+    assert all(r["owner"] is None for r in leases)
+    assert all(r["leases_lost"] == 0 and not r["failed"] for r in reports)
+    for business in held:
+        # Taken over only once the dead worker's lease had lapsed (it was renewed
+        # every third of the lease, so at least two thirds were left)...
+        takeover = [
+            e for name in ("w1", "w2") for e in journals[name].entries(business_id=business)
+        ]
+        assert takeover and min(e.started for e in takeover) >= killed_at + lease * 2 / 3 - 0.1
+        # ...and continued from the checkpoints the dead worker had committed.
+        starts = [
+            e.body.get("messageIdFrom")
+            for e in takeover
+            if e.operation == "get_chat_history" and "pageToken" not in e.query
+        ]
+        assert any(s is not None for s in starts), starts
+    tokens = {r["business_id"]: r["token"] for r in leases}
+    assert all(tokens[b] == 2 for b in held)  # claimed by w0, then by a survivor
+
+
+async def test_follow_keeps_the_mirror_fresh(pg_url: str, db: asyncpg.Connection) -> None:
+    config = FakeMarketConfig(businesses=(1001, 1002), chats_per_business=2, messages_per_chat=30)
+    async with (
+        run_fake_server(config) as fake,
+        ChatsClient(api_key=fake.api_key, base_url=fake.url) as client,
+        PostgresSink(pg_url) as sink,
+    ):
+        await sink.open()
+        stop = asyncio.Event()
+        worker = asyncio.ensure_future(
+            run_worker(client, config.businesses, sink, follow=True, interval=0.2, stop=stop)
+        )
+        total = 2 * 2 * 30
+
+        async def wait_for(count: int) -> None:
+            for _ in range(500):
+                got = await db.fetchval("SELECT count(*) FROM yamarket_chats.messages")
+                if got == count:
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"{got} messages stored, expected {count}")
+
+        await wait_for(total)
+        chat = fake.market.chats(1002)[1]
+        fake.market.add_message(1002, chat.chat_id, "a new question")
+        await wait_for(total + 1)
+        stop.set()
+        report = await asyncio.wait_for(worker, 10)
+        assert await stored(db) == expected(fake, config.businesses)
+    assert report.synced >= 3 and not report.failed
+    assert await db.fetchval("SELECT count(*) FROM yamarket_chats.leases WHERE owner IS NULL") == 2
+
+
+async def test_follow_into_sqlite(tmp_path: Path) -> None:
+    config = FakeMarketConfig(businesses=(1001,), chats_per_business=2, messages_per_chat=10)
+    async with (
+        run_fake_server(config) as fake,
+        ChatsClient(api_key=fake.api_key, base_url=fake.url) as client,
+        SQLiteSink(tmp_path / "c.db") as sink,
+    ):
+        stop = asyncio.Event()
+        synced: list[int] = []
+
+        def on_synced(business_id: int, report: Any) -> None:
+            synced.append(report.messages)
+            if len(synced) == 1:
+                fake.market.add_message(1001, fake.market.chats(1001)[0].chat_id, "again")
+            if len(synced) == 3:
+                stop.set()
+
+        report = await asyncio.wait_for(
+            follow(client, [1001], sink, interval=0.05, stop=stop, on_synced=on_synced), 10
+        )
+    assert synced == [20, 1, 0] and report.synced == 3
+
+
+async def test_an_api_error_fails_one_business_not_the_worker(pg_url: str) -> None:
+    config = FakeMarketConfig(
+        businesses=(1001, 1002), api_keys={"ACMA:only-1001": frozenset({1001})}
+    )
+    async with (
+        run_fake_server(config) as fake,
+        ChatsClient(api_key=fake.api_key, base_url=fake.url, max_retries=0) as client,
+        PostgresSink(pg_url) as sink,
+    ):
+        report = await asyncio.wait_for(run_worker(client, [1001, 1002], sink), 20)
+        row = await sink.pool.fetchrow(
+            "SELECT error, failed_at, finished_at FROM yamarket_chats.leases"
+            " WHERE business_id = 1002"
+        )
+    assert report.synced == 1 and list(report.failed) == [1002]
+    assert "403" in report.failed[1002] and "403" in row["error"]
+    assert row["failed_at"] is not None and row["finished_at"] is None
+
+
+async def test_a_worker_whose_lease_was_taken_over_stops_writing(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    config = FakeMarketConfig(businesses=(1001,), chats_per_business=1, messages_per_chat=1000)
+    async with (
+        run_fake_server(config) as fake,
+        ChatsClient(api_key=fake.api_key, base_url=fake.url) as client,
+        PostgresSink(pg_url) as sink,
+    ):
+        fake.faults.add("latency", delay=0.1, operations={"get_chat_history"})
+        worker = asyncio.ensure_future(run_worker(client, [1001], sink, lease_seconds=30))
+        for _ in range(1000):  # until the first page is stored
+            await asyncio.sleep(0.01)
+            if await db.fetchval("SELECT to_regclass('yamarket_chats.messages')") and (
+                await db.fetchval("SELECT count(*) FROM yamarket_chats.messages")
+            ):
+                break
+        # Another worker takes the business over (as after a lapse): a newer token.
+        await db.execute(
+            "UPDATE yamarket_chats.leases SET owner = 'other', token = token + 1,"
+            " expires_at = now() + interval '1 minute', finished_at = now()"
+        )
+        stored_then = await db.fetchval("SELECT count(*) FROM yamarket_chats.messages")
+        report = await asyncio.wait_for(worker, 20)
+        assert await db.fetchval("SELECT count(*) FROM yamarket_chats.messages") == stored_then
+    assert report.leases_lost == 1 and report.synced == 0
+    assert await db.fetchval("SELECT owner FROM yamarket_chats.leases") == "other"
