@@ -10,6 +10,7 @@ behind the wait and fails with its `SinkLockedError` if it times out.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import os
 import threading
@@ -62,6 +63,7 @@ class _ThreadSink:
         self._ready = False  # the lock is held and `_setup` ran
         self._broken: BaseException | None = None  # why the lock or setup failed
         self._stop = threading.Event()
+        self._pending: set[concurrent.futures.Future[Any]] = set()  # handed to the thread
         if lock_fd is None or try_lock(lock_fd):
             self._setup()
             self._ready = True
@@ -91,10 +93,19 @@ class _ThreadSink:
         return fn(*args)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the thread, after the work handed over before."""
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, *args)
+        future = self._executor.submit(self._call, fn, *args)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)  # also when cancelled
+        return await asyncio.wrap_future(future)
+
+    def _idle(self) -> bool:
+        """True when the loop may use the sink's state itself: locked, no work queued."""
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        return self._ready and not self._pending
 
     def _close_sync(self) -> None:
         raise NotImplementedError

@@ -10,7 +10,6 @@ writer of the database, and the WAL checkpoints that fsync.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import datetime as dt
 import os
@@ -180,7 +179,6 @@ class SQLiteSink(_ThreadSink):
                 lock_fd = os.open(f"{os.fspath(path)}.lock", flags, 0o644)
             self._conn = conn
             self._memory = memory
-            self._pending: set[concurrent.futures.Future[Any]] = set()
             self._checkpointer: sqlite3.Connection | None = None
             self._checkpointing: concurrent.futures.Future[None] | None = None
             self._commits = 0
@@ -215,20 +213,6 @@ class SQLiteSink(_ThreadSink):
 
     # -- running statements: inline when nothing is queued, else on the thread
 
-    def _inline(self) -> bool:
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
-        return self._ready and not self._pending
-
-    async def _queued(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` on the thread, allowed to wait for other writers."""
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
-        future = self._executor.submit(self._call, self._waiting, fn, *args)
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)  # also when cancelled
-        return await asyncio.wrap_future(future)
-
     def _waiting(self, fn: Callable[..., T], *args: Any) -> T:
         self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         try:
@@ -237,14 +221,14 @@ class SQLiteSink(_ThreadSink):
             self._conn.execute("PRAGMA busy_timeout = 0")
 
     async def _execute(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._inline():
+        if self._idle():
             try:
                 return fn(*args)
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise
                 # Another program writes the database: wait on the thread.
-        return await self._queued(fn, *args)
+        return await self._run(self._waiting, fn, *args)
 
     # -- the Sink protocol
 

@@ -1,0 +1,182 @@
+"""Sinks on their own: damaged JSONL files (issue 14.4), load_state at scale (12.3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_ingest import BUSINESSES, expected, history_requests, jsonl_rows
+from yamarket_chats import ChatsClient
+from yamarket_chats.ingest import ChatState, sync
+from yamarket_chats.sinks import JsonlSink, SQLiteSink
+from yamarket_chats.sinks.sqlite import SCHEMA
+from yamarket_chats.testing import FakeServer
+
+# -- JSONL: a line that is not valid ------------------------------------------
+
+
+def valid_rows(path: Path, tmp_path: Path) -> object:
+    """`jsonl_rows` of the file's lines that parse (blank lines are left out)."""
+    kept = tmp_path / "valid.jsonl"
+    kept.write_bytes(b"".join(raw for raw in path.read_bytes().splitlines(True) if raw.strip()))
+    return jsonl_rows(kept)
+
+
+async def test_damaged_lines_are_repaired_and_resume_is_exactly_once(
+    client: ChatsClient, fake: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.jsonl"
+    async with JsonlSink(path) as sink:
+        await sync(client, BUSINESSES, sink)
+    lines = path.read_bytes().splitlines(keepends=True)
+    messages = [(i, json.loads(raw)) for i, raw in enumerate(lines) if b'"message"' in raw]
+    by_chat: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+    for i, m in messages:
+        by_chat.setdefault(m["chatId"], []).append((i, m))
+    first, second = list(by_chat.values())[:2]
+    # 1. A torn write glued to the next line (the last message of its chat).
+    glued_at = first[-1][0]
+    lines[glued_at] = b'{"kind":"message","businessId":1001,"chatId":1' + lines[glued_at]
+    # 2. A message line that is JSON but not a valid line: its chat is fetched
+    #    again from the message before it; the messages after it are in the file.
+    wrong_at, wrong = second[100]
+    lines[wrong_at] = lines[wrong_at].replace(
+        b'"messageId":%d' % wrong["messageId"], b'"messageId":"%d"' % wrong["messageId"]
+    )
+    # 3. Garbage between two lines, and a blank line (which is no damage).
+    lines.insert(5, b"\x00\x00 not json at all \xff\n")
+    lines.insert(3, b"\n")
+    path.write_bytes(b"".join(lines))
+    bad = {glued_at + 3, wrong_at + 3, 5 + 2}  # 1-based line numbers after the inserts
+
+    fake.journal.clear()
+    with caplog.at_level(logging.WARNING, logger="yamarket_chats.sinks"):
+        async with JsonlSink(path) as sink:
+            await sync(client, BUSINESSES, sink)
+            assert sorted(sink.rejected) == sorted(bad)
+    said = [r.getMessage() for r in caplog.records]
+    for number in bad:  # each one said where it went
+        assert any(f"line {number} " in m and "c.jsonl.rejected" in m for m in said), said
+    assert any(f"chat {wrong['chatId']} is fetched again" in m for m in said)
+    rejected = (tmp_path / "c.jsonl.rejected").read_bytes().splitlines()
+    assert len(rejected) == 3 and b"\x00\x00 not json at all \xff" in rejected
+
+    # Only the damaged chat is walked again, from the message before the damage.
+    walked = history_requests(fake)
+    assert list(walked) == [wrong["chatId"]]
+    assert walked[wrong["chatId"]][0] == {"messageIdFrom": second[99][1]["messageId"] + 1}
+    assert valid_rows(path, tmp_path) == expected(fake)  # every message once, none lost
+
+    # The file is valid JSON Lines again, and is repaired once, not at every open.
+    assert all(json.loads(raw) for raw in path.read_bytes().splitlines() if raw.strip())
+    caplog.clear()
+    async with JsonlSink(path) as sink:
+        await sink.load_state(BUSINESSES[0])
+        assert sink.rejected == []
+    assert not caplog.records
+
+
+async def test_short_invalid_line_becomes_blank(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.jsonl"
+    valid = b'{"kind":"message","businessId":1,"chatId":2,"messageId":7}\n'
+    path.write_bytes(valid + b"oops\n" + valid.replace(b"7}", b"9}"))
+    async with JsonlSink(path) as sink:
+        assert await sink.load_state(1) == {2: ChatState(9, None, None)}
+        assert sink.rejected == [2]
+    assert path.read_bytes().splitlines()[1] == b"    "
+    assert (tmp_path / "c.jsonl.rejected").read_bytes() == b"oops\n"
+    assert "if it held a message, that message is only there now" in caplog.text
+
+
+async def test_whole_last_line_without_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    line = b'{"kind":"message","businessId":1,"chatId":2,"messageId":7}'
+    path.write_bytes(line + b"\n" + line.replace(b"7}", b"8}"))  # a write cut before "\n"
+    async with JsonlSink(path) as sink:
+        assert await sink.load_state(1) == {2: ChatState(8, None, None)}
+        assert sink.rejected == []
+    assert path.read_bytes().endswith(b'"messageId":8}\n')
+
+
+# -- load_state at scale ------------------------------------------------------
+
+# Enough that a scan of every chat per business (the old JSONL sink, SQLite
+# without its index) takes seconds: 2,000 x 40,000 rows.
+N_BUSINESSES, N_CHATS = 2000, 20
+
+
+def synced_line(business_id: int, chat_id: int) -> bytes:
+    return (
+        b'{"kind":"synced","businessId":%d,"chatId":%d,'
+        b'"updatedAt":"2024-01-01T00:00:00+03:00","syncedAt":1.5}\n' % (business_id, chat_id)
+    )
+
+
+async def load_all(sink: SQLiteSink | JsonlSink, businesses: range) -> float:
+    started = time.perf_counter()
+    states = await asyncio.gather(*(sink.load_state(b) for b in businesses))
+    elapsed = time.perf_counter() - started
+    assert all(len(s) == N_CHATS for s in states)
+    if businesses[0] == 1:
+        assert states[0][1] == ChatState(7, states[0][1].updated_at, 1.5)
+    return elapsed
+
+
+async def test_jsonl_load_state_is_linear(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    with path.open("wb") as f:
+        for chat in range(N_BUSINESSES * N_CHATS):
+            business, chat_id = chat % N_BUSINESSES + 1, chat + 1
+            f.write(synced_line(business, chat_id))
+            if chat_id == 1:
+                f.write(b'{"kind":"message","businessId":1,"chatId":1,"messageId":7}\n')
+    async with JsonlSink(path) as sink:
+        first = await load_all(sink, range(1, 2))  # the scan of the file: linear
+        rest = await load_all(sink, range(2, N_BUSINESSES + 1))
+    # Every other business costs its own chats only: all of them together cost
+    # about as much as the one scan (1-2x here), where a walk over every chat
+    # for each business cost 60x.
+    assert rest < 8 * first, (first, rest)
+
+
+async def test_sqlite_load_state_uses_an_index_also_in_old_databases(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    db = sqlite3.connect(path)  # a database of the version without the index
+    db.executescript(SCHEMA.replace("CREATE INDEX IF NOT EXISTS sync_state_business", "--"))
+    db.executemany(
+        "INSERT INTO sync_state VALUES (?, ?, ?, ?, ?)",
+        (
+            (chat + 1, chat % N_BUSINESSES + 1, 7, "2024-01-01T00:00:00+03:00", 1.5)
+            for chat in range(N_BUSINESSES * N_CHATS)
+        ),
+    )
+    db.commit()
+    db.close()
+    async with SQLiteSink(path) as sink:
+        assert await load_all(sink, range(1, N_BUSINESSES + 1)) < 10  # a table scan each: 5 s+
+    db = sqlite3.connect(path)
+    plan = db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM sync_state WHERE business_id = 1"
+    ).fetchall()
+    db.close()
+    assert "sync_state_business" in str(plan)
+
+
+async def test_jsonl_chat_moved_to_another_business(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(synced_line(1, 5) + synced_line(2, 5) + synced_line(1, 6))
+    async with JsonlSink(path) as sink:
+        assert set(await sink.load_state(1)) == {6}
+        assert set(await sink.load_state(2)) == {5}
+        await sink.save_page(1, 5, [], ChatState(None, None, None))
+        assert set(await sink.load_state(1)) == {5, 6}
+        assert set(await sink.load_state(2)) == set()
