@@ -15,7 +15,6 @@ Three things decide when a request may go out:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Mapping
@@ -324,8 +323,10 @@ def server_count(headers: Mapping[str, str]) -> tuple[int, float] | None:
     clocks are never compared.
     """
     raw_remaining = headers.get("X-RateLimit-Resource-Remaining")
+    if raw_remaining is None:
+        return None
     raw_until = headers.get("X-RateLimit-Resource-Until")
-    if raw_remaining is None or raw_until is None:
+    if raw_until is None:
         return None
     try:
         remaining = int(raw_remaining)
@@ -335,8 +336,11 @@ def server_count(headers: Mapping[str, str]) -> tuple[int, float] | None:
     now = time.time()
     raw_date = headers.get("Date")
     if raw_date is not None:
-        with contextlib.suppress(TypeError, ValueError):
+        try:
             server_now = _http_date(raw_date)
+        except (TypeError, ValueError):
+            pass
+        else:
             # Date has a resolution of one second: within that, our clock is
             # the finer measure of "now"; beyond it, the server's clock is off.
             if abs(server_now - now) > _SKEW_THRESHOLD:
