@@ -381,13 +381,21 @@ async def test_seeded_file_urls_are_fetchable(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("content", "words"),
-    [(None, "required"), (b"", "empty"), (b"x" * (5 * 1024 * 1024 + 1), "5 MiB")],
+    [(None, "required"), (b"x" * (5 * 1024 * 1024 + 1), "5 MiB")],
 )
 async def test_send_file_validation(api: Api, content: bytes | None, words: str) -> None:
     status, body, _ = await _send_file(api, chat_id_of(api), content)
     assert status == 400
     message = error_message(body)
     assert "file" in message and words in message
+
+
+async def test_empty_file_is_accepted_as_the_spec_sets_no_minimum(api: Api) -> None:
+    chat_id = chat_id_of(api)
+    status, body, _ = await _send_file(api, chat_id, b"", "empty.txt")
+    assert (status, body) == (200, {"status": "OK"})
+    last = list(api.server.market.messages(BUSINESS, chat_id))[-1]
+    assert last.payload is not None and last.payload[0].size == 0
 
 
 async def test_file_of_exactly_5_mib_is_accepted(api: Api) -> None:

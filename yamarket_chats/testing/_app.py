@@ -22,6 +22,7 @@ from ._faults import Fault, Faults, add_extra_fields, replace_enums
 from ._journal import Journal, JournalEntry
 from ._quota import ParallelGate, QuotaBook
 from ._wire import (
+    UNIQUE_ITEMS,
     ChatInfo,
     ChatsResult,
     CreateChatRequest,
@@ -34,6 +35,7 @@ from ._wire import (
     Paging,
     SendMessageRequest,
     encoder,
+    repeated_items,
 )
 
 MAX_FILE_SIZE = 5 * 1024 * 1024
@@ -294,12 +296,17 @@ class FakeApi:
         if body_type is None:
             return None, None
         raw = await request.read()
-        raw = raw if raw.strip() else b"{}"
+        if not raw.strip():  # every JSON operation's requestBody is required
+            raise ApiError(400, "Request body is required (a JSON object)")
         try:
             entry.body = msgspec.json.decode(raw)
-            return msgspec.json.decode(raw, type=body_type), None
+            body = msgspec.json.decode(raw, type=body_type)
         except msgspec.DecodeError as error:
             raise ApiError(400, f"Invalid request body: {error}") from None
+        repeated = repeated_items(entry.body, UNIQUE_ITEMS.get(operation, ()))
+        if repeated is not None:
+            raise ApiError(400, f"Invalid request body: items of `$.{repeated}` must be unique")
+        return body, None
 
     async def _read_file(self, request: web.Request, entry: JournalEntry) -> tuple[str, str, bytes]:
         try:
@@ -320,8 +327,6 @@ class FakeApi:
         entry.body = {
             "file": {"filename": name, "size": len(content), "content_type": content_type}
         }
-        if not content:
-            raise ApiError(400, "Field `file` is empty")
         if len(content) > MAX_FILE_SIZE:
             raise ApiError(400, "Field `file` is larger than 5 MiB")
         return name, content_type, content
@@ -368,11 +373,15 @@ class FakeApi:
 
     async def _create_chat(self, call: _Call) -> CreateChatResult:
         body: CreateChatRequest = call.body
-        if body.context is not None:
+        # The spec allows both fields together; `context` (orderId is deprecated) wins.
+        if not isinstance(body.context, msgspec.UnsetType):
             kind, context_id = body.context.type, body.context.id
-        elif body.order_id is not None:
+        elif not isinstance(body.order_id, msgspec.UnsetType):
+            if body.order_id < 1:
+                raise ApiError(404, f"Order {body.order_id} not found")
             kind, context_id = "ORDER", body.order_id
         else:
+            # The schema requires neither field, but there is nothing to start a chat about.
             raise ApiError(400, "Field `context` (or `orderId`) is required")
         chat_id = self.market.find_or_create_chat(call.business_id, kind, context_id)
         return CreateChatResult(chat_id=chat_id)
@@ -405,12 +414,13 @@ class FakeApi:
         chat = self._chat(call)
         body: HistoryRequest = call.body
         limit = _limit(call.query, 100, 50)
-        fingerprint = body.message_id_from or 0
+        message_id_from = None if body.message_id_from is msgspec.UNSET else body.message_id_from
+        fingerprint = message_id_from or 0
         token = _page_token(call.query)
         if token is not None:
             start = chat.position(_decode_token(token, chat.chat_id, fingerprint) + 1)
-        elif body.message_id_from is not None:
-            start = chat.position(body.message_id_from)
+        elif message_id_from is not None:
+            start = chat.position(message_id_from)
         else:
             start = 0
         stop = min(start + limit, chat.message_count)

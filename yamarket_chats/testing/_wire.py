@@ -99,7 +99,11 @@ class Envelope(msgspec.Struct, omit_defaults=True):
     errors: list[ErrorDetail] | None = None
 
 
-# Request bodies: decoding them validates the spec's constraints.
+# Request bodies: decoding them validates the spec's constraints. A field
+# the spec does not mark ``nullable`` is ``UNSET`` when absent, so an explicit
+# ``null`` is refused; ``uniqueItems`` is checked by `repeated_items`.
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class ChatContext(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
@@ -108,23 +112,45 @@ class ChatContext(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=Tr
 
 
 class CreateChatRequest(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
-    order_id: PositiveId | None = None
-    context: ChatContext | None = None
+    # The spec gives orderId no minimum: a non-positive one names no order (404).
+    order_id: Int64 | msgspec.UnsetType = msgspec.UNSET
+    context: ChatContext | msgspec.UnsetType = msgspec.UNSET
 
 
 _NonEmpty = msgspec.Meta(min_length=1)
 
 
 class GetChatsRequest(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
-    order_ids: Annotated[list[int], _NonEmpty] | None = None
+    order_ids: Annotated[list[Int64], _NonEmpty] | None = None
     contexts: Annotated[list[ChatContext], _NonEmpty] | None = None
     context_types: Annotated[list[ContextType], _NonEmpty] | None = None
     types: Annotated[list[ChatType], _NonEmpty] | None = None
     statuses: Annotated[list[ChatStatus], _NonEmpty] | None = None
 
 
+#: The ``uniqueItems`` arrays of each request body, by operation.
+UNIQUE_ITEMS: dict[str, tuple[str, ...]] = {
+    "get_chats": ("orderIds", "contexts", "contextTypes", "types", "statuses"),
+}
+
+
+def repeated_items(document: Any, fields: tuple[str, ...]) -> str | None:
+    """The first of ``fields`` whose array repeats an item (JSON equality), if any."""
+    if not isinstance(document, dict):
+        return None
+    for name in fields:
+        items = document.get(name)
+        if not isinstance(items, list):
+            continue
+        # Sorted keys: {"type": .., "id": ..} and {"id": .., "type": ..} are equal in JSON.
+        keys = {msgspec.json.encode(item, order="sorted") for item in items}
+        if len(keys) < len(items):
+            return name
+    return None
+
+
 class HistoryRequest(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
-    message_id_from: PositiveId | None = None
+    message_id_from: PositiveId | msgspec.UnsetType = msgspec.UNSET
 
 
 class SendMessageRequest(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
