@@ -180,3 +180,35 @@ async def test_jsonl_chat_moved_to_another_business(tmp_path: Path) -> None:
         await sink.save_page(1, 5, [], ChatState(None, None, None))
         assert set(await sink.load_state(1)) == {5, 6}
         assert set(await sink.load_state(2)) == set()
+
+
+# -- SQLite: pages written inline, never blocking the loop on another writer ---
+
+
+async def test_sqlite_waits_for_another_writer_off_the_loop(
+    client: ChatsClient, fake: FakeServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.db"
+    async with SQLiteSink(path) as sink:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.ensure_future(ticker())
+        job = asyncio.ensure_future(sync(client, BUSINESSES, sink))
+        await asyncio.sleep(0.5)
+        assert not job.done() and ticks > 10  # the sync waits, the loop does not
+        other.execute("COMMIT")
+        other.close()
+        report = await asyncio.wait_for(job, 30)
+        ticking.cancel()
+    assert report.messages == 2 * 5 * 230
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM messages").fetchone() == (2 * 5 * 230,)
+    db.close()

@@ -13,7 +13,7 @@ import msgspec
 from ..ingest import ChatState
 from ..models import Chat, ChatMessage
 from ._scan import Index, scan
-from ._thread import _ThreadSink
+from ._thread import _ThreadSink, check_lock_timeout
 
 __all__ = ["JsonlSink"]
 
@@ -51,6 +51,7 @@ class JsonlSink(_ThreadSink):
     def __init__(
         self, path: str | os.PathLike[str], *, fsync: bool = False, lock_timeout: float = 0
     ) -> None:
+        check_lock_timeout(lock_timeout)  # before anything is created
         self._fsync = fsync
         # Opened here, so a bad path fails before any request is sent.
         self._file: IO[bytes] = open(path, "a+b")  # noqa: SIM115 - closed by close()

@@ -21,7 +21,7 @@ import msgspec
 
 from ..ingest import ChatState
 from ..models import Chat, ChatMessage
-from ._thread import _ThreadSink
+from ._thread import _ThreadSink, check_lock_timeout
 
 __all__ = ["SQLiteSink"]
 
@@ -168,6 +168,7 @@ class SQLiteSink(_ThreadSink):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 0) -> None:
+        check_lock_timeout(lock_timeout)  # before anything is created
         memory = os.fspath(path) in (":memory:", "")
         # Opened here, so a bad path fails before any request is sent.
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=0)
@@ -271,10 +272,11 @@ class SQLiteSink(_ThreadSink):
             conn.executemany(sql, rows)
             if state_row is not None:
                 conn.execute(_UPSERT_STATE, state_row)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT may have rolled back already
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         self._commits += 1
         if self._commits >= CHECKPOINT_EVERY and not self._memory:
             self._checkpoint_soon()
