@@ -97,12 +97,13 @@ async def measure(kind: str, path: Path, businesses: int, chats: int) -> float:
         return time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run the measurement; the median seconds by sink."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--businesses", type=int, default=3000)
     parser.add_argument("--chats", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     times: dict[str, list[float]] = {"sqlite": [], "jsonl": []}
     with tempfile.TemporaryDirectory() as folder:
         paths = {"sqlite": Path(folder) / "c.sqlite3", "jsonl": Path(folder) / "c.jsonl"}
@@ -123,6 +124,7 @@ def main() -> None:
             f"{max(values):.2f}] for {args.businesses:,} businesses x {args.chats} chats"
             f" ({total:,} checkpoints)"
         )
+    return {kind: statistics.median(values) for kind, values in times.items()}
 
 
 if __name__ == "__main__":

@@ -201,13 +201,14 @@ async def sync_into(fake: Fake, path: Path, kind: str, expect: int) -> float:
     return report.messages_per_second
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run the comparison; the sink's ratio to the baseline by mode."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chats", type=int, default=20)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=["sink-only", "sync"], action="append")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     expect = args.chats * args.messages
     modes = args.only or ["sink-only", "sync"]
     rates: dict[tuple[str, str], list[float]] = {}
@@ -237,6 +238,7 @@ def main() -> None:
                     f" {switches * 100_000 / expect:8,.0f} context switches/100k msgs",
                     flush=True,
                 )
+    ratios = {}
     for mode in modes:
         base = statistics.median(rates[(mode, "baseline")])
         sink = statistics.median(rates[(mode, "SQLiteSink")])
@@ -248,6 +250,8 @@ def main() -> None:
                 f" {statistics.median(ctx[(mode, name)]):,.0f} context switches/100k msgs"
             )
         print(f"{mode:9} SQLiteSink / baseline = {sink / base:.2f}x")
+        ratios[mode] = sink / base
+    return ratios
 
 
 if __name__ == "__main__":
