@@ -1,4 +1,4 @@
-"""How `PostgresSink` writes a page: three ways measured on one throwaway PostgreSQL.
+"""How `PostgresSink` writes a page: four ways measured on one throwaway PostgreSQL.
 
     python -m benchmarks.fleet_pg_write [--pages 2000] [--size 100] [--tasks 4] [--rounds 3]
 
@@ -10,8 +10,14 @@ sync does):
   checkpoint upsert; COMMIT (asyncpg pipelines the executemany);
 - ``copy``: BEGIN; ``COPY`` into a temporary table; ``INSERT ... SELECT ...
   ON CONFLICT`` from it; the checkpoint upsert; COMMIT;
-- ``unnest`` (what the sink does): one statement, the messages as arrays
-  through ``unnest`` and the checkpoint in a CTE, no BEGIN/COMMIT.
+- ``unnest``: one statement, the messages as arrays through ``unnest`` and
+  the checkpoint in a CTE, no BEGIN/COMMIT;
+- ``json`` (what the sink does, through `PostgresSink.save_page`): one
+  statement, the page as one JSON parameter (msgspec) unpacked by
+  ``json_to_recordset``, the checkpoint in a CTE.
+
+Prints messages/s (wall) and this process's CPU per 100k messages: in a sync
+the client's CPU is the scarce one.
 
 Needs the PostgreSQL server binaries (tests/pg_server.py starts one).
 """
@@ -59,6 +65,9 @@ def page(chat: int, n: int, size: int) -> list[ChatMessage]:
     ]
 
 
+#: Client CPU seconds per 100k messages, by way (this process: encoding, the driver).
+CPU: dict[str, list[float]] = {}
+
 Writer = Callable[[int, int, list[ChatMessage]], Awaitable[None]]
 
 
@@ -69,13 +78,16 @@ async def run(write: Writer, business: int, pages: int, size: int, tasks: int) -
         for n, _ in enumerate(work):
             await write(business, chat, page(chat, n, size))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(chat) for chat in range(1, tasks + 1)))
+    CPU.setdefault(write.__name__, []).append(
+        (time.process_time() - cpu) / (pages * size) * 100_000
+    )
     return pages * size / (time.perf_counter() - started)
 
 
 async def measure(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
-    rates: dict[str, list[float]] = {"executemany": [], "copy": [], "unnest": []}
+    rates: dict[str, list[float]] = {"executemany": [], "copy": [], "unnest": [], "json": []}
     async with PostgresSink(url, max_size=args.tasks) as sink:
         await sink.open()
         pool = sink.pool
@@ -104,9 +116,42 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, list[float]]:
                 await conn.execute(_STATE, b, c, messages[-1].message_id, None, None)
 
         async def unnest(b: int, c: int, messages: list[ChatMessage]) -> None:
+            columns: list[list[Any]] = [[], [], [], []]
+            for m in messages:
+                for column, value in zip(
+                    columns, (m.message_id, m.created_at, m.sender, m.message), strict=True
+                ):
+                    column.append(value)
+            await pool.execute(
+                """
+                WITH page AS (
+                    INSERT INTO yamarket_chats.messages
+                    SELECT $1, $2, id, created, sender, message, NULL
+                    FROM unnest($3::bigint[], $4::timestamptz[], $5::text[], $6::text[])
+                        AS p(id, created, sender, message)
+                    ON CONFLICT (business_id, chat_id, message_id) DO UPDATE SET
+                        created_at = excluded.created_at, sender = excluded.sender,
+                        message = excluded.message, payload = excluded.payload
+                )
+                INSERT INTO yamarket_chats.sync_state VALUES ($1, $2, $7, NULL, NULL)
+                ON CONFLICT (business_id, chat_id) DO UPDATE SET
+                    last_message_id = excluded.last_message_id
+                """,
+                b,
+                c,
+                *columns,
+                messages[-1].message_id,
+            )
+
+        async def as_json(b: int, c: int, messages: list[ChatMessage]) -> None:
             await sink.save_page(b, c, messages, ChatState(messages[-1].message_id))
 
-        ways: dict[str, Writer] = {"executemany": executemany, "copy": copy, "unnest": unnest}
+        ways: dict[str, Writer] = {
+            "executemany": executemany,
+            "copy": copy,
+            "unnest": unnest,
+            "json": as_json,
+        }
         business = 0
         for round_ in range(args.rounds):
             for name, write in ways.items():
@@ -126,9 +171,10 @@ def main() -> None:
     args = parser.parse_args()
     with postgres_server() as server:
         rates = asyncio.run(measure(server.create_database(), args))
-    for name, values in rates.items():
+    for (name, values), cpu in zip(rates.items(), CPU.values(), strict=True):
         print(
-            f"{name}: median {statistics.median(values):,.0f} messages/s "
+            f"{name}: median {statistics.median(values):,.0f} messages/s, "
+            f"client CPU {statistics.median(cpu):.2f} s per 100k messages "
             f"[{min(values):,.0f}-{max(values):,.0f}] over {len(values)} rounds, "
             f"{args.pages} pages of {args.size}, {args.tasks} at a time"
         )

@@ -256,3 +256,18 @@ async def test_ten_sigkills_lose_nothing_and_store_nothing_twice(
         }
     states = await db.fetch("SELECT chat_id, last_message_id FROM yamarket_chats.sync_state")
     assert {r[0]: r[1] for r in states} == last
+
+
+async def test_a_nul_character_does_not_poison_the_sync(
+    client: ChatsClient, fake: FakeServer, pg_url: str, db: asyncpg.Connection
+) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.market.add_message(BUSINESS, chat_id, "before\x00after")
+    async with PostgresSink(pg_url) as sink:
+        await sync(client, [BUSINESS], sink)
+    text = await db.fetchval(
+        "SELECT message FROM yamarket_chats.messages WHERE chat_id = $1"
+        " ORDER BY message_id DESC LIMIT 1",
+        chat_id,
+    )
+    assert text == "before\ufffdafter"  # PostgreSQL text cannot hold NUL

@@ -1,0 +1,283 @@
+"""A fleet on one machine: worker processes, one Redis, one PostgreSQL; and sink throughput.
+
+    python -m benchmarks.fleet [--workers 4] [--businesses 20] [--quota 10] [--window 2]
+                               [--windows 6] [--chats 10] [--messages 1000] [--rounds 3]
+                               [--out benchmarks/results] [--quick]
+
+**Fleet.** The fake Market API runs in this process with a scaled quota of
+``--quota`` history requests per ``--window`` seconds per cabinet (fixed
+windows, like the API's hour). ``--workers`` processes (`yamarket_chats.fleet`
+`run_worker`, ``tests/fleet_worker.py``) share ``--businesses`` cabinets
+through leases in a throwaway PostgreSQL and the quota through a throwaway
+Redis (`RedisLimiter`), all starting at one moment. Measured over
+``--windows`` whole windows while every cabinet still has pages to fetch:
+the share of the allowed requests served (target >= 95%), 420 answers
+(target 0); at the end, every message of the fake stored exactly once.
+
+**Throughput.** The fake in its own process, limits off; one client syncs one
+cabinet of ``--chats`` x ``--messages`` into nothing (the read alone), into
+SQLite and into PostgreSQL, in rotated order over ``--rounds`` rounds:
+messages/s, median.
+
+Writes ``fleet.md`` and ``fleet.json`` to ``--out`` (not with ``--quick``).
+Needs redis-server and the PostgreSQL server binaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from tests.pg_server import postgres_server
+from tests.servers import RedisServer
+from yamarket_chats import Chat, ChatMessage, ChatsClient, SQLiteSink
+from yamarket_chats.ingest import ChatState, Sink, sync
+from yamarket_chats.limits import METHODS
+from yamarket_chats.sinks import PostgresSink
+from yamarket_chats.testing import FakeMarketConfig, run_fake_server
+
+from ._fake import fake_server
+
+REPO = Path(__file__).resolve().parent.parent
+FIRST_BUSINESS = 5001
+
+
+# -- the fleet ------------------------------------------------------------------------
+
+
+async def fleet(args: argparse.Namespace, pg_url: str, redis_url: str) -> dict[str, Any]:
+    businesses = tuple(range(FIRST_BUSINESS, FIRST_BUSINESS + args.businesses))
+    config = FakeMarketConfig(
+        businesses=businesses,
+        chats_per_business=args.chats,
+        messages_per_chat=args.messages,
+        quota_window=args.window,
+        quotas={"get_chat_history": args.quota, "get_chats": 1000},
+    )
+    pages = args.chats * math.ceil(args.messages / 100)
+    if pages < args.quota * (args.windows + 2):
+        raise SystemExit(
+            f"each cabinet needs >= {args.quota * (args.windows + 2)} history pages to stay busy"
+            f" for {args.windows} windows (+2 to start and end); it has {pages}:"
+            " raise --chats or --messages"
+        )
+    async with run_fake_server(config) as fake:
+        per_worker = math.ceil(args.businesses / args.workers)
+        start = time.time() + 3.0 + args.workers * 0.5  # every worker connected by then
+        procs = []
+        for i in range(args.workers):
+            cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, pg_url]
+            cmd += [*map(str, businesses), "--worker", "--id", f"w{i}", "--start", str(start)]
+            cmd += ["--max-businesses", str(per_worker), "--redis-url", redis_url]
+            cmd += ["--quota", str(args.quota), "--window", str(args.window)]
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *cmd, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                )
+            )
+        outputs = [await p.communicate() for p in procs]
+        finished = time.time()
+        if any(p.returncode != 0 for p in procs):
+            raise RuntimeError(f"a worker failed: {outputs}")
+        reports = [json.loads(out.decode().splitlines()[-1]) for out, _ in outputs]
+        # Measure from the first whole window after a window to get going, for --windows.
+        first = (math.floor(start / args.window) + 2) * args.window
+        last = first + args.windows * args.window
+        offset = time.time() - time.monotonic()  # the journal's clock is monotonic
+        served = sum(
+            1
+            for e in fake.journal.entries("get_chat_history", status=200)
+            if first <= e.started + offset < last
+        )
+        busy_until = {
+            b: max(e.started for e in fake.journal.entries("get_chat_history", business_id=b))
+            + offset
+            for b in businesses
+        }
+        rate_limited = sum(1 for e in fake.journal if e.status == 420)
+        allowed = args.businesses * args.quota * args.windows
+        total = args.businesses * args.chats * args.messages
+        conn = await asyncpg.connect(pg_url)
+        try:
+            rows = await conn.fetchval("SELECT count(*) FROM yamarket_chats.messages")
+            distinct = await conn.fetchval(
+                "SELECT count(DISTINCT (business_id, chat_id, message_id))"
+                " FROM yamarket_chats.messages"
+            )
+        finally:
+            await conn.close()
+    result = {
+        "workers": args.workers,
+        "businesses": args.businesses,
+        "quota": f"{args.quota} get_chat_history per {args.window:g} s per cabinet",
+        "windows": args.windows,
+        "allowed": allowed,
+        "served": served,
+        "served_share": served / allowed,
+        "rate_limited_420": rate_limited,
+        "messages_expected": total,
+        "messages_stored": rows,
+        "messages_distinct": distinct,
+        "syncs_per_worker": [r["synced"] for r in reports],
+        "every_cabinet_busy_through_the_measure": min(busy_until.values()) >= last,
+        "elapsed_seconds": finished - start,
+        "messages_per_second": total / (finished - start),
+    }
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
+# -- throughput of the sinks --------------------------------------------------------
+
+
+class NullSink:
+    """Keeps checkpoints in memory and stores nothing: the read alone."""
+
+    def __init__(self) -> None:
+        self.states: dict[int, dict[int, ChatState]] = {}
+
+    async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
+        return self.states.get(business_id, {})
+
+    async def save_chats(self, business_id: int, chats: Sequence[Chat]) -> None:
+        pass
+
+    async def save_page(
+        self, business_id: int, chat_id: int, messages: Sequence[ChatMessage], state: ChatState
+    ) -> None:
+        self.states.setdefault(business_id, {})[chat_id] = state
+
+    async def __aenter__(self) -> NullSink:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+
+async def one_sync(url: str, key: str, business: int, sink: Any, expect: int) -> float:
+    limits = dict.fromkeys(METHODS)
+    async with ChatsClient(api_key=key, base_url=url, limits=limits) as client, sink:
+        if isinstance(sink, PostgresSink):
+            await sink.open()  # connecting is not storing (SQLite opens in its constructor)
+        report = await sync(client, [business], sink)
+    assert report.messages == expect, report
+    return report.messages_per_second
+
+
+def throughput(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
+    expect = args.chats * args.messages
+    rates: dict[str, list[float]] = {"read alone": [], "sqlite": [], "postgres": []}
+    with fake_server(args.chats, args.messages) as fake, tempfile.TemporaryDirectory() as d:
+        sinks: dict[str, Callable[[int], Sink]] = {
+            "read alone": lambda n: NullSink(),
+            "sqlite": lambda n: SQLiteSink(Path(d) / f"chats{n}.sqlite3"),
+            "postgres": lambda n: PostgresSink(pg.create_database()),
+        }
+        names = list(sinks)
+        asyncio.run(one_sync(fake.url, fake.api_key, fake.business_id, NullSink(), expect))
+        for n in range(args.rounds):
+            order = names[n % 3 :] + names[: n % 3]
+            for name in order:
+                sink = sinks[name](n)
+                rate = asyncio.run(one_sync(fake.url, fake.api_key, fake.business_id, sink, expect))
+                rates[name].append(rate)
+                print(f"round {n + 1}: {name:10} {rate:,.0f} messages/s", flush=True)
+    return rates
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def write(out: Path, args: argparse.Namespace, run: dict[str, Any], rates: dict[str, Any]) -> None:
+    medians = {name: statistics.median(v) for name, v in rates.items()}
+    lines = [
+        "# Fleet benchmark (`python -m benchmarks.fleet`)",
+        "",
+        f"Command: `python -m benchmarks.fleet {' '.join(sys.argv[1:])}`",
+        "",
+        f"## {run['workers']} workers, {run['businesses']} cabinets, one Redis, one PostgreSQL",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| quota | {run['quota']} |",
+        f"| allowed requests in {run['windows']} windows | {run['allowed']} |",
+        f"| served | {run['served']} ({run['served_share']:.1%}) |",
+        f"| 420 answers | {run['rate_limited_420']} |",
+        f"| messages stored / distinct / expected | {run['messages_stored']} / "
+        f"{run['messages_distinct']} / {run['messages_expected']} |",
+        f"| cabinet syncs per worker | {run['syncs_per_worker']} |",
+        f"| whole run | {run['elapsed_seconds']:.1f} s, "
+        f"{run['messages_per_second']:,.0f} messages/s |",
+        "",
+        f"## One cabinet, {args.chats} chats x {args.messages} messages, limits off",
+        "",
+        "| into | messages/s (median) | min-max | vs read alone |",
+        "|---|---|---|---|",
+    ]
+    for name, values in rates.items():
+        lines.append(
+            f"| {name} | {medians[name]:,.0f} | {min(values):,.0f}-{max(values):,.0f} | "
+            f"{medians[name] / medians['read alone']:.2f} |"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fleet.md").write_text("\n".join(lines) + "\n")
+    (out / "fleet.json").write_text(json.dumps({"fleet": run, "throughput": rates}, indent=2))
+    print(f"wrote {out / 'fleet.md'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--businesses", type=int, default=20)
+    parser.add_argument("--quota", type=int, default=10, help="history requests per window")
+    parser.add_argument("--window", type=float, default=2.0, help="seconds")
+    parser.add_argument("--windows", type=int, default=6, help="windows measured")
+    parser.add_argument("--chats", type=int, default=10, help="per cabinet")
+    parser.add_argument("--messages", type=int, default=1000, help="per chat")
+    parser.add_argument("--rounds", type=int, default=3, help="of the throughput run")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--only", choices=["fleet", "throughput"], help="run one part")
+    parser.add_argument("--quick", action="store_true", help="tiny run, writes nothing")
+    args = parser.parse_args()
+    if args.quick:
+        args.workers, args.businesses, args.quota, args.windows = 2, 4, 5, 2
+        args.chats, args.messages, args.rounds = 4, 500, 1
+    redis = RedisServer()
+    redis.start()
+    try:
+        with postgres_server(settings={"fsync": "on", "full_page_writes": "on"}) as pg:
+            run: dict[str, Any] = {}
+            rates: dict[str, list[float]] = {}
+            if args.only != "throughput":
+                run = asyncio.run(fleet(args, pg.create_database(), redis.url))
+            if args.only != "fleet":
+                rates = throughput(args, pg)
+    finally:
+        redis.stop()
+    ok = not run or (
+        run["served_share"] >= 0.95
+        and run["rate_limited_420"] == 0
+        and run["messages_stored"] == run["messages_distinct"] == run["messages_expected"]
+    )
+    for name, values in rates.items():
+        print(f"{name}: median {statistics.median(values):,.0f} messages/s")
+    print("fleet targets met" if ok else "FLEET TARGETS MISSED", flush=True)
+    if not args.quick and not args.only:
+        write(args.out, args, run, rates)
+    if not ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
