@@ -1,0 +1,106 @@
+"""``yamarket-chats sync --postgres-url URL [--worker] [--follow --interval S]``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import BUSINESS
+from tests.pg_server import PASSWORD, PostgresServer, server_or_skip
+from tests.test_postgres import expected, stored
+from yamarket_chats.testing import FakeServer
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSINESSES = (BUSINESS, 2002)
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    server = server_or_skip()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def cli(fake: FakeServer, *args: str) -> asyncio.subprocess.Process:
+    cmd = [sys.executable, "-m", "yamarket_chats.cli", "sync", *map(str, BUSINESSES)]
+    return await asyncio.create_subprocess_exec(
+        *cmd,
+        "--base-url",
+        fake.url,
+        *args,
+        cwd=ROOT,
+        env={**os.environ, "YANDEX_MARKET_API_KEY": fake.api_key},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_worker_syncs_into_postgres_and_never_prints_the_password(
+    fake: FakeServer, pg: PostgresServer
+) -> None:
+    url = pg.create_database()
+    proc = await cli(fake, "--postgres-url", url, "--worker")
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert sorted(line.split(":")[0] for line in lines) == [f"business {b}" for b in BUSINESSES]
+    assert PASSWORD not in out.decode() + err.decode()
+    conn = await asyncpg.connect(url)
+    try:
+        assert await stored(conn) == expected(fake, BUSINESSES)
+    finally:
+        await conn.close()
+
+    wrong = await cli(fake, "--postgres-url", url.replace(PASSWORD, PASSWORD + "x"))
+    out, err = await wrong.communicate()
+    assert wrong.returncode == 1
+    text = err.decode()
+    assert "password authentication failed" in text and len(text.splitlines()) == 1
+    assert PASSWORD not in text + out.decode() and "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--worker"], "--worker needs --postgres-url"),
+        (["--interval", "5"], "--interval takes seconds >= 0 and goes with --follow"),
+    ],
+)
+async def test_fleet_options_are_checked_before_any_request(
+    fake: FakeServer, tmp_path: Path, args: list[str], message: str
+) -> None:
+    proc = await cli(fake, "--db", str(tmp_path / "c.db"), *args)
+    _, err = await proc.communicate()
+    assert proc.returncode == 2 and message in err.decode()
+    assert len(fake.journal) == 0
+
+
+async def test_follow_runs_until_sigterm_then_releases_its_leases(
+    fake: FakeServer, pg: PostgresServer
+) -> None:
+    url = pg.create_database()
+    proc = await cli(fake, "--postgres-url", url, "--follow", "--interval", "0.2")
+    assert proc.stdout is not None
+    seen: list[str] = []
+    while len(seen) < 4:  # each business synced twice: it follows
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line, (await proc.communicate())[1].decode()
+        seen.append(line.decode())
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode in (130, 143), err.decode()  # interrupted (SIGINT or SIGTERM)
+    conn = await asyncpg.connect(url)
+    try:
+        assert await stored(conn) == expected(fake, BUSINESSES)
+        owners = await conn.fetch("SELECT owner FROM yamarket_chats.leases")
+        assert [r[0] for r in owners] == [None, None]  # released, not left to lapse
+    finally:
+        await conn.close()
