@@ -41,7 +41,7 @@ from .models import (
     Paging,
 )
 from .pagination import PageIterator
-from .sinks import JsonlSink, SQLiteSink
+from .sinks import JsonlSink, PostgresSink, SQLiteSink  # asyncpg loads when a sink opens
 
 __version__ = "0.1.0"
 
@@ -75,6 +75,7 @@ __all__ = [
     "PageIterator",
     "PaginationError",
     "Paging",
+    "PostgresSink",
     "RateLimit",
     "RateLimitError",
     "SQLiteSink",
