@@ -53,6 +53,7 @@ async def test_without_keep_alive_every_request_has_its_own_connection() -> None
                 assert response.headers["Connection"].lower() == "close"
         assert fake.connections == 3
         assert [e.connection for e in fake.journal] == [1, 2, 3]
+        assert not any(e.reused for e in fake.journal)
 
 
 async def test_keep_alive_reuses_one_connection_for_sequential_requests() -> None:
@@ -73,6 +74,7 @@ async def test_connection_ids_tell_sessions_apart() -> None:
             await _get_chats(Api(fake, second), 2)
             await _get_chats(Api(fake, first), 1)
         assert [e.connection for e in fake.journal] == [1, 1, 2, 2, 1]
+        assert [e.reused for e in fake.journal] == [False, True, False, True, True]
         assert fake.connections == 2
 
 

@@ -201,7 +201,7 @@ class FakeApi:
         )
         self.journal.append(entry)
         connection = self.connections.request_on(request.transport)
-        entry.connection = connection.id
+        entry.connection, entry.reused = connection.id, connection.requests > 1
         limit = self.config.max_requests_per_connection
         if limit is not None and connection.requests > limit:
             # This connection counts as closed by the server: the client reused

@@ -16,7 +16,8 @@ class JournalEntry:
     ``{"file": {"filename", "size", "content_type"}}``; ``started`` and
     ``finished`` are ``time.monotonic()`` values. ``connection`` numbers the
     TCP connection that carried the request (1, 2, ... in the order connections
-    carried their first request; equal ids mean a reused connection).
+    carried their first request; equal ids mean a reused connection);
+    ``reused`` is true when that connection had carried an earlier request.
     """
 
     method: str
@@ -30,6 +31,7 @@ class JournalEntry:
     finished: float | None = None
     fault: str | None = None
     connection: int = 0
+    reused: bool = False
 
 
 class Journal:
