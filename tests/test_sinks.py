@@ -212,3 +212,22 @@ async def test_sqlite_waits_for_another_writer_off_the_loop(
     db = sqlite3.connect(path)
     assert db.execute("SELECT count(*) FROM messages").fetchone() == (2 * 5 * 230,)
     db.close()
+
+
+async def test_jsonl_appends_a_chat_line_only_when_the_chat_changed(
+    client: ChatsClient, fake: FakeServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.jsonl"
+
+    def chat_lines() -> int:
+        return path.read_bytes().count(b'{"kind":"chat"')
+
+    for _ in range(2):  # the second run (a new process, say) finds nothing changed
+        async with JsonlSink(path) as sink:
+            await sync(client, BUSINESSES, sink)
+        assert chat_lines() == 10
+    chat = fake.market.chats(BUSINESSES[0])[0]
+    fake.market.add_message(BUSINESSES[0], chat.chat_id, "new")  # its updatedAt moves
+    async with JsonlSink(path) as sink:
+        await sync(client, BUSINESSES, sink)
+    assert chat_lines() == 11

@@ -104,11 +104,11 @@ class JsonlSink(_ThreadSink):
         lines = {}
         for chat in chats:
             line = b'{"kind":"chat","businessId":%d,' % business_id + _encode(chat)[1:]
-            if index.chats.get(chat.chat_id) != line:
+            if index.chats.get(chat.chat_id) != hash(line):
                 lines[chat.chat_id] = line
         self._append(list(lines.values()))
         for chat_id, line in lines.items():
-            index.chats[chat_id] = line
+            index.chats[chat_id] = hash(line)
             index.own(business_id, chat_id)
 
     async def save_page(
