@@ -47,7 +47,6 @@ ORDER_IDS = [c.order_id for c in _CHATS if c.order_id is not None]
 RETURN_IDS = [c.return_id for c in _CHATS if c.return_id is not None]
 
 load_all_checks()
-ALL_CHECKS = CHECKS.get_all()
 
 schema = schemathesis.openapi.from_path(SPEC)
 schema.config.update(
@@ -55,9 +54,7 @@ schema.config.update(
 )
 schema.config.checks.update(included_check_names=["all"])
 schema.config.phases.update(phases=["examples", "coverage", "fuzzing"])
-schema.config.generation.update(
-    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], deterministic=True
-)
+schema.config.generation.update(modes=list(GenerationMode), deterministic=True)  # both modes
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +67,7 @@ def fake() -> Iterator[FakeServer]:
         stop = asyncio.Event()
         box["stop"] = lambda: loop.call_soon_threadsafe(stop.set)
         async with run_fake_server(CONFIG) as server:
+            assert server.market.chats(BUSINESS)[0].chat_id == CHAT.chat_id
             box["server"] = server
             ready.set()
             await stop.wait()
@@ -232,6 +230,16 @@ def test_conforms_to_spec(case: Any, fake: FakeServer) -> None:
         excluded_checks=excluded,
         transport_kwargs={"base_url": fake.url},
     )
+
+
+def test_every_check_is_on() -> None:
+    """``--checks all``: no registered check is left out, for any operation or phase."""
+    names = [check.__name__ for check in CHECKS.get_all()]
+    assert {"negative_data_rejection", "positive_data_acceptance", "ignored_auth"} <= set(names)
+    for operation in schema.get_all_operations():
+        for phase in ("examples", "coverage", "fuzzing"):
+            config = schema.config.checks_config_for(operation=operation.ok(), phase=phase)
+            assert all(config.get_by_name(name=name).enabled for name in names), phase
 
 
 def test_cases_reached_success_paths(fake: FakeServer) -> None:
