@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import signal
 import sqlite3
@@ -98,6 +99,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return value
+
+
 def _connection_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection")
@@ -115,6 +126,20 @@ def _connection_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--max-retries", type=int, default=5, help="retries of a failed request (%(default)s)"
+    )
+    group.add_argument(
+        "--max-wait",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up a call (exit 5) that would wait longer than this for rate limits, retries"
+        " included (default: 60; sync: no bound, it waits for a spent quota to reset)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log retries, 420s and long waits (-v), every request (-vv) on stderr",
     )
     return parent
 
@@ -200,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another sync holds the sink, wait this long for it (default: exit 6 at once)",
+    )
+    p.add_argument(
         "--all-chats",
         action="store_true",
         help="also check chats whose updatedAt is unchanged since the last run",
@@ -279,7 +311,13 @@ def _client(args: argparse.Namespace, limiter: Limiter | None = None) -> ChatsCl
         timeout=args.timeout,
         max_retries=args.max_retries,
         limiter=limiter,
+        **({"max_wait": args.max_wait} if args.max_wait is not None else _default_max_wait(args)),
     )
+
+
+def _default_max_wait(args: argparse.Namespace) -> dict[str, float | None]:
+    """A sync is a bulk job: it waits out a spent quota; other commands keep the client's bound."""
+    return {"max_wait": None} if args.command == "sync" else {}
 
 
 def _check_secret(secret: str, source: str) -> None:
@@ -386,8 +424,8 @@ def _sync_sink(args: argparse.Namespace) -> _OpenableSink:
             raise UsageError("--postgres-url needs asyncpg: pip install 'yamarket-chats[postgres]'")
         return PostgresSink(args.postgres_url)
     if args.jsonl:
-        return JsonlSink(args.jsonl)
-    return SQLiteSink(args.db or DEFAULT_DB)
+        return JsonlSink(args.jsonl, lock_timeout=args.lock_timeout)
+    return SQLiteSink(args.db or DEFAULT_DB, lock_timeout=args.lock_timeout)
 
 
 def _limiter(url: str | None, limits: dict[str, RateLimit | None] | None = None) -> TimedLimiter:
@@ -427,11 +465,12 @@ async def _run_fleet(args: argparse.Namespace, client: ChatsClient, sink: Sink) 
 async def _cmd_sync(args: argparse.Namespace) -> int:
     limiter = _limiter(args.redis_url)
     client = _client(args, limiter)
-    sink = _sync_sink(args)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(limiter.close)
-        await stack.enter_async_context(client)
+        # Opened first: a sink in use fails (exit 6) before any request.
+        sink = _sync_sink(args)
         await stack.enter_async_context(sink)
+        await stack.enter_async_context(client)
         if args.worker or args.follow:
             return await _run_fleet(args, client, sink)
         display = make_display(sys.stderr, quiet=args.quiet, clock=limiter.clock)
@@ -677,7 +716,8 @@ def _failure(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, RateLimitError):
         return EXIT_RATE_LIMITED, f"rate limits still exhausted, try later: {exc}"
     if isinstance(exc, SinkLockedError):
-        return EXIT_SINK_LOCKED, f"sink in use by another sync: {exc}"
+        hint = str(exc).replace("pass lock_timeout (seconds)", "pass --lock-timeout SECONDS")
+        return EXIT_SINK_LOCKED, f"sink in use by another sync: {hint}"
     if isinstance(exc, (InvalidRequestError, UsageError)):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, (ApiError, YandexMarketError)):
@@ -716,6 +756,26 @@ async def _interruptible(coro: Awaitable[int]) -> int:
             install_signal_handlers()  # removing put the default handlers back
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """The library's log records on stderr: only with -v, or for long-running workers.
+
+    A one-shot command reports retries and 420s in its summary and its failure
+    in one line; a fleet worker runs for days, so its warnings are shown.
+    """
+    verbose = getattr(args, "verbose", 0)
+    service = getattr(args, "follow", False) or getattr(args, "worker", False)
+    level = logging.DEBUG if verbose > 1 else logging.WARNING if verbose or service else None
+    logger = logging.getLogger("yamarket_chats")
+    if level is None:
+        logger.setLevel(logging.ERROR)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("yamarket-chats: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 def _one_line(text: str, secrets: Iterable[str | None]) -> str:
     """`text` on one line, with any secret blanked out."""
     for secret in secrets:
@@ -736,6 +796,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         command = args.command
         secrets += [getattr(args, "api_key", None), getattr(args, "oauth_token", None)]
+        _configure_logging(args)
         return asyncio.run(_interruptible(_COMMANDS[command](args)))
     except (KeyboardInterrupt, asyncio.CancelledError, _Interrupted) as exc:
         if command == "fake-server":
