@@ -1,9 +1,11 @@
-"""``python -m benchmarks``: read every chat's history five ways; memory; limiter.
+"""``python -m benchmarks``: read every chat's history many ways; memory; limiter.
 
 Starts the fake Market API in a separate process on loopback (limits off,
 no added latency), then for each round runs every variant in its own client
-process, in an order rotated each round. Writes ``results.md``,
-``results.json`` and ``throughput.png`` to ``--out``.
+process, in an order rotated each round. It does so for each connection mode
+(``--mode``): ``close`` (the server closes every connection, like the real
+API), ``keep-alive`` and ``tls`` (keep-alive over HTTPS with a throwaway CA).
+Writes ``results.md``, ``results.json`` and ``throughput.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,29 @@ from typing import Any
 
 from ._fake import fake_server, generate_client
 from ._report import write_report
+from ._serve import MODES, serve
 from .variants import LABELS, VARIANTS
 
 FLOOR = "aiohttp_msgspec"
+#: Where each connection mode's results go in results.json.
+RESULT_KEYS = {
+    "close": "throughput",
+    "keep-alive": "throughput_keep_alive",
+    "tls": "throughput_tls",
+}
+
+
+def export_baseline(ref: str, folder: Path) -> Path:
+    """The ``yamarket_chats`` package as it was at git `ref`, unpacked into `folder`."""
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "yamarket_chats"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
 
 
 def _child(mode: str, fake: Any, expect: int, **options: Any) -> dict[str, Any]:
@@ -33,23 +55,28 @@ def _child(mode: str, fake: Any, expect: int, **options: Any) -> dict[str, Any]:
     for name, value in options.items():
         if value is not None:
             command += [f"--{name}", str(value)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = getattr(fake, "env", None)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def throughput(args: argparse.Namespace, variants: list[str]) -> dict[str, Any]:
+def throughput(args: argparse.Namespace, variants: list[str], mode: str) -> dict[str, Any]:
     expect = args.chats * args.messages
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="bench-openapi-") as folder:
         generated: Path | None = None
+        baseline: Path | None = None
         generator_log = ""
         if "generated" in variants:
             generated, generator_log = generate_client(Path(folder))
             print(f"generated the OpenAPI client in {generated}", flush=True)
-        with fake_server(args.chats, args.messages) as fake:
+        if "yamarket_chats_baseline" in variants:
+            baseline = export_baseline(args.baseline, Path(folder) / "baseline")
+        print(f"throughput, mode {mode}", flush=True)
+        with serve(mode, args.chats, args.messages) as fake:
             # One unrecorded read first: the fake generates each page once and
             # then serves it from its cache, so no variant pays that alone.
             _child("throughput", fake, expect, variant=FLOOR, concurrency=args.concurrency)
@@ -65,12 +92,13 @@ def throughput(args: argparse.Namespace, variants: list[str]) -> dict[str, Any]:
                         variant=variant,
                         concurrency=args.concurrency,
                         generated=generated if variant == "generated" else None,
+                        baseline=baseline if variant == "yamarket_chats_baseline" else None,
                     )
                     runs[variant].append(run)
                     load.append(os.getloadavg()[0])
                     rate = run["messages"] / run["wall_s"]
                     print(
-                        f"round {round_ + 1}/{args.rounds} {variant:16} {rate:9,.0f} msg/s "
+                        f"{mode} round {round_ + 1}/{args.rounds} {variant:24} {rate:9,.0f} msg/s "
                         f"cpu {run['cpu_s']:.2f}s rss {run['peak_rss_mb']:.0f} MB",
                         flush=True,
                     )
@@ -109,6 +137,8 @@ def throughput(args: argparse.Namespace, variants: list[str]) -> dict[str, Any]:
             entry["rate_best"] = entry["rate_max"]
             entry["rate_best_vs_floor"] = entry["rate_max"] / floor["rate_max"]
     return {
+        "mode": mode,
+        "baseline_ref": args.baseline if baseline is not None else None,
         "chats": args.chats,
         "messages_per_chat": args.messages,
         "concurrency": args.concurrency,
@@ -164,6 +194,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quota", type=int, default=50, help="get_chat_history per window")
     parser.add_argument("--quota-window", type=float, default=2.0, help="seconds")
     parser.add_argument("--windows", type=int, default=10)
+    parser.add_argument(
+        "--mode",
+        action="append",
+        choices=MODES,
+        help="connection mode of the throughput run (repeatable; default: all three)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        help="also run the library as it was at this commit (variant yamarket_chats_baseline)",
+    )
     parser.add_argument("--skip", action="append", choices=("throughput", "memory", "limiter"))
     parser.add_argument(
         "--quick", action="store_true", help="a small run (seconds) to check the harness"
@@ -181,10 +222,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     skip = set(args.skip or ())
     variants = list(args.only) if args.only else list(VARIANTS)
+    if args.baseline is None:
+        if "yamarket_chats_baseline" in variants and args.only:
+            raise SystemExit("the yamarket_chats_baseline variant needs --baseline GIT_REF")
+        variants = [v for v in variants if v != "yamarket_chats_baseline"]
     started = time.time()
     results: dict[str, Any] = {"quick": args.quick}
     if "throughput" not in skip:
-        results["throughput"] = throughput(args, variants)
+        for mode in args.mode or MODES:
+            results[RESULT_KEYS[mode]] = throughput(args, variants, mode)
     if "memory" not in skip:
         results["memory"] = memory(args)
     if "limiter" not in skip:

@@ -34,7 +34,9 @@ def _rss_mb() -> float:
 
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    target = Target(args.url, args.key, args.business, args.concurrency, args.generated)
+    target = Target(
+        args.url, args.key, args.business, args.concurrency, args.generated, args.baseline
+    )
     read = FACTORIES[args.variant](target)
     count = Count()
 
@@ -114,6 +116,7 @@ def main() -> None:
     parser.add_argument("--business", type=int, default=1001)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--generated", default=None, help="folder of the generated client")
+    parser.add_argument("--baseline", default=None, help="folder of the baseline library")
     parser.add_argument("--expect", type=int, required=True, help="messages to read")
     args = parser.parse_args()
     result = throughput(args) if args.mode == "throughput" else memory(args)

@@ -15,9 +15,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-VARIANTS = ("yamarket_chats", "aiohttp_json", "aiohttp_msgspec", "httpx_pydantic", "generated")
+VARIANTS = (
+    "yamarket_chats",
+    "yamarket_chats_hooks",
+    "yamarket_chats_baseline",
+    "aiohttp_json",
+    "aiohttp_msgspec",
+    "httpx_pydantic",
+    "generated",
+)
 LABELS = {
     "yamarket_chats": "yamarket_chats",
+    "yamarket_chats_hooks": "yamarket_chats + no-op hooks on every event",
+    "yamarket_chats_baseline": "yamarket_chats at the baseline commit",
     "aiohttp_json": "aiohttp + json.loads (dicts)",
     "aiohttp_msgspec": "aiohttp + msgspec structs (floor)",
     "httpx_pydantic": "httpx + pydantic v2",
@@ -36,6 +46,7 @@ class Target:
     business_id: int
     concurrency: int
     generated_path: str | None = None
+    baseline_path: str | None = None
 
 
 @dataclass
@@ -66,7 +77,7 @@ async def _walk_all(
 # -- 1. yamarket_chats -------------------------------------------------------------
 
 
-def make_yamarket_chats(target: Target) -> Reader:
+def _library_reader(target: Target, **options: Any) -> Reader:
     from yamarket_chats import ChatsClient
     from yamarket_chats.limits import METHODS
 
@@ -74,7 +85,11 @@ def make_yamarket_chats(target: Target) -> Reader:
 
     async def read(count: Count) -> None:
         async with ChatsClient(
-            api_key=target.api_key, base_url=target.url, limits=limits, max_concurrency=4
+            api_key=target.api_key,
+            base_url=target.url,
+            limits=limits,
+            max_concurrency=4,
+            **options,
         ) as client:
             chat_ids = [chat.chat_id async for chat in client.iter_chats(target.business_id)]
 
@@ -90,6 +105,50 @@ def make_yamarket_chats(target: Target) -> Reader:
             count.pages = client.stats.requests
 
     return read
+
+
+def make_yamarket_chats(target: Target) -> Reader:
+    return _library_reader(target)
+
+
+def make_yamarket_chats_hooks(target: Target) -> Reader:
+    """The library with hooks on every event that do nothing: what hooks cost at most."""
+    from yamarket_chats.hooks import CallInfo, ClientHooks
+
+    class Noop(ClientHooks):
+        async def on_start(self, call: CallInfo) -> None:
+            pass
+
+        async def on_request(self, call: CallInfo) -> None:
+            pass
+
+        async def on_response(
+            self, call: CallInfo, status: int | None, seconds: float, error: BaseException | None
+        ) -> None:
+            pass
+
+        async def on_retry(self, call: CallInfo, reason: str, delay: float) -> None:
+            pass
+
+        async def on_wait(self, call: CallInfo, reason: str, seconds: float) -> None:
+            pass
+
+        async def on_end(self, call: CallInfo) -> None:
+            pass
+
+    return _library_reader(target, hooks=Noop())
+
+
+def make_yamarket_chats_baseline(target: Target) -> Reader:
+    """The library as it was at another commit (exported by the harness)."""
+    if target.baseline_path is None:
+        raise RuntimeError("the yamarket_chats_baseline variant needs --baseline PATH")
+    sys.path.insert(0, target.baseline_path)
+    import yamarket_chats
+
+    if not yamarket_chats.__file__ or not yamarket_chats.__file__.startswith(target.baseline_path):
+        raise RuntimeError(f"imported {yamarket_chats.__file__}, not the baseline")
+    return _library_reader(target)
 
 
 # -- 2. aiohttp + json.loads ---------------------------------------------------------
@@ -324,6 +383,8 @@ def make_generated(target: Target) -> Reader:
 
 FACTORIES: dict[str, Callable[[Target], Reader]] = {
     "yamarket_chats": make_yamarket_chats,
+    "yamarket_chats_hooks": make_yamarket_chats_hooks,
+    "yamarket_chats_baseline": make_yamarket_chats_baseline,
     "aiohttp_json": make_aiohttp_json,
     "aiohttp_msgspec": make_aiohttp_msgspec,
     "httpx_pydantic": make_httpx_pydantic,

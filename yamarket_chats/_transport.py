@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 import aiohttp
 import msgspec
+from multidict import CIMultiDict
 from yarl import URL
 
 from .errors import (
@@ -128,8 +129,11 @@ class Transport:
         # decides (and aiohttp obeys its `Connection: close`); sends always
         # ask for a connection of their own.
         read = plain if keep_alive else close
-        self._read_headers: Final = (read, {**read, "Content-Type": "application/json"})
-        self._send_headers: Final = (close, {**close, "Content-Type": "application/json"})
+        json = {"Content-Type": "application/json"}
+        # Ready multidicts: aiohttp merges these into each request's headers
+        # without converting them first.
+        self._read_headers: Final = (CIMultiDict(read), CIMultiDict({**read, **json}))
+        self._send_headers: Final = (CIMultiDict(close), CIMultiDict({**close, **json}))
         self._base = base  # ".../v2/businesses/"
         self.limiter = limiter
         self.stats = ClientStats()
@@ -204,7 +208,9 @@ class Transport:
         hooks = self.hooks
         if hooks is None:
             try:
-                return await self._send(op, policy, business_id, query, decoder, body, file, None)
+                return await self._send(
+                    op, policy, business_id, query, decoder, body, file, counters, None
+                )
             except YandexMarketError:
                 counters.failed_calls += 1
                 raise
@@ -212,7 +218,9 @@ class Transport:
         for hook in hooks.on_start:
             await hook(call)
         try:
-            return await self._send(op, policy, business_id, query, decoder, body, file, call)
+            return await self._send(
+                op, policy, business_id, query, decoder, body, file, counters, call
+            )
         except BaseException as exc:
             call.error = exc
             if isinstance(exc, YandexMarketError):
@@ -231,6 +239,7 @@ class Transport:
         decoder: msgspec.json.Decoder[_Envelope[T]] | None,
         body: bytes | None,
         file: tuple[bytes, str, str] | None,
+        counters: _Counters,
         call: CallInfo | None,
     ) -> T | None:
         started = time.monotonic()
@@ -249,9 +258,9 @@ class Transport:
         url = URL(f"{self._base}{business_id}{op.path}{query}", encoded=True)
         limiter = self.limiter
         stats = self.stats
-        counters = stats._counters(business_id, op.name)
         hooks = self.hooks
         name = op.name
+        debug_enabled = logger.isEnabledFor
         full_timeout = self._timeout(policy.timeout)
         failures = limited = attempts = 0
         while True:
@@ -355,7 +364,8 @@ class Transport:
                 continue
             elapsed = time.monotonic() - sent
             counters.answered(status, elapsed, answer_headers)
-            _log(name, business_id, status, elapsed)
+            if debug_enabled(logging.DEBUG):
+                _log(name, business_id, status, elapsed)
             if call is not None and hooks is not None:
                 call.status = status
                 for response_hook in hooks.on_response:
