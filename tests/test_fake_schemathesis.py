@@ -2,10 +2,12 @@
 
 This is ``st run --checks all`` in Python: every check schemathesis has, the
 examples, coverage and fuzzing phases, positive and negative data, for all
-seven operations. Ids are pinned to the fake's seeded data (``businessId``,
-``chatId`` and ``messageId`` as schemathesis ``parameters``; ``orderId``,
-``contexts`` and ``messageIdFrom`` in bodies by `pin_body`) so that requests
-reach the handlers instead of stopping at 403/404.
+seven operations. Ids are pinned to the fake's seeded data so that requests
+reach the handlers instead of stopping at 403/404: ``businessId`` as a
+schemathesis ``parameter``; valid ``chatId``, ``messageId`` (`pin_query`) and
+``orderId``, ``contexts``, ``messageIdFrom`` (`pin_body`) mapped onto seeded
+chats, orders, returns and messages, while invalid ones are sent as generated,
+so the negative cases of those parameters reach the handlers too.
 
 The fake's deliberate deviations from the schema (docs/fake.md) are the only
 cases excused, each by `deviation`, and each excuse is asserted.
@@ -42,16 +44,13 @@ CONFIG = FakeMarketConfig(chats_per_business=8, messages_per_chat=120, seed=3, l
 _SEEDED = FakeMarket(CONFIG)
 _CHATS = _SEEDED.chats(BUSINESS)
 CHAT = _CHATS[0]
-MESSAGE_ID = _SEEDED.message_at(CHAT, 7).message_id
 ORDER_IDS = [c.order_id for c in _CHATS if c.order_id is not None]
 RETURN_IDS = [c.return_id for c in _CHATS if c.return_id is not None]
 
 load_all_checks()
 
 schema = schemathesis.openapi.from_path(SPEC)
-schema.config.update(
-    parameters={"businessId": BUSINESS, "chatId": CHAT.chat_id, "messageId": MESSAGE_ID}
-)
+schema.config.update(parameters={"businessId": BUSINESS})
 schema.config.checks.update(included_check_names=["all"])
 schema.config.phases.update(phases=["examples", "coverage", "fuzzing"])
 schema.config.generation.update(modes=list(GenerationMode), deterministic=True)  # both modes
@@ -94,6 +93,18 @@ def _pin(value: Any, real: list[int], mapping: dict[int, int]) -> Any:
     return mapping.setdefault(value, real[len(mapping) % len(real)])
 
 
+def pin_query(case: Any) -> None:
+    """Point a valid ``chatId`` at a seeded chat, a valid ``messageId`` at one of its messages."""
+    query = case.query
+    if not query or not _is_id(query.get("chatId")):
+        return
+    chat = _CHATS[query["chatId"] % len(_CHATS)]
+    query["chatId"] = chat.chat_id
+    if _is_id(query.get("messageId")):
+        index = query["messageId"] % chat.seeded
+        query["messageId"] = _SEEDED.message_at(chat, index).message_id
+
+
 def pin_body(case: Any) -> None:
     """Point valid ids in a JSON body at seeded orders, returns and messages.
 
@@ -120,7 +131,9 @@ def pin_body(case: Any) -> None:
             else:
                 context["id"] = _pin(context["id"], ORDER_IDS, orders)
     if "messageIdFrom" in body and _is_id(body["messageIdFrom"]):
-        body["messageIdFrom"] = CHAT.first_message_id + body["messageIdFrom"] % CHAT.seeded
+        chat_id = (case.query or {}).get("chatId")
+        chat = next((c for c in _CHATS if c.chat_id == chat_id), CHAT)
+        body["messageIdFrom"] = chat.first_message_id + body["messageIdFrom"] % chat.seeded
 
 
 def _is_positive(case: Any) -> bool:
@@ -210,6 +223,7 @@ def form_sent_a_file(case: Any, response: Any) -> bool:
 )
 def test_conforms_to_spec(case: Any, fake: FakeServer) -> None:
     headers = {"Api-Key": fake.api_key}
+    pin_query(case)
     pin_body(case)
     drop_unsendable_fields(case)
     pin_page_token(case, fake.url, headers)
