@@ -3,16 +3,28 @@
 Usage: python -m tests.redis_worker URL KEY REDIS_URL BUSINESS CHAT START END AMOUNT PERIOD
 START and END are wall-clock epoch seconds, the same for every worker. Prints
 "ready", then the number of successful reads and the 420s its client saw.
+
+``YAMARKET_TEST_CLOCK_SKEW=<seconds>`` runs the worker on a clock that far
+ahead (or behind, when negative) of the machine's: ``time.time`` is shifted
+for the library, while START and END stay on the true clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 
 from yamarket_chats import ChatsClient, RateLimit
 from yamarket_chats.redis_limits import RedisLimiter
+
+true_time = time.time
+
+
+def skew_clock(offset: float) -> None:
+    """Make every ``time.time()`` in this process read `offset` seconds off."""
+    time.time = lambda: true_time() + offset
 
 
 async def main(argv: list[str]) -> None:
@@ -24,11 +36,11 @@ async def main(argv: list[str]) -> None:
         ChatsClient(api_key=key, base_url=url, limiter=limiter, backoff=0.01) as client,
     ):
         print("ready", flush=True)
-        await asyncio.sleep(max(0.0, float(start) - time.time()))
+        await asyncio.sleep(max(0.0, float(start) - true_time()))
 
         async def reader() -> None:
             nonlocal done
-            while time.time() < float(end):
+            while true_time() < float(end):
                 await client.get_chat(int(business), int(chat))
                 done += 1
 
@@ -37,4 +49,5 @@ async def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    skew_clock(float(os.environ.get("YAMARKET_TEST_CLOCK_SKEW", "0")))
     asyncio.run(main(sys.argv[1:]))

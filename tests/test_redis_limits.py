@@ -114,22 +114,35 @@ async def test_keys_are_prefixed_and_expire(
 
 
 async def run_workers(
-    fake: FakeServer, redis_url: str, workers: int, start: float, end: float
+    fake: FakeServer,
+    redis_url: str,
+    workers: int,
+    start: float,
+    end: float,
+    skews: tuple[float, ...] = (),
 ) -> list[tuple[int, int]]:
+    """Run `workers` processes of tests/redis_worker.py; their (reads, 420s).
+
+    ``skews[i]`` shifts worker i's clock by that many seconds (default 0).
+    """
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
     args = [fake.url, fake.api_key, redis_url, str(BUSINESS), str(chat_id)]
     args += [str(start), str(end), "40", str(WINDOW)]
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.redis_worker",
-            *args,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
+    procs = []
+    for i in range(workers):
+        skew = skews[i] if i < len(skews) else 0.0
+        env = {**os.environ, "YAMARKET_TEST_CLOCK_SKEW": str(skew)}
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.redis_worker",
+                *args,
+                cwd=ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+            )
         )
-        for _ in range(workers)
-    ]
     results = []
     for proc in procs:
         out, _ = await proc.communicate()
@@ -139,22 +152,40 @@ async def run_workers(
     return results
 
 
-async def test_four_workers_share_one_quota_without_420(
-    redis_server: RedisServer, quota_fake: FakeServer
-) -> None:
+async def share_one_quota(fake: FakeServer, redis_url: str, skews: tuple[float, ...] = ()) -> None:
+    """Four workers over four windows: no 420, at least 90% of the quota used."""
     windows = 4
     start = math.ceil((time.time() + 3.0) / WINDOW) * WINDOW  # a window boundary
     end = start + windows * WINDOW
-    results = await run_workers(quota_fake, redis_server.url, 4, start, end)
-    statuses = [e.status for e in quota_fake.journal]
-    assert 420 not in statuses
-    assert sum(rate_limited for _, rate_limited in results) == 0
-    assert all(done > 0 for done, _ in results)  # every worker got its share
+    results = await run_workers(fake, redis_url, 4, start, end, skews)
+    statuses = [e.status for e in fake.journal]
     allowed = windows * 40
     mono_end = time.monotonic() - (time.time() - end)  # the journal's clock
-    served = sum(1 for e in quota_fake.journal if e.status == 200 and e.started < mono_end)
-    print(f"4 workers: {served}/{allowed} of the quota used, {results=}")
+    served = sum(1 for e in fake.journal if e.status == 200 and e.started < mono_end)
+    print(f"4 workers, {skews=}: {served}/{allowed} of the quota used, {results=}")
+    assert statuses.count(420) == 0, (statuses.count(420), results)
+    assert sum(rate_limited for _, rate_limited in results) == 0
+    assert all(done > 0 for done, _ in results)  # every worker got its share
     assert served >= 0.9 * allowed, (served, allowed)
+
+
+async def test_four_workers_share_one_quota_without_420(
+    redis_server: RedisServer, quota_fake: FakeServer
+) -> None:
+    await share_one_quota(quota_fake, redis_server.url)
+
+
+@pytest.mark.parametrize(
+    "skews",
+    [(-30.0,) * 4, (30.0,) * 4, (-30.0, 30.0, 0.0, 0.0)],
+    ids=["behind", "ahead", "mixed"],
+)
+async def test_workers_on_skewed_clocks_share_one_quota_without_420(
+    redis_server: RedisServer, quota_fake: FakeServer, skews: tuple[float, ...]
+) -> None:
+    # Every time that enters Redis must be on Redis's clock: -Until arrives as
+    # seconds on the server's clock and becomes a moment of Redis's TIME.
+    await share_one_quota(quota_fake, redis_server.url, skews)
 
 
 async def test_a_killed_worker_frees_its_slots_within_the_lease(
