@@ -93,16 +93,26 @@ def _pin(value: Any, real: list[int], mapping: dict[int, int]) -> Any:
     return mapping.setdefault(value, real[len(mapping) % len(real)])
 
 
+def _query_id(value: Any) -> int | None:
+    """A valid id in a query: an int, or its decimal text (the coverage phase sends text)."""
+    if isinstance(value, str) and value.isdigit() and value.isascii():
+        value = int(value)
+    return value if _is_id(value) else None
+
+
 def pin_query(case: Any) -> None:
     """Point a valid ``chatId`` at a seeded chat, a valid ``messageId`` at one of its messages."""
     query = case.query
-    if not query or not _is_id(query.get("chatId")):
+    chat_id = _query_id((query or {}).get("chatId"))
+    if chat_id is None:
         return
-    chat = _CHATS[query["chatId"] % len(_CHATS)]
-    query["chatId"] = chat.chat_id
-    if _is_id(query.get("messageId")):
-        index = query["messageId"] % chat.seeded
-        query["messageId"] = _SEEDED.message_at(chat, index).message_id
+    chat = _CHATS[chat_id % len(_CHATS)]
+    text = isinstance(query["chatId"], str)
+    query["chatId"] = str(chat.chat_id) if text else chat.chat_id
+    message_id = _query_id(query.get("messageId"))
+    if message_id is not None:
+        message = _SEEDED.message_at(chat, message_id % chat.seeded).message_id
+        query["messageId"] = str(message) if isinstance(query["messageId"], str) else message
 
 
 def pin_body(case: Any) -> None:
@@ -131,7 +141,7 @@ def pin_body(case: Any) -> None:
             else:
                 context["id"] = _pin(context["id"], ORDER_IDS, orders)
     if "messageIdFrom" in body and _is_id(body["messageIdFrom"]):
-        chat_id = (case.query or {}).get("chatId")
+        chat_id = _query_id((case.query or {}).get("chatId"))
         chat = next((c for c in _CHATS if c.chat_id == chat_id), CHAT)
         body["messageIdFrom"] = chat.first_message_id + body["messageIdFrom"] % chat.seeded
 
