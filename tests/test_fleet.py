@@ -158,34 +158,49 @@ async def test_two_workers_split_the_cabinets_and_never_share_one(
 async def test_a_killed_workers_businesses_are_finished_by_the_others(
     pg_url: str, db: asyncpg.Connection
 ) -> None:
-    lease = 1.5
+    lease = 2.0
     async with fakes(3) as servers:
         procs = await start_workers(servers, pg_url, "--lease", str(lease))
         # Kill w0 once it has committed pages of a business it holds.
         deadline = time.monotonic() + 30
-        held: list[int] = []
-        while not held:
+        while True:
             assert time.monotonic() < deadline, "w0 never held a business with saved pages"
             await asyncio.sleep(0.01)
-            if await db.fetchval("SELECT to_regclass('yamarket_chats.leases')"):
-                held = [
-                    r[0]
-                    for r in await db.fetch(
-                        "SELECT business_id FROM yamarket_chats.leases l WHERE owner = 'w0'"
-                        " AND EXISTS (SELECT FROM yamarket_chats.sync_state s"
-                        "   WHERE s.business_id = l.business_id)"
-                    )
-                ]
+            if await db.fetchval("SELECT to_regclass('yamarket_chats.leases')") and (
+                await db.fetchval(
+                    "SELECT count(*) FROM yamarket_chats.leases l WHERE owner = 'w0'"
+                    " AND EXISTS (SELECT FROM yamarket_chats.sync_state s"
+                    "   WHERE s.business_id = l.business_id)"
+                )
+            ):
+                break
         procs[0].kill()
         await procs[0].wait()
         killed_at = time.monotonic()
+        # What w0 held and had committed when it died (nobody may take over yet).
+        held = [
+            r[0]
+            for r in await db.fetch(
+                "SELECT business_id FROM yamarket_chats.leases WHERE owner = 'w0'"
+            )
+        ]
+        checkpoints = {
+            r[0]: r[1]
+            for r in await db.fetch(
+                "SELECT chat_id, last_message_id FROM yamarket_chats.sync_state"
+                " WHERE business_id = ANY($1::bigint[])",
+                held,
+            )
+        }
+        assert held and checkpoints
         reports = [await report_of(p) for p in procs[1:]]
         assert same_host(await stored(db)) == same_host(expected(servers[0], BUSINESSES))
         journals = {f"w{i}": fake.journal for i, fake in enumerate(servers)}
         assert_no_overlapping_walks(journals)
     leases = await db.fetch("SELECT business_id, owner, token FROM yamarket_chats.leases")
     assert all(r["owner"] is None for r in leases)
-    assert all(r["leases_lost"] == 0 and not r["failed"] for r in reports)
+    assert not any(r["failed"] for r in reports)
+    resumed = 0  # walks a survivor resumed in the middle of a chat
     for business in held:
         # Taken over only once the dead worker's lease had lapsed (it was renewed
         # every third of the lease, so at least two thirds were left)...
@@ -194,14 +209,14 @@ async def test_a_killed_workers_businesses_are_finished_by_the_others(
         ]
         assert takeover and min(e.started for e in takeover) >= killed_at + lease * 2 / 3 - 0.1
         # ...and continued from the checkpoints the dead worker had committed.
-        starts = [
-            e.body.get("messageIdFrom")
-            for e in takeover
-            if e.operation == "get_chat_history" and "pageToken" not in e.query
-        ]
-        assert any(s is not None for s in starts), starts
+        for e in takeover:
+            if e.operation == "get_chat_history" and "pageToken" not in e.query:
+                last = checkpoints.get(int(e.query["chatId"]))
+                assert e.body.get("messageIdFrom") == (None if last is None else last + 1)
+                resumed += last is not None
+    assert resumed >= 1
     tokens = {r["business_id"]: r["token"] for r in leases}
-    assert all(tokens[b] == 2 for b in held)  # claimed by w0, then by a survivor
+    assert all(tokens[b] >= 2 for b in held)  # claimed by w0, then by a survivor
 
 
 async def test_follow_keeps_the_mirror_fresh(pg_url: str, db: asyncpg.Connection) -> None:
