@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 
@@ -25,6 +28,34 @@ def test_module_runs_standalone() -> None:
     assert lines[0].startswith("Fake Yandex Market chats API at http://127.0.0.1:")
     assert lines[1].strip() == "Businesses: 7, 8"
     assert lines[2].strip() == "Api-Key: ACMA:fake-api-key"
+
+
+async def test_module_serves_https_with_a_throwaway_ca(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "yamarket_chats.testing", "--port", "0", "--chats", "2"),
+        *("--keep-alive", "--tls-ca", str(ca)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        first = await asyncio.wait_for(process.stdout.readline(), 30)
+        url = first.decode().split(" at ", 1)[1].strip()
+        assert url.startswith("https://127.0.0.1:")
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca))
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.post(
+                f"{url}/v2/businesses/1001/chats",
+                json={},
+                headers={"Api-Key": "ACMA:fake-api-key"},
+            ) as response,
+        ):
+            assert response.status == 200
+            assert len((await response.json())["result"]["chats"]) == 2
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 10)
 
 
 def test_default_config_fixture(yamarket_fake_config: FakeMarketConfig) -> None:
