@@ -70,7 +70,11 @@ class Child:
     async def line(self) -> dict[str, Any]:
         assert self.process.stdout is not None
         raw = await asyncio.wait_for(self.process.stdout.readline(), 60)
-        assert raw, f"the child ended early (exit {await self.process.wait()})"
+        if not raw:
+            assert self.process.stderr is not None
+            error = (await self.process.stderr.read()).decode(errors="replace")
+            code = await self.process.wait()
+            raise AssertionError(f"the child ended early (exit {code}):\n{error}")
         result: dict[str, Any] = json.loads(raw)
         return result
 
@@ -103,6 +107,7 @@ async def start(fake: FakeServer) -> AsyncIterator[StartChild]:
             "1" if hold else "0",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         children.append(Child(process))
         return children[-1]

@@ -171,7 +171,11 @@ class SQLiteSink(_ThreadSink):
         check_lock_timeout(lock_timeout)  # before anything is created
         memory = os.fspath(path) in (":memory:", "")
         # Opened here, so a bad path fails before any request is sent.
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=0)
+        # The busy timeout covers another sync creating the file right now;
+        # once the sink holds its lock, writes on the loop use none (_setup).
+        conn = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
+        )
         lock_fd: int | None = None
         try:
             conn.execute("PRAGMA schema_version").fetchall()  # "file is not a database"
