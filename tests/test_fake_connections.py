@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import shutil
 import ssl
 from typing import Any
@@ -141,26 +142,21 @@ def test_bad_connection_options_are_refused(config: dict[str, object]) -> None:
 # -- TLS -----------------------------------------------------------------------------
 
 
-def _tools() -> list[object]:
-    try:
-        import cryptography  # noqa: F401
-
-        has_cryptography = True
-    except ImportError:
-        has_cryptography = False
-    return [
-        pytest.param(
-            "cryptography",
-            marks=pytest.mark.skipif(not has_cryptography, reason="cryptography not installed"),
-        ),
-        pytest.param(
-            "openssl",
-            marks=pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl tool"),
-        ),
-    ]
+HAS_CRYPTOGRAPHY = importlib.util.find_spec("cryptography") is not None
+HAS_OPENSSL = shutil.which("openssl") is not None
+needs_tls = pytest.mark.skipif(
+    not (HAS_CRYPTOGRAPHY or HAS_OPENSSL), reason="neither cryptography nor openssl"
+)
+TOOLS = [
+    pytest.param(
+        "cryptography",
+        marks=pytest.mark.skipif(not HAS_CRYPTOGRAPHY, reason="cryptography not installed"),
+    ),
+    pytest.param("openssl", marks=pytest.mark.skipif(not HAS_OPENSSL, reason="no openssl tool")),
+]
 
 
-@pytest.mark.parametrize("tool", _tools())
+@pytest.mark.parametrize("tool", TOOLS)
 async def test_fake_serves_https_with_a_throwaway_certificate(tool: str) -> None:
     tls = self_signed_tls(tool=tool)
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
@@ -175,6 +171,7 @@ async def test_fake_serves_https_with_a_throwaway_certificate(tool: str) -> None
         assert {e.connection for e in fake.journal} == {1}
 
 
+@needs_tls
 async def test_https_fake_is_not_trusted_without_its_ca() -> None:
     tls = self_signed_tls()
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
@@ -185,6 +182,7 @@ async def test_https_fake_is_not_trusted_without_its_ca() -> None:
         assert fake.connections == 1
 
 
+@needs_tls
 async def test_https_by_name_localhost() -> None:
     tls = self_signed_tls()
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
@@ -201,6 +199,7 @@ async def test_https_by_name_localhost() -> None:
             assert response.status == 200
 
 
+@needs_tls
 async def test_library_client_over_https() -> None:
     tls = self_signed_tls()
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
@@ -212,6 +211,7 @@ async def test_library_client_over_https() -> None:
             await client.close()
 
 
+@needs_tls
 def test_tls_pair_is_fresh_and_repr_is_short() -> None:
     first, second = self_signed_tls(), self_signed_tls()
     assert first.ca_pem != second.ca_pem
@@ -233,3 +233,23 @@ def test_command_line_options_set_the_connection_behaviour() -> None:
     assert config.max_requests_per_connection == 3
     with pytest.raises(ValueError, match="keep_alive=True"):
         config_from_args(parser.parse_args(["--keep-alive-timeout", "0.5"]))
+
+
+@pytest.mark.skipif(not HAS_OPENSSL, reason="no openssl tool")
+def test_without_cryptography_the_openssl_tool_makes_the_certificate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from yamarket_chats.testing import _tls
+
+    made: list[str] = []
+    monkeypatch.setattr(_tls, "_has_cryptography", lambda: False)
+    real = _tls._with_openssl
+    monkeypatch.setattr(_tls, "_with_openssl", lambda hosts: made.append("openssl") or real(hosts))
+    assert isinstance(self_signed_tls(), SelfSignedTLS)
+    assert made == ["openssl"]
+
+
+def test_without_any_maker_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="cryptography package nor the openssl tool"):
+        self_signed_tls(tool="openssl")
