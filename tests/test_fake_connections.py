@@ -9,6 +9,7 @@ import asyncio
 import importlib.util
 import shutil
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -244,7 +245,12 @@ def test_without_cryptography_the_openssl_tool_makes_the_certificate(
     made: list[str] = []
     monkeypatch.setattr(_tls, "_has_cryptography", lambda: False)
     real = _tls._with_openssl
-    monkeypatch.setattr(_tls, "_with_openssl", lambda hosts: made.append("openssl") or real(hosts))
+
+    def with_openssl(hosts: Sequence[str]) -> tuple[str, str, str]:
+        made.append("openssl")
+        return real(hosts)
+
+    monkeypatch.setattr(_tls, "_with_openssl", with_openssl)
     assert isinstance(self_signed_tls(), SelfSignedTLS)
     assert made == ["openssl"]
 
