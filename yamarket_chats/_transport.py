@@ -110,6 +110,18 @@ class Policy:
         return 2 * self.max_retries
 
 
+@dataclass(frozen=True, slots=True)
+class _CallState:
+    """What a backoff needs to know of the call it delays."""
+
+    name: str
+    business_id: int
+    policy: Policy
+    deadline: float | None  # time.monotonic() value
+    counters: _Counters
+    info: CallInfo | None
+
+
 class Transport:
     """Sessions, limiter, stats and hooks of one client, and the request loop."""
 
@@ -260,6 +272,7 @@ class Transport:
         stats = self.stats
         hooks = self.hooks
         name = op.name
+        state = _CallState(name, business_id, policy, deadline, counters, call)
         debug_enabled = logger.isEnabledFor
         full_timeout = self._timeout(policy.timeout)
         failures = limited = attempts = 0
@@ -298,6 +311,8 @@ class Transport:
                     await hook(call)
             status: int | None = None
             answer_headers = None
+            if session is self._pooled:
+                _reused.set(False)  # until the connector says otherwise
             sent = time.monotonic()
             try:
                 try:
@@ -335,6 +350,9 @@ class Transport:
                     # The server had closed the pooled connection: the request
                     # never reached it. Again at once, on a new connection.
                     session = self._fresh_session()
+                    if call is not None and hooks is not None:
+                        for retry_hook in hooks.on_retry:
+                            await retry_hook(call, "stale pooled connection", 0.0)
                     continue
                 # Only a connection that never opened certainly did not reach
                 # the server; anything later may have been acted on.
@@ -349,18 +367,7 @@ class Transport:
                 if not retry or failures >= policy.max_retries:
                     raise error from exc
                 failures += 1
-                await self._backoff(
-                    call,
-                    counters,
-                    op,
-                    business_id,
-                    policy,
-                    failures,
-                    deadline,
-                    type(exc).__name__,
-                    error,
-                    exc,
-                )
+                await self._backoff(state, failures, type(exc).__name__, error, exc)
                 continue
             elapsed = time.monotonic() - sent
             counters.answered(status, elapsed, answer_headers)
@@ -384,18 +391,7 @@ class Transport:
                     if failures >= policy.max_retries:
                         raise error from exc
                     failures += 1
-                    await self._backoff(
-                        call,
-                        counters,
-                        op,
-                        business_id,
-                        policy,
-                        failures,
-                        deadline,
-                        "unreadable answer",
-                        error,
-                        exc,
-                    )
+                    await self._backoff(state, failures, "unreadable answer", error, exc)
                     continue
                 if envelope.status == "ERROR":
                     raise error_for_status(
@@ -440,33 +436,11 @@ class Transport:
                     )
                     raise api_error
                 limited += 1
-                await self._backoff(
-                    call,
-                    counters,
-                    op,
-                    business_id,
-                    policy,
-                    limited,
-                    deadline,
-                    "420 parallel cap",
-                    api_error,
-                    None,
-                )
+                await self._backoff(state, limited, "420 parallel cap", api_error, None)
                 continue
             if status >= 500 and op.idempotent and failures < policy.max_retries:
                 failures += 1
-                await self._backoff(
-                    call,
-                    counters,
-                    op,
-                    business_id,
-                    policy,
-                    failures,
-                    deadline,
-                    f"HTTP {status}",
-                    api_error,
-                    None,
-                )
+                await self._backoff(state, failures, f"HTTP {status}", api_error, None)
                 continue
             raise api_error
 
@@ -480,31 +454,31 @@ class Transport:
 
     async def _backoff(
         self,
-        call: CallInfo | None,
-        counters: _Counters,
-        op: Operation,
-        business_id: int,
-        policy: Policy,
+        state: _CallState,
         attempt: int,
-        deadline: float | None,
         reason: str,
         error: YandexMarketError,
         cause: BaseException | None,
     ) -> None:
         """Sleep before retry number `attempt`, or raise `error` if that passes the deadline."""
+        policy = state.policy
         delay = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
         delay = delay / 2 + random.uniform(0, delay / 2)
-        if deadline is not None and time.monotonic() + delay >= deadline:
-            _warn(op.name, business_id, reason, f"no time left in max_wait={policy.max_wait:g} s")
-            if isinstance(error, RateLimitError) and error.retry_at is None:
-                error.retry_at = dt.datetime.now(_UTC) + dt.timedelta(seconds=delay)
+        if state.deadline is not None and time.monotonic() + delay >= state.deadline:
+            _warn(
+                state.name,
+                state.business_id,
+                reason,
+                f"no time left in max_wait={policy.max_wait:g} s",
+            )
             raise error from cause
-        _warn(op.name, business_id, reason, f"retry in {delay:.2f} s")
-        counters.backoff_seconds += delay
-        if call is not None and self.hooks is not None:
-            call.waited_seconds += delay
+        _warn(state.name, state.business_id, reason, f"retry in {delay:.2f} s")
+        state.counters.backoff_seconds += delay
+        info = state.info
+        if info is not None and self.hooks is not None:
+            info.waited_seconds += delay
             for hook in self.hooks.on_retry:
-                await hook(call, reason, delay)
+                await hook(info, reason, delay)
         await asyncio.sleep(delay)
 
     @staticmethod
