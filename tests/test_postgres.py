@@ -147,6 +147,24 @@ async def test_schema_is_created_once_and_versioned(pg_url: str, db: asyncpg.Con
     assert await db.fetchval("SELECT count(*) FROM other_app.schema_version") == 1
 
 
+async def test_workers_may_run_without_ddl_rights(
+    client: ChatsClient, fake: FakeServer, pg_url: str, db: asyncpg.Connection
+) -> None:
+    async with PostgresSink(pg_url) as sink:
+        await sink.open()  # the deployment's migration step, with DDL rights
+    await db.execute(
+        "CREATE ROLE worker LOGIN PASSWORD 'w-pass';"
+        " GRANT USAGE ON SCHEMA yamarket_chats TO worker;"
+        " GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA yamarket_chats TO worker;"
+        f" REVOKE CREATE ON DATABASE {pg_url.rsplit('/', 1)[1]} FROM PUBLIC;"
+        " REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+    )
+    worker_url = pg_url.replace(f"yamarket:{PASSWORD}@", "worker:w-pass@")
+    async with PostgresSink(worker_url) as sink:
+        report = await sync(client, [BUSINESS], sink)
+    assert report.messages == 5 * 230
+
+
 async def test_a_pool_passed_in_is_shared_and_left_open(pg_url: str) -> None:
     pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=2)
     try:
@@ -170,6 +188,12 @@ async def test_the_password_never_shows(pg: PostgresServer, pg_url: str) -> None
     with pytest.raises(PostgresSinkError, match="cannot connect") as failed:
         await PostgresSink(closed_port).open()
     assert PASSWORD not in str(failed.value)
+    for dsn in (
+        "postgresql://u:s3cr%40t@db/x",
+        "postgresql://u@db/x?sslmode=require&password=s3cr@t",
+        "host=db user=u password='s3cr@t' dbname=x",
+    ):
+        assert "s3cr" not in repr(PostgresSink(dsn)), dsn
     with pytest.raises(ValueError, match="schema"):
         PostgresSink(pg_url, schema="Robert'); DROP TABLE students;--")
 

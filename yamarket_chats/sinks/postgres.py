@@ -26,12 +26,13 @@ statement, so a worker that lost its lease can never write again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 
@@ -230,16 +231,18 @@ def _statement(template: str, schema: str, fenced: bool, first_free: int) -> str
     )
 
 
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('[^']*'|[^\s&]*)", re.IGNORECASE)
+
+
 def redact(dsn: str) -> str:
-    """``dsn`` with its password (if any) replaced by ``***``."""
+    """``dsn`` with its password (in the userinfo or a ``password=`` parameter) as ``***``."""
+    text = _PASSWORD_PARAM.sub(r"\1***", dsn)
     try:
-        parts = urlsplit(dsn)
+        parts = urlsplit(text)
     except ValueError:
         return "<unparsable DSN>"
     if parts.password is None:
-        if "password" in parts.query.lower():
-            return urlunsplit(parts._replace(query="***"))
-        return dsn
+        return text
     netloc = parts.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
@@ -311,8 +314,11 @@ class PostgresSink:
 
     def _scrub(self, text: str) -> str:
         if self._dsn:
-            password = urlsplit(self._dsn).password
-            if password:
+            found = [m.group(2).strip("'") for m in _PASSWORD_PARAM.finditer(self._dsn)]
+            with contextlib.suppress(ValueError):
+                password = urlsplit(self._dsn).password or ""
+                found += [password, unquote(password)]
+            for password in filter(None, found):
                 text = text.replace(password, "***")
         return text
 
@@ -358,6 +364,12 @@ class PostgresSink:
 
     async def _migrate(self, pool: Any) -> None:
         s = self.schema
+        async with pool.acquire() as conn:
+            # Up to date: no DDL, so workers may run as a user without CREATE rights.
+            if await conn.fetchval("SELECT to_regclass($1)", f"{s}.schema_version"):
+                current = await conn.fetchval(f"SELECT max(version) FROM {s}.schema_version")
+                if current == SCHEMA_VERSION:
+                    return
         async with pool.acquire() as conn, conn.transaction():
             # Serializes workers that start together; released at commit.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"yamarket:{s}")
