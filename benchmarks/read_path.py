@@ -1,0 +1,157 @@
+"""Small costs on the read path, each measured in process (issue 11, point 3).
+
+``python -m benchmarks.read_path [--baseline GIT_REF]`` prints a Markdown table:
+
+- item iteration: what ``async for message in client.iter_chat_history(...)``
+  pays per message for its async generator, against the alternatives (an
+  iterator class whose ``__anext__`` is a coroutine, or returns a ready
+  awaitable), and against ``.pages()`` with a plain ``for`` per page;
+- page tokens: ``urllib.parse.quote`` against the client's ``_quote_token``;
+- limiter bookkeeping: ``Limits.acquire`` + ``finish`` per request (limits off
+  and default limits with the API's rate-limit headers), now and, with
+  ``--baseline``, at another commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import quote
+
+PAGES = [list(range(100)) for _ in range(1000)]
+TOKEN = "WzEwMDAwMDAxLDEwMDAwMDEwMCwwXQ=="  # a token of the fake: base64 with padding
+
+
+async def _pages() -> AsyncIterator[list[int]]:
+    for page in PAGES:
+        yield page
+
+
+async def _generator() -> AsyncIterator[int]:
+    async for page in _pages():
+        for item in page:
+            yield item
+
+
+class _Coroutine:
+    def __init__(self) -> None:
+        self._pages = _pages()
+        self._batch: list[int] = []
+        self._index = 0
+
+    def __aiter__(self) -> _Coroutine:
+        return self
+
+    async def __anext__(self) -> int:
+        if self._index < len(self._batch):
+            self._index += 1
+            return self._batch[self._index - 1]
+        self._batch = await self._pages.__anext__()
+        self._index = 1
+        return self._batch[0]
+
+
+async def _per_item(make: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    async for _ in make():
+        pass
+    return (time.perf_counter() - started) / (len(PAGES) * 100) * 1e9
+
+
+async def _per_page() -> float:
+    started = time.perf_counter()
+    async for page in _pages():
+        for _ in page:
+            pass
+    return (time.perf_counter() - started) / (len(PAGES) * 100) * 1e9
+
+
+async def iteration() -> dict[str, float]:
+    """Nanoseconds per item of each way to iterate, median of 5."""
+    ways: dict[str, Callable[[], Any]] = {
+        "async generator (the client's)": lambda: _per_item(_generator),
+        "class with a coroutine __anext__": lambda: _per_item(_Coroutine),
+        ".pages() and a plain for per page": _per_page,
+    }
+    return {name: statistics.median([await run() for _ in range(5)]) for name, run in ways.items()}
+
+
+def tokens() -> dict[str, float]:
+    """Nanoseconds per page token, ``quote`` against the client's shortcut."""
+    from yamarket_chats.client import _quote_token
+
+    assert _quote_token(TOKEN) == quote(TOKEN, safe="")
+    n = 100_000
+    return {
+        "quote(token, safe='')": timeit.timeit(lambda: quote(TOKEN, safe=""), number=n) / n * 1e9,
+        "_quote_token(token)": timeit.timeit(lambda: _quote_token(TOKEN), number=n) / n * 1e9,
+    }
+
+
+def _limits_at(ref: str, folder: Path) -> ModuleType:
+    source = subprocess.run(
+        ["git", "show", f"{ref}:yamarket_chats/limits.py"], capture_output=True, check=True
+    ).stdout
+    path = folder / "limits_baseline.py"
+    path.write_bytes(source)
+    spec = importlib.util.spec_from_file_location("limits_baseline", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["limits_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def limiter(module: ModuleType) -> dict[str, float]:
+    """Microseconds per acquire + finish, limits off and default limits, median of 7."""
+    from benchmarks import _limiter
+
+    ids = range(1, 2001)
+    headers = _limiter._answer_headers()
+    result = {}
+    for label, limits, answer in (
+        ("limits off", module.Limits(dict.fromkeys(module.METHODS), None), None),
+        ("default limits + headers", module.Limits(module.DEFAULT_LIMITS, 4), headers),
+    ):
+        await _limiter._cycle(limits, ids, _limiter.OVERHEAD_METHODS, answer)
+        times = [
+            await _limiter._cycle(limits, ids, _limiter.OVERHEAD_METHODS, answer) for _ in range(7)
+        ]
+        result[label] = statistics.median(times) / (len(ids) * 3) * 1e6
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.read_path", description=__doc__)
+    parser.add_argument("--baseline", metavar="GIT_REF", help="also time Limits at this commit")
+    args = parser.parse_args(argv)
+    import yamarket_chats.limits as current
+
+    lines = ["| what | way | cost |", "|---|---|---:|"]
+    for name, ns in asyncio.run(iteration()).items():
+        lines.append(f"| iterating messages | {name} | {ns:.0f} ns / message |")
+    for name, ns in tokens().items():
+        lines.append(f"| a page token | `{name}` | {ns:.0f} ns |")
+    runs = {"now": current}
+    with tempfile.TemporaryDirectory() as folder:
+        if args.baseline:
+            runs[args.baseline] = _limits_at(args.baseline, Path(folder))
+        for label, module in runs.items():
+            for name, us in asyncio.run(limiter(module)).items():
+                lines.append(f"| Limits acquire + finish ({label}) | {name} | {us:.2f} µs |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
