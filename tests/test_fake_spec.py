@@ -123,3 +123,30 @@ async def test_items_that_differ_in_json_are_unique(api: Api) -> None:
     assert result["chats"] == []
     result = await api.ok("POST", "/chats", json={"contexts": contexts[:1]})
     assert [c["chatId"] for c in result["chats"]] == [chat.chat_id]
+
+
+@pytest.mark.parametrize(
+    "value", ["\uff11\uff12", "+5", " 5", "5.0", "1e3", "0", "9223372036854775808"]
+)
+async def test_query_ids_are_ascii_decimal_int64(api: Api, value: str) -> None:
+    status, body, _ = await api.call("GET", "/chat", params={"chatId": value})
+    assert status == 400, body
+    assert "chatId" in error_message(body)
+
+
+async def test_query_ids_may_have_leading_zeros(api: Api) -> None:
+    chat_id = _chat(api).chat_id
+    result = await api.ok("GET", "/chat", params={"chatId": f"000{chat_id}"})
+    assert result["chatId"] == chat_id
+
+
+async def test_a_huge_business_id_with_bad_auth_is_a_clean_403(api: Api) -> None:
+    business = "9" * 5000
+    status, body, _ = await api.call(
+        "POST",
+        "/chats",
+        business=business,
+        json={},
+        headers={"Api-Key": "wrong"},  # type: ignore[arg-type]
+    )
+    assert status == 403, body

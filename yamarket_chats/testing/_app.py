@@ -93,17 +93,25 @@ def _int_param(value: str | None, name: str, *, default: int | None = None) -> i
         if default is None:
             raise ApiError(400, f"Parameter `{name}` is required")
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= _MAX_ID or not value.isdigit():
+    number = _lenient_int(value)
+    if number is None:
         raise ApiError(400, f"Parameter `{name}` must be an integer >= 1, got {value!r}")
     return number
 
 
 def _lenient_int(value: str) -> int | None:
-    return int(value) if value.isdigit() and 1 <= int(value) <= _MAX_ID else None
+    """``value`` as an int64 >= 1 if it is one in ASCII decimal, else ``None``.
+
+    ``str.isdigit`` alone also takes other scripts' digits ("\uff11"), which
+    ``int()`` reads but the API's integers never are.
+    """
+    if not (value.isascii() and value.isdigit()):
+        return None
+    digits = value.lstrip("0")
+    if len(digits) > len(str(_MAX_ID)):  # also keeps int() off huge strings
+        return None
+    number = int(digits or "0")
+    return number if 1 <= number <= _MAX_ID else None
 
 
 def _limit(query: Any, maximum: int, default: int) -> int:
