@@ -350,6 +350,20 @@ async def test_hooks_see_every_attempt_once(
     ]
 
 
+async def test_hooks_that_cannot_be_called_are_refused(
+    make_client: Callable[..., ChatsClient],
+) -> None:
+    class Sync(ClientHooks):
+        def on_request(self, call: CallInfo) -> None:  # type: ignore[override]
+            pass
+
+    with pytest.raises(InvalidRequestError, match=r"Sync\.on_request must be an async def"):
+        make_client(hooks=Sync())
+    with pytest.raises(InvalidRequestError, match="hooks takes ClientHooks objects"):
+        make_client(hooks=[print])
+    assert make_client(hooks=ClientHooks())._transport.hooks is None  # nothing to call
+
+
 async def test_opentelemetry_one_span_per_call(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:

@@ -11,9 +11,12 @@ quick, and do not raise from them. With no hooks the loop skips all of this.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import InvalidRequestError
 
 __all__ = ["CallInfo", "ClientHooks"]
 
@@ -79,15 +82,24 @@ class HookSet:
     on_end: tuple[_Hook, ...]
 
     def __init__(self, hooks: Sequence[object]) -> None:
+        for hook in hooks:
+            if not isinstance(hook, ClientHooks) and not any(hasattr(hook, n) for n in _NAMES):
+                raise InvalidRequestError(
+                    f"hooks takes ClientHooks objects (with any of {', '.join(_NAMES)}),"
+                    f" got {type(hook).__name__}"
+                )
         for name in _NAMES:
             found: list[_Hook] = []
             for hook in hooks:
                 method = getattr(hook, name, None)
-                base = getattr(ClientHooks, name)
-                if method is None or getattr(method, "__func__", None) is base:
-                    continue
-                if not callable(method):
-                    raise TypeError(f"hooks: {type(hook).__name__}.{name} is not callable")
+                if method is None or getattr(method, "__func__", None) is getattr(
+                    ClientHooks, name
+                ):
+                    continue  # absent, or ClientHooks' own no-op
+                if not inspect.iscoroutinefunction(method):
+                    raise InvalidRequestError(
+                        f"hooks: {type(hook).__name__}.{name} must be an async def"
+                    )
                 found.append(method)
             setattr(self, name, tuple(found))
 
