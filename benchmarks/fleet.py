@@ -1,8 +1,9 @@
 """A fleet on one machine: worker processes, one Redis, one PostgreSQL; and sink throughput.
 
     python -m benchmarks.fleet [--workers 4] [--businesses 20] [--quota 10] [--window 2]
-                               [--windows 6] [--chats 10] [--messages 1000] [--rounds 3]
-                               [--out benchmarks/results] [--quick]
+                               [--windows 6] [--chats 10] [--messages 1000]
+                               [--sync-chats 20] [--sync-messages 2000] [--rounds 3]
+                               [--only fleet|throughput] [--out benchmarks/results] [--quick]
 
 **Fleet.** The fake Market API runs in this process with a scaled quota of
 ``--quota`` history requests per ``--window`` seconds per cabinet (fixed
@@ -15,7 +16,7 @@ the share of the allowed requests served (target >= 95%), 420 answers
 (target 0); at the end, every message of the fake stored exactly once.
 
 **Throughput.** The fake in its own process, limits off; one client syncs one
-cabinet of ``--chats`` x ``--messages`` into nothing (the read alone), into
+cabinet of ``--sync-chats`` x ``--sync-messages`` into nothing (the read alone), into
 SQLite and into PostgreSQL, in rotated order over ``--rounds`` rounds:
 messages/s, median.
 
@@ -66,10 +67,10 @@ async def fleet(args: argparse.Namespace, pg_url: str, redis_url: str) -> dict[s
         quotas={"get_chat_history": args.quota, "get_chats": 1000},
     )
     pages = args.chats * math.ceil(args.messages / 100)
-    if pages < args.quota * (args.windows + 2):
+    if pages < args.quota * (args.windows + 3):
         raise SystemExit(
-            f"each cabinet needs >= {args.quota * (args.windows + 2)} history pages to stay busy"
-            f" for {args.windows} windows (+2 to start and end); it has {pages}:"
+            f"each cabinet needs >= {args.quota * (args.windows + 3)} history pages to stay busy"
+            f" for {args.windows} windows (+3 to start and end); it has {pages}:"
             " raise --chats or --messages"
         )
     async with run_fake_server(config) as fake:
@@ -176,9 +177,12 @@ async def one_sync(url: str, key: str, business: int, sink: Any, expect: int) ->
 
 
 def throughput(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
-    expect = args.chats * args.messages
+    expect = args.sync_chats * args.sync_messages
     rates: dict[str, list[float]] = {"read alone": [], "sqlite": [], "postgres": []}
-    with fake_server(args.chats, args.messages) as fake, tempfile.TemporaryDirectory() as d:
+    with (
+        fake_server(args.sync_chats, args.sync_messages) as fake,
+        tempfile.TemporaryDirectory() as d,
+    ):
         sinks: dict[str, Callable[[int], Sink]] = {
             "read alone": lambda n: NullSink(),
             "sqlite": lambda n: SQLiteSink(Path(d) / f"chats{n}.sqlite3"),
@@ -220,7 +224,7 @@ def write(out: Path, args: argparse.Namespace, run: dict[str, Any], rates: dict[
         f"| whole run | {run['elapsed_seconds']:.1f} s, "
         f"{run['messages_per_second']:,.0f} messages/s |",
         "",
-        f"## One cabinet, {args.chats} chats x {args.messages} messages, limits off",
+        f"## One cabinet, {args.sync_chats} chats x {args.sync_messages} messages, limits off",
         "",
         "| into | messages/s (median) | min-max | vs read alone |",
         "|---|---|---|---|",
@@ -245,6 +249,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=6, help="windows measured")
     parser.add_argument("--chats", type=int, default=10, help="per cabinet")
     parser.add_argument("--messages", type=int, default=1000, help="per chat")
+    parser.add_argument("--sync-chats", type=int, default=20, help="throughput run: chats")
+    parser.add_argument("--sync-messages", type=int, default=2000, help="throughput: per chat")
     parser.add_argument("--rounds", type=int, default=3, help="of the throughput run")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--only", choices=["fleet", "throughput"], help="run one part")
@@ -252,10 +258,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.workers, args.businesses, args.quota, args.windows = 2, 4, 5, 2
-        args.chats, args.messages, args.rounds = 4, 500, 1
+        args.chats, args.messages, args.rounds = 5, 500, 1
+        args.sync_chats, args.sync_messages = 4, 500
     redis = RedisServer()
     redis.start()
     try:
+        # The server's defaults: durable. The sink turns synchronous_commit off for its
+        # own sessions (see PostgresSink), as SQLite's WAL + synchronous=NORMAL does.
         with postgres_server(settings={"fsync": "on", "full_page_writes": "on"}) as pg:
             run: dict[str, Any] = {}
             rates: dict[str, list[float]] = {}

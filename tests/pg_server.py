@@ -92,7 +92,6 @@ class PostgresServer:
         self.bin = folder
         self.settings = {
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "200",
             **(settings or {}),

@@ -166,11 +166,17 @@ async def test_workers_may_run_without_ddl_rights(
 
 
 async def test_a_pool_passed_in_is_shared_and_left_open(pg_url: str) -> None:
+    async with PostgresSink(pg_url) as sink, PostgresSink(pg_url, synchronous_commit=True) as sync_:
+        await sink.open()
+        await sync_.open()
+        assert await sink.pool.fetchval("SHOW synchronous_commit") == "off"
+        assert await sync_.pool.fetchval("SHOW synchronous_commit") == "on"
     pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=2)
     try:
         async with PostgresSink(pool=pool) as sink:
             assert await sink.load_state(BUSINESS) == {}
             assert sink.pool is pool
+            assert await pool.fetchval("SHOW synchronous_commit") == "on"  # left as it was
         assert await pool.fetchval("SELECT 1") == 1
     finally:
         await pool.close()

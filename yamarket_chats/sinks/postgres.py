@@ -265,6 +265,12 @@ class PostgresSink:
     :param schema: the PostgreSQL schema of the tables (created if missing).
     :param min_size, max_size: of the pool the sink creates from ``dsn``;
         every task of the sync shares it.
+    :param synchronous_commit: ``False`` (default) sets ``synchronous_commit
+        = off`` on the sink's own connections: a commit does not wait for
+        its WAL flush. Safe here because a page and its checkpoint commit
+        together: a database crash can only lose the last commits whole,
+        and the next run fetches those pages again. ``True`` keeps the
+        server's setting (a pool you pass in is never changed).
 
     Tables (in ``schema``): ``chats`` (key ``business_id, chat_id``),
     ``messages`` (key ``business_id, chat_id, message_id``; ``payload`` as
@@ -287,6 +293,7 @@ class PostgresSink:
         schema: str = "yamarket_chats",
         min_size: int = 1,
         max_size: int = 10,
+        synchronous_commit: bool = False,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ValueError("pass exactly one of dsn and pool")
@@ -301,6 +308,7 @@ class PostgresSink:
         self._own_pool = pool is None
         self.schema = schema
         self._sizes = (min_size, max_size)
+        self._settings = {} if synchronous_commit else {"synchronous_commit": "off"}
         self._opening: asyncio.Lock | None = None
         self._ready = False
         self._closed = False
@@ -349,7 +357,10 @@ class PostgresSink:
                 assert self._dsn is not None
                 try:
                     self._pool = await _driver().create_pool(
-                        self._dsn, min_size=self._sizes[0], max_size=self._sizes[1]
+                        self._dsn,
+                        min_size=self._sizes[0],
+                        max_size=self._sizes[1],
+                        server_settings=self._settings,
                     )
                 except _db_errors() as exc:
                     raise self._error(exc, "cannot connect") from None
