@@ -299,9 +299,8 @@ async def run_worker(
                     active[asyncio.ensure_future(one(held))] = held
             if not active and (stop.is_set() or not (follow or await leases.pending(ids, since))):
                 return report
-            done, _ = await asyncio.wait(
-                [*active, stopping], timeout=poll, return_when=asyncio.FIRST_COMPLETED
-            )
+            waits = [*active] if stopping.done() else [*active, stopping]
+            done, _ = await asyncio.wait(waits, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task in active:
                     del active[task]
@@ -389,8 +388,9 @@ async def follow(
                         running[asyncio.ensure_future(one(b))] = b
             soonest = min(due.values(), default=now + interval)
             timeout = max(0.0, min(soonest - now, 3600.0))
+            waits = [*running] if stopping.done() else [*running, stopping]
             done, _ = await asyncio.wait(
-                [*running, stopping], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
                 if task in running:
