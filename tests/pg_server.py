@@ -104,6 +104,13 @@ class PostgresServer:
 
     # -- lifecycle -------------------------------------------------------------
 
+    def _base_dir(self) -> str | None:
+        """Where the temporary directory goes: somewhere the server's user can reach."""
+        base = Path(tempfile.gettempdir()).resolve()
+        if self._ids is None or all(os.stat(p).st_mode & 0o001 for p in (base, *base.parents)):
+            return None
+        return "/tmp"  # $TMPDIR is private to root (e.g. /root/tmp)
+
     def _popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         assert self.root is not None
         env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "HOME": str(self.root)}
@@ -113,7 +120,7 @@ class PostgresServer:
 
     def start(self) -> None:
         """initdb and start the server; raises with the server's log if it fails."""
-        self.root = Path(tempfile.mkdtemp(prefix="yamarket-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="yamarket-pg-", dir=self._base_dir()))
         pwfile = self.root / "pwfile"
         pwfile.write_text(PASSWORD + "\n")
         (self.root / "sock").mkdir()

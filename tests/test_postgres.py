@@ -17,6 +17,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 
+from tests import pg_server
 from tests.conftest import BUSINESS
 from tests.pg_server import PASSWORD, PostgresServer, server_or_skip
 from yamarket_chats import ChatsClient
@@ -226,6 +227,18 @@ async def test_a_write_under_a_lost_lease_stores_nothing(
         held = Lease(BUSINESS, "b", 2)
         await sink.save_page(BUSINESS, chat_id, page.messages, ChatState(1), lease=held)
     assert await db.fetchval("SELECT count(*) FROM yamarket_chats.messages") == len(page.messages)
+
+
+def test_missing_server_binaries_skip_here_but_fail_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pg_server, "find_bin_dir", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install postgresql"):
+        server_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"CI is set: \.ci/run should have"):
+        server_or_skip()
 
 
 def test_importing_the_package_does_not_import_asyncpg() -> None:
