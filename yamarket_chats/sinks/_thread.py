@@ -96,10 +96,14 @@ class _ThreadSink:
         """Run ``fn(*args)`` on the thread, after the work handed over before."""
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
+        return await asyncio.wrap_future(self._submit(fn, *args))
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Hand ``fn(*args)`` to the thread; the sink is not `_idle` until it is done."""
         future = self._executor.submit(self._call, fn, *args)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)  # also when cancelled
-        return await asyncio.wrap_future(future)
+        return future
 
     def _idle(self) -> bool:
         """True when the loop may use the sink's state itself: locked, no work queued."""

@@ -5,7 +5,8 @@ commit is a write into the OS cache, cheaper than handing the page to a
 thread and back (the hand-off made `sync` 0.7x as fast as a plain loop, with
 the GIL ping-ponging between the two threads). What can block runs on the
 sink's thread instead: waiting for the sink's lock, waiting for another
-writer of the database, and the WAL checkpoints that fsync.
+writer of the database, and the WAL checkpoints that fsync (see
+`SQLiteSink._catch_up` for why they come in two steps).
 """
 
 from __future__ import annotations
@@ -184,8 +185,10 @@ class SQLiteSink(_ThreadSink):
                 lock_fd = os.open(f"{os.fspath(path)}.lock", flags, 0o644)
             self._conn = conn
             self._memory = memory
-            self._checkpointer: sqlite3.Connection | None = None
+            self._checkpointer: sqlite3.Connection | None = None  # for _checkpoint_bulk
+            # The bulk of the last checkpoint, then its rest (see _catch_up).
             self._checkpointing: concurrent.futures.Future[None] | None = None
+            self._bulk = False  # _checkpointing is the bulk, not the rest
             self._commits = 0
             super().__init__("yamarket-sqlite", path, lock_fd, lock_timeout)
         except BaseException:
@@ -226,6 +229,8 @@ class SQLiteSink(_ThreadSink):
             self._conn.execute("PRAGMA busy_timeout = 0")
 
     async def _execute(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._bulk:
+            self._catch_up()
         if self._idle():
             try:
                 return fn(*args)
@@ -285,20 +290,36 @@ class SQLiteSink(_ThreadSink):
         if self._commits >= CHECKPOINT_EVERY and not self._memory:
             self._checkpoint_soon()
 
-    # -- WAL checkpoints, off the event loop
+    # -- WAL checkpoints, off the event loop (automatic ones would fsync on it)
 
     def _checkpoint_soon(self) -> None:
-        if self._checkpointing is not None and not self._checkpointing.done():
-            return
+        current = self._checkpointing
+        if current is not None and (self._bulk or not current.done()):
+            return  # the last one is not finished
         self._commits = 0
-        self._checkpointing = self._executor.submit(self._call, self._checkpoint)
+        # Not in `_pending`: the loop goes on writing meanwhile.
+        self._checkpointing = self._executor.submit(self._call, self._checkpoint_bulk)
+        self._bulk = True
 
-    def _checkpoint(self) -> None:
-        # A second connection copies the WAL into the database (and fsyncs)
-        # while the loop goes on writing: a passive checkpoint takes no lock
-        # that writers need, and the next write restarts the WAL at its start.
+    def _checkpoint_bulk(self) -> None:
+        # Most of the WAL is copied into the database (and fsynced) by a second
+        # connection while the loop goes on writing through the first one.
         if self._checkpointer is None:
             self._checkpointer = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None
             )
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _catch_up(self) -> None:
+        # On the loop, between two writes, once the bulk is copied. A checkpoint
+        # beside a steady writer never catches up, and the WAL only starts over
+        # once one has (it grew past 3x the database): so the rest is copied
+        # with the writes held back, queued on the thread behind it (the loop
+        # itself goes on).
+        assert self._checkpointing is not None
+        if self._checkpointing.done():
+            self._checkpointing = self._submit(self._checkpoint_rest)
+            self._bulk = False  # last: a write on the thread tests it first
+
+    def _checkpoint_rest(self) -> None:
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
