@@ -132,6 +132,14 @@ def assert_no_overlapping_walks(journals: dict[str, Journal]) -> dict[int, list[
     return found
 
 
+#: History pages of a full sync of FLEET: 100 messages a page, the last without a token.
+PAGES = len(BUSINESSES) * FLEET.chats_per_business * 5
+
+
+def history_pages(journals: dict[str, Journal]) -> int:
+    return sum(len(j.entries("get_chat_history", status=200)) for j in journals.values())
+
+
 def businesses_in(journal: Journal) -> set[int]:
     return {e.business_id for e in journal.entries("get_chats") if e.business_id is not None}
 
@@ -146,6 +154,7 @@ async def test_two_workers_split_the_cabinets_and_never_share_one(
         journals = {f"w{i}": fake.journal for i, fake in enumerate(servers)}
         found = assert_no_overlapping_walks(journals)
     assert len(found) == len(BUSINESSES) * 3
+    assert history_pages(journals) == PAGES  # every page fetched once
     split = [businesses_in(j) for j in journals.values()]
     assert not split[0] & split[1] and split[0] | split[1] == set(BUSINESSES), split
     assert [r["synced"] for r in reports] == [len(s) for s in split]
@@ -215,6 +224,8 @@ async def test_a_killed_workers_businesses_are_finished_by_the_others(
                 assert e.body.get("messageIdFrom") == (None if last is None else last + 1)
                 resumed += last is not None
     assert resumed >= 1
+    # Fetched twice: only the pages the dead worker had in flight (2 businesses x 3 chats).
+    assert PAGES <= history_pages(journals) <= PAGES + 2 * 3
     tokens = {r["business_id"]: r["token"] for r in leases}
     assert all(tokens[b] >= 2 for b in held)  # claimed by w0, then by a survivor
 
