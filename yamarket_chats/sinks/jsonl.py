@@ -28,12 +28,12 @@ class JsonlSink(_ThreadSink):
     and ``{"kind": "synced", "businessId", "chatId", "updatedAt", "syncedAt"}``
     (the end of a complete walk of a chat), field names camelCase as in the API.
 
-    The checkpoint is the file itself: on open the file is scanned, a torn
-    last line is cut off, and each chat resumes after its highest message id
-    written. Each page is written and flushed at once (``fsync=True`` also
-    syncs it to disk), so message lines are exactly-once across crashes and
-    re-runs. A chat line is appended when the chat is new or changed: the
-    last line of a chat id is its current state.
+    The checkpoint is the file itself: it is scanned once (by the first call,
+    on the sink's thread), a torn last line is cut off, and each chat resumes
+    after its highest message id written. Each page is written and flushed at
+    once (``fsync=True`` also syncs it to disk), so message lines are
+    exactly-once across crashes and re-runs. A chat line is appended when the
+    chat is new or changed: the last line of a chat id is its current state.
 
     A damaged line does not stop the sink: it is repaired when the file is
     scanned, without losing a message or writing one twice (see `_scan`);
@@ -53,6 +53,9 @@ class JsonlSink(_ThreadSink):
     ) -> None:
         check_lock_timeout(lock_timeout)  # before anything is created
         self._fsync = fsync
+        self._index: Index | None = None  # the scan of the file, on first use
+        #: Line numbers (1-based) of the damaged lines repaired when the file was scanned.
+        self.rejected: list[int] = []
         # Opened here, so a bad path fails before any request is sent.
         self._file: IO[bytes] = open(path, "a+b")  # noqa: SIM115 - closed by close()
         try:
@@ -60,9 +63,6 @@ class JsonlSink(_ThreadSink):
         except BaseException:
             self._file.close()
             raise
-        self._index: Index | None = None
-        #: Line numbers (1-based) of the damaged lines repaired when the file was scanned.
-        self.rejected: list[int] = []
 
     def __repr__(self) -> str:
         return f"JsonlSink({os.fspath(self.path)!r})"
