@@ -288,10 +288,15 @@ async def test_ten_sigkills_lose_nothing_and_store_nothing_twice(
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             counts.append(await db.fetchval("SELECT count(*) FROM yamarket_chats.messages"))
+        print(f"messages stored at each kill: {counts}")
         assert all(c < total for c in counts), counts  # each kill interrupted a sync
         proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=DEVNULL)
         assert await proc.wait() == 0
         assert await stored(db) == expected(fake, businesses)
+        # Fetched again: at most the pages in flight at each kill (4 chats x 3 businesses).
+        pages = len(fake.journal.entries("get_chat_history", status=200))
+        print(f"history pages served: {pages} for {total // 100} pages of data")
+        assert total // 100 <= pages <= total // 100 + 10 * 4 * 3, pages
         last = {
             c.chat_id: max(m.message_id for m in fake.market.messages(b, c.chat_id))
             for b in businesses
