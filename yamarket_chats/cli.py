@@ -63,8 +63,13 @@ EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 _encode = msgspec.json.Encoder().encode
 
 
-class _Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived outside the command's own cancellation window."""
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived outside the command's own cancellation window.
+
+    A KeyboardInterrupt, because asyncio lets only that (and SystemExit) out of
+    a callback or a task step; any other exception raised there by a signal
+    handler would be logged and swallowed, and the command would run on.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -786,19 +791,19 @@ def _one_line(text: str, secrets: Iterable[str | None]) -> str:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with `argv` (default: ``sys.argv[1:]``); return the exit code."""
-    install_signal_handlers()
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            # Text from the API or argv that is not valid Unicode prints escaped.
-            stream.reconfigure(errors="backslashreplace")
     command, secrets = "-", [os.environ.get(ENV_API_KEY), os.environ.get(ENV_OAUTH_TOKEN)]
     try:
+        install_signal_handlers()
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):
+                # Text from the API or argv that is not valid Unicode prints escaped.
+                stream.reconfigure(errors="backslashreplace")
         args = build_parser().parse_args(argv)
         command = args.command
         secrets += [getattr(args, "api_key", None), getattr(args, "oauth_token", None)]
         _configure_logging(args)
         return asyncio.run(_interruptible(_COMMANDS[command](args)))
-    except (KeyboardInterrupt, asyncio.CancelledError, _Interrupted) as exc:
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:  # _Interrupted too
         if command == "fake-server":
             return EXIT_OK
         print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
@@ -819,8 +824,13 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: ``yamarket-chats``."""
-    install_signal_handlers()  # first: a Ctrl-C from here on exits cleanly
-    sys.exit(run(argv))
+    try:
+        install_signal_handlers()  # first: a Ctrl-C from here on exits cleanly
+        code = run(argv)
+    except _Interrupted as exc:  # in the instant before run() took over
+        print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
+        code = 128 + exc.signum
+    sys.exit(code)
 
 
 if __name__ == "__main__":
