@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.test_ingest import BUSINESSES, expected, history_requests, jsonl_rows
@@ -253,3 +254,23 @@ async def test_sqlite_wal_stays_bounded_under_a_steady_writer(
     # Checkpoints every 20 commits and the WAL starts over after each (a
     # passive checkpoint behind a steady writer let it grow past the database).
     assert wal < db / 2, (wal, db)
+
+
+async def test_whole_line_glued_to_the_next_is_fetched_again(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+
+    def line(message_id: int) -> bytes:
+        return (
+            b'{"kind":"message","businessId":1,"chatId":2,"messageId":%d,'
+            b'"createdAt":"2024-05-01T12:00:00+03:00","sender":"CUSTOMER"}' % message_id
+        )
+
+    path.write_bytes(line(7) + b"\n" + line(8) + line(9) + b"\n")  # 8 lost its newline
+    async with JsonlSink(path) as sink:
+        assert await sink.load_state(1) == {2: ChatState(7, None, None)}  # from before 8
+        again = [msgspec.json.decode(line(i), type=ChatMessage) for i in (8, 9)]
+        await sink.save_page(1, 2, again, ChatState(9, None, None))
+        assert await sink.load_state(1) == {2: ChatState(9, None, None)}
+    ids = [json.loads(raw)["messageId"] for raw in path.read_bytes().splitlines() if raw.strip()]
+    assert sorted(ids) == [7, 8, 9]  # 9 was in the file already: not written twice
+    assert (tmp_path / "c.jsonl.rejected").read_bytes() == line(8) + b"\n"

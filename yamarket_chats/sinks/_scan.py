@@ -4,7 +4,8 @@ The file is the JSONL sink's only checkpoint, so a damaged line must neither
 stop the sink (issue 14.4) nor lose a message nor let one be written twice:
 
 * a torn last line (a crash mid-write) is cut off: its page is fetched again;
-* a torn write glued to the next line keeps that line; the torn bytes go;
+* a torn write glued to the next line keeps that line; the torn bytes go
+  (were they a whole message line, its chat is fetched again, as below);
 * any other invalid line is replaced in place by ``{"kind":"rejected"}``
   padded to the same length (so the file stays valid JSON Lines and nothing
   after it moves). If it still shows which chat's message it held, that chat
@@ -109,7 +110,13 @@ def scan(file: IO[bytes], path: str) -> Index:
                 repairs.append(_Repair(number, at, raw, len(raw) - 1, str(exc), chat_id))
                 continue
             cut, line = glued
-            repairs.append(_Repair(number, at, raw, cut, str(exc), None))
+            # The bytes before it are torn, or a whole message line that lost
+            # its newline: then its chat is fetched again, as below.
+            chat = _message_of(raw[:cut])
+            if chat is not None:
+                damaged.setdefault(chat[1], index.last_ids.get(chat[1], 0))
+                index.own(*chat)
+            repairs.append(_Repair(number, at, raw, cut, str(exc), chat[1] if chat else None))
             raw = raw[cut:]
         if not raw.endswith(b"\n"):
             # Whole but for its newline (a write cut just before it): keep it.
@@ -185,10 +192,12 @@ def _repair(file: IO[bytes], path: str, repair: _Repair) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    if not whole:
-        outcome = "the line glued to them is kept"
-    elif repair.chat is not None:
+    if repair.chat is not None:
         outcome = f"chat {repair.chat} is fetched again from before it"
+        if not whole:
+            outcome += "; the line glued to it is kept"
+    elif not whole:
+        outcome = "the line glued to them is kept"
     else:
         outcome = "if it held a message, that message is only there now"
     log.warning(
