@@ -7,10 +7,11 @@ stop the sink (issue 14.4) nor lose a message nor let one be written twice:
 * a torn write glued to the next line keeps that line; the torn bytes go
   (were they a whole message line, its chat is fetched again, as below);
 * any other invalid line is replaced in place by ``{"kind":"rejected"}``
-  padded to the same length (so the file stays valid JSON Lines and nothing
-  after it moves). If it still shows which chat's message it held, that chat
-  is fetched again from the last message before it, and the messages already
-  in the file are not written twice.
+  padded with spaces to the same length, or by spaces alone if it is shorter
+  (so the file stays JSON Lines and nothing after it moves). If it still
+  shows which chat's message it held, that chat is fetched again from the
+  last message before it, and the messages already in the file are not
+  written twice.
 
 Whatever is removed is first appended to ``<path>.rejected`` (and synced),
 and each repair is logged as a WARNING with its line number.
