@@ -1,7 +1,7 @@
 # Quick start: `make demo` (ingestion against the embedded fake server) and `make test`.
 # One venv; each target installs only the extras it needs, once (a stamp per extras set):
-# `make demo` needs the package and [cli] only, `make test`/`make lint` add [dev],
-# `make bench` adds [bench].
+# `make demo` needs the package and [cli] only, `make lint` adds [dev],
+# `make test` and `make bench` add [dev] and [bench].
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +19,8 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-cli
 	$(BIN)/yamarket-chats demo
 
-test: $(VENV)/.installed-dev
+# The suite also runs the benchmark harness at a tiny size, which needs [bench].
+test: $(VENV)/.installed-dev $(VENV)/.installed-bench
 	$(BIN)/pytest -q
 
 lint: $(VENV)/.installed-dev
