@@ -5,6 +5,8 @@
 ...         print(message.message_id, message.message)
 """
 
+import logging
+
 from .client import ChatsClient, ClientStats
 from .errors import (
     ApiError,
@@ -42,6 +44,11 @@ from .models import (
 )
 from .pagination import PageIterator
 from .sinks import JsonlSink, PostgresSink, SQLiteSink  # asyncpg loads when a sink opens
+
+# A library's records go where the application sends them; with no logging
+# configured, nothing is printed (Python's last-resort handler would print
+# every WARNING to stderr).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 
