@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -217,7 +217,7 @@ class ChatsClient:
         if not self._is_view:
             await self._transport.close()
 
-    async def _call(
+    def _call(
         self,
         op: _Op,
         business_id: int,
@@ -225,9 +225,10 @@ class ChatsClient:
         decoder: msgspec.json.Decoder[_Envelope[T]] | None,
         body: bytes | None = None,
         file: tuple[bytes, str, str] | None = None,
-    ) -> T | None:
-        """Send one operation under this client's (or view's) options."""
-        return await self._transport.call(op, self._policy, business_id, query, decoder, body, file)
+    ) -> Coroutine[Any, Any, T | None]:
+        """Send one operation under this client's (or view's) options (await it)."""
+        # Not a coroutine of its own: one frame less on every request.
+        return self._transport.call(op, self._policy, business_id, query, decoder, body, file)
 
     # -- the operations ------------------------------------------------------
 
