@@ -1,8 +1,8 @@
 """One process of the fleet tests and benchmark: a sync, or a worker, into PostgreSQL.
 
 Usage: python -m tests.fleet_worker URL KEY PG_URL BUSINESS... [--worker] [--follow]
-       [--id NAME] [--lease S] [--interval S] [--max-businesses N] [--redis-url URL]
-       [--quota N --window S] [--start EPOCH]
+       [--id NAME] [--lease S] [--lock-timeout S] [--interval S] [--max-businesses N]
+       [--redis-url URL] [--quota N --window S] [--start EPOCH]
 
 Prints ``ready`` once connected, waits for ``--start`` (wall-clock epoch, the
 same for every process), runs, then prints its report as one JSON line.
@@ -35,6 +35,7 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--follow", action="store_true")
     parser.add_argument("--id")
     parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--lock-timeout", type=float, default=0.0)
     parser.add_argument("--interval", type=float, default=60.0)
     parser.add_argument("--max-businesses", type=int, default=4)
     parser.add_argument("--redis-url")
@@ -54,7 +55,12 @@ async def main(argv: list[str]) -> None:
         options["limits"] = limits
     async with (
         ChatsClient(api_key=args.key, base_url=args.url, **options) as client,
-        PostgresSink(args.pg_url, max_size=max(4, args.max_businesses * 2)) as sink,
+        PostgresSink(
+            args.pg_url,
+            max_size=max(4, args.max_businesses * 2),
+            lock_timeout=args.lock_timeout,
+            lease_seconds=args.lease,
+        ) as sink,
     ):
         await sink.open()
         print("ready", flush=True)

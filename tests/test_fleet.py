@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -22,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from tests.pg_server import PostgresServer, server_or_skip
-from tests.test_postgres import Rows, expected, stored
+from tests.test_postgres import assert_no_overlapping_walks, expected, same_host, stored
 from yamarket_chats import ChatsClient, SQLiteSink
 from yamarket_chats.fleet import follow, run_worker
 from yamarket_chats.sinks import PostgresSink
@@ -52,16 +51,6 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(pg_url)
     yield conn
     await conn.close()
-
-
-def same_host(rows: Rows) -> Rows:
-    """Rows with the fakes' hosts cut from file URLs (each fake serves its own files)."""
-    chats, messages = rows
-
-    def cut(payload: Any) -> Any:
-        return payload and [{**p, "url": re.sub(r"^http://[^/]+", "", p["url"])} for p in payload]
-
-    return chats, [(*m[:6], cut(m[6])) for m in messages]
 
 
 @contextlib.asynccontextmanager
@@ -99,37 +88,6 @@ async def report_of(proc: asyncio.subprocess.Process) -> dict[str, Any]:
     assert proc.returncode == 0, err.decode()
     result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
     return result
-
-
-Walk = tuple[float, float, str, int]  # start, end, worker, business
-
-
-def walks(journals: dict[str, Journal]) -> dict[int, list[Walk]]:
-    """Chat id -> its history walks: a request without a page token starts one."""
-    out: dict[int, list[Walk]] = {}
-    for worker, journal in journals.items():
-        open_walks: dict[int, list[Any]] = {}
-        for e in journal.entries("get_chat_history"):
-            chat, end = int(e.query["chatId"]), e.finished or e.started
-            if "pageToken" in e.query and chat in open_walks:
-                open_walks[chat][1] = max(open_walks[chat][1], end)
-                continue
-            if chat in open_walks:
-                out.setdefault(chat, []).append(tuple(open_walks.pop(chat)))  # type: ignore[arg-type]
-            open_walks[chat] = [e.started, end, worker, e.business_id]
-        for chat, walk in open_walks.items():
-            out.setdefault(chat, []).append(tuple(walk))  # type: ignore[arg-type]
-    return out
-
-
-def assert_no_overlapping_walks(journals: dict[str, Journal]) -> dict[int, list[Walk]]:
-    found = walks(journals)
-    for chat, chat_walks in found.items():
-        for a in chat_walks:
-            for b in chat_walks:
-                if a[2] < b[2]:  # two different workers
-                    assert a[1] <= b[0] or b[1] <= a[0], f"chat {chat}: {a} overlaps {b}"
-    return found
 
 
 #: History pages of a full sync of FLEET: 100 messages a page, the last without a token.

@@ -104,3 +104,37 @@ async def test_follow_runs_until_sigterm_then_releases_its_leases(
         assert [r[0] for r in owners] == [None, None]  # released, not left to lapse
     finally:
         await conn.close()
+
+
+async def test_a_second_sync_of_a_business_exits_6_naming_the_holder(
+    fake: FakeServer, pg: PostgresServer
+) -> None:
+    url = pg.create_database()
+    fake.faults.add("latency", delay=1.0, operations={"get_chat_history"})
+    first = await cli(fake, "--postgres-url", url, "--quiet")
+    conn = await asyncpg.connect(url)
+    try:
+        for _ in range(3000):  # until the first sync holds its businesses
+            if await conn.fetchval("SELECT to_regclass('yamarket_chats.leases')") and (
+                await conn.fetchval(
+                    "SELECT count(owner) FROM yamarket_chats.leases WHERE business_id = $1",
+                    BUSINESS,
+                )
+            ):
+                break
+            await asyncio.sleep(0.01)
+        second = await cli(fake, "--postgres-url", url)
+        out, err = await asyncio.wait_for(second.communicate(), 30)
+        assert second.returncode == 6, err.decode()
+        text = err.decode()
+        assert len(text.splitlines()) == 1 and "Traceback" not in text, text
+        assert "in use by another sync" in text and f":{first.pid}:" in text, text
+        assert "--lock-timeout" in text and PASSWORD not in text + out.decode()
+        assert first.returncode is None  # still syncing
+        first.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(first.communicate(), 30)
+        assert first.returncode in (130, 143), err.decode()
+        owners = await conn.fetch("SELECT owner FROM yamarket_chats.leases")
+        assert [r[0] for r in owners] == [None, None]  # released at once, not left to lapse
+    finally:
+        await conn.close()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
+import re
 import signal
 import sys
+import time
 from asyncio.subprocess import DEVNULL
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -20,11 +24,12 @@ import pytest_asyncio
 from tests import pg_server
 from tests.conftest import BUSINESS
 from tests.pg_server import PASSWORD, PostgresServer, server_or_skip
-from yamarket_chats import ChatsClient
+from yamarket_chats import ChatsClient, SinkLockedError
+from yamarket_chats.fleet import run_worker
 from yamarket_chats.ingest import ChatState, sync
 from yamarket_chats.sinks import PostgresSink
 from yamarket_chats.sinks.postgres import SCHEMA_VERSION, Lease, LeaseLostError, PostgresSinkError
-from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
+from yamarket_chats.testing import FakeMarketConfig, FakeServer, Journal, run_fake_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BUSINESSES = (BUSINESS, 2002)  # the `fake` fixture: 5 chats x 230 messages each
@@ -83,6 +88,47 @@ async def stored(conn: asyncpg.Connection) -> Rows:
         )
     ]
     return chats, messages
+
+
+def same_host(rows: Rows) -> Rows:
+    """Rows with the fakes' hosts cut from file URLs (each fake serves its own files)."""
+    chats, messages = rows
+
+    def cut(payload: Any) -> Any:
+        return payload and [{**p, "url": re.sub(r"^http://[^/]+", "", p["url"])} for p in payload]
+
+    return chats, [(*m[:6], cut(m[6])) for m in messages]
+
+
+Walk = tuple[float, float, str, int]  # start, end, worker, business
+
+
+def walks(journals: dict[str, Journal]) -> dict[int, list[Walk]]:
+    """Chat id -> its history walks: a request without a page token starts one."""
+    out: dict[int, list[Walk]] = {}
+    for worker, journal in journals.items():
+        open_walks: dict[int, list[Any]] = {}
+        for e in journal.entries("get_chat_history"):
+            chat, end = int(e.query["chatId"]), e.finished or e.started
+            if "pageToken" in e.query and chat in open_walks:
+                open_walks[chat][1] = max(open_walks[chat][1], end)
+                continue
+            if chat in open_walks:
+                out.setdefault(chat, []).append(tuple(open_walks.pop(chat)))  # type: ignore[arg-type]
+            open_walks[chat] = [e.started, end, worker, e.business_id]
+        for chat, walk in open_walks.items():
+            out.setdefault(chat, []).append(tuple(walk))  # type: ignore[arg-type]
+    return out
+
+
+def assert_no_overlapping_walks(journals: dict[str, Journal]) -> dict[int, list[Walk]]:
+    found = walks(journals)
+    for chat, chat_walks in found.items():
+        for a in chat_walks:
+            for b in chat_walks:
+                if a[2] < b[2]:  # two different workers
+                    assert a[1] <= b[0] or b[1] <= a[0], f"chat {chat}: {a} overlaps {b}"
+    return found
 
 
 async def test_sync_equals_the_fake_and_resumes_from_checkpoints(
@@ -273,6 +319,8 @@ async def test_ten_sigkills_lose_nothing_and_store_nothing_twice(
         fake.faults.add("latency", delay=0.06, operations={"get_chat_history"})
         cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, pg_url]
         cmd += map(str, businesses)
+        # Each resume waits for the killed sync's lease on its businesses to lapse.
+        cmd += ["--lease", "1", "--lock-timeout", "30"]
         counts = []
         for threshold in thresholds:
             proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=DEVNULL)
@@ -319,3 +367,175 @@ async def test_a_nul_character_does_not_poison_the_sync(
         chat_id,
     )
     assert text == "before\ufffdafter"  # PostgreSQL text cannot hold NUL
+
+
+# -- one sync per business ------------------------------------------------------------
+
+LOCKED = FakeMarketConfig(businesses=(1001, 2002), chats_per_business=3, messages_per_chat=800)
+#: History pages of one business of LOCKED (100 messages a page).
+LOCKED_PAGES = 3 * 8
+
+
+@contextlib.asynccontextmanager
+async def slow_clients(n: int) -> AsyncIterator[list[tuple[FakeServer, ChatsClient]]]:
+    """``n`` fakes seeded alike, each with its client: each journal is one sync's requests."""
+    async with contextlib.AsyncExitStack() as stack:
+        out = []
+        for _ in range(n):
+            fake = await stack.enter_async_context(run_fake_server(LOCKED))
+            fake.faults.add("latency", delay=0.05, operations={"get_chat_history"})
+            client = ChatsClient(api_key=fake.api_key, base_url=fake.url)
+            out.append((fake, await stack.enter_async_context(client)))
+        yield out
+
+
+async def holder(db: asyncpg.Connection, business_id: int) -> str:
+    """The owner of a business's lease, once someone holds it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if await db.fetchval("SELECT to_regclass('yamarket_chats.leases')"):
+            owner: str | None = await db.fetchval(
+                "SELECT owner FROM yamarket_chats.leases WHERE business_id = $1", business_id
+            )
+            if owner:
+                return owner
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"nobody took the lease on business {business_id}")
+
+
+def span(journal: Journal, business_id: int) -> tuple[float, float]:
+    """From the first request for a business to the end of the last one."""
+    entries = journal.entries(business_id=business_id)
+    return min(e.started for e in entries), max(e.finished or e.started for e in entries)
+
+
+async def test_a_second_sync_of_a_business_is_refused_naming_the_holder(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    async with (
+        slow_clients(2) as [(fake_a, client_a), (fake_b, client_b)],
+        PostgresSink(pg_url) as sink_a,
+        PostgresSink(pg_url) as sink_b,
+    ):
+        first = asyncio.ensure_future(sync(client_a, [1001], sink_a))
+        owner = await holder(db, 1001)
+        with pytest.raises(SinkLockedError) as refused:
+            await sync(client_b, [1001], sink_b)  # lock_timeout=0: at once
+        assert not first.done()
+        report = await first
+    text = str(refused.value)
+    print(text)
+    assert "business 1001" in text and "in use by another sync" in text, text
+    assert owner in text and f":{os.getpid()}:" in text and "lock_timeout" in text
+    assert PASSWORD not in text
+    assert len(fake_b.journal) == 0  # refused before any request
+    assert report.messages == 3 * 800
+    assert same_host(await stored(db)) == same_host(expected(fake_a, [1001]))
+    assert await db.fetchval("SELECT owner FROM yamarket_chats.leases") is None  # released
+
+
+async def test_two_syncs_of_one_business_take_turns(pg_url: str, db: asyncpg.Connection) -> None:
+    businesses = LOCKED.businesses
+    async with (
+        slow_clients(2) as [(fake_a, client_a), (fake_b, client_b)],
+        PostgresSink(pg_url, lock_timeout=60) as sink_a,
+        PostgresSink(pg_url, lock_timeout=60) as sink_b,
+    ):
+        reports = await asyncio.gather(
+            sync(client_a, businesses, sink_a), sync(client_b, businesses, sink_b)
+        )
+    journals = {"a": fake_a.journal, "b": fake_b.journal}
+    found = assert_no_overlapping_walks(journals)
+    assert len(found) == 2 * 3
+    for business in businesses:  # one after the other, never both at once
+        a, b = span(fake_a.journal, business), span(fake_b.journal, business)
+        assert a[1] <= b[0] or b[1] <= a[0], (business, a, b)
+    assert same_host(await stored(db)) == same_host(expected(fake_a, businesses))
+    assert sum(r.messages for r in reports) == 2 * 3 * 800  # each message written once
+    pages = sum(len(j.entries("get_chat_history", status=200)) for j in journals.values())
+    # Every page once; the second sync of a business asks at most once per chat.
+    assert 2 * LOCKED_PAGES <= pages <= 2 * LOCKED_PAGES + 2 * 3, pages
+
+
+async def test_a_sync_and_a_fleet_worker_never_share_a_business(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    async with (
+        slow_clients(2) as [(fake_w, client_w), (fake_s, client_s)],
+        PostgresSink(pg_url) as worker_sink,
+        PostgresSink(pg_url) as sync_sink,
+        PostgresSink(pg_url, lock_timeout=60) as waiting_sink,
+    ):
+        # A worker holds 1001: a sync is refused, or waits its turn.
+        worker = asyncio.ensure_future(run_worker(client_w, [1001], worker_sink, worker_id="w-7"))
+        assert await holder(db, 1001) == "w-7"
+        with pytest.raises(SinkLockedError, match="w-7 holds it"):
+            await sync(client_s, [1001], sync_sink)
+        waited = await sync(client_s, [1001], waiting_sink)
+        assert (await worker).synced == 1
+        # A sync holds 2002: a worker waits for it, then syncs it itself.
+        first = asyncio.ensure_future(sync(client_s, [2002], sync_sink))
+        await holder(db, 2002)
+        worker_report = await run_worker(client_w, [2002], worker_sink, worker_id="w-8")
+        await first
+    assert worker_report.synced == 1
+    assert_no_overlapping_walks({"w": fake_w.journal, "s": fake_s.journal})
+    assert span(fake_w.journal, 1001)[1] <= span(fake_s.journal, 1001)[0]
+    assert span(fake_s.journal, 2002)[1] <= span(fake_w.journal, 2002)[0]
+    assert waited.messages == 0  # the worker had stored it all
+    assert same_host(await stored(db)) == same_host(expected(fake_w, LOCKED.businesses))
+
+
+async def test_syncs_of_different_businesses_run_side_by_side(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    async with (
+        slow_clients(2) as [(fake_a, client_a), (fake_b, client_b)],
+        PostgresSink(pg_url) as sink_a,
+        PostgresSink(pg_url) as sink_b,
+    ):
+        syncing = asyncio.ensure_future(sync(client_a, [1001], sink_a))
+        working = asyncio.ensure_future(run_worker(client_b, [2002], sink_b, worker_id="w-2"))
+        await holder(db, 1001)
+        await holder(db, 2002)
+        held = await db.fetch("SELECT business_id, owner FROM yamarket_chats.leases")
+        report, worker_report = await asyncio.gather(syncing, working)
+    assert all(owner for _, owner in held) and len(held) == 2  # both held at once
+    assert report.messages == 3 * 800 and worker_report.synced == 1
+    a, b = span(fake_a.journal, 1001), span(fake_b.journal, 2002)
+    assert a[0] < b[1] and b[0] < a[1]  # in parallel
+    assert same_host(await stored(db)) == same_host(expected(fake_a, LOCKED.businesses))
+
+
+async def test_a_killed_syncs_lease_lapses(pg_url: str, db: asyncpg.Connection) -> None:
+    lease = 3.0
+    async with slow_clients(1) as [(fake, client)]:
+        cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, pg_url]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, "1001", "--lease", str(lease), cwd=ROOT, stdout=DEVNULL
+        )
+        owner = await holder(db, 1001)
+        for _ in range(3000):  # until it has stored a page
+            if await db.fetchval("SELECT count(*) FROM yamarket_chats.messages"):
+                break
+            await asyncio.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        killed_at = time.monotonic()
+        assert owner.split(":")[1] == str(proc.pid)
+        async with PostgresSink(pg_url) as sink:
+            with pytest.raises(SinkLockedError, match=f":{proc.pid}:"):
+                await sync(client, [1001], sink)  # the dead sync's lease still holds
+        async with PostgresSink(pg_url, lock_timeout=30) as sink:
+            report = await sync(client, [1001], sink)
+        took = time.monotonic() - killed_at
+        assert lease / 3 < took < lease + 10, took  # waited for the lapse, not longer
+        assert 0 < report.messages < 3 * 800
+        assert same_host(await stored(db)) == same_host(expected(fake, [1001]))
+
+
+def test_a_sinks_lock_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="lock_timeout"):
+        PostgresSink("postgresql://u@db/x", lock_timeout=-1)
+    with pytest.raises(ValueError, match="lease_seconds"):
+        PostgresSink("postgresql://u@db/x", lease_seconds=0)

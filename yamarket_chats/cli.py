@@ -427,7 +427,7 @@ def _sync_sink(args: argparse.Namespace) -> _OpenableSink:
 
         if importlib.util.find_spec("asyncpg") is None:
             raise UsageError("--postgres-url needs asyncpg: pip install 'yamarket-chats[postgres]'")
-        return PostgresSink(args.postgres_url)
+        return PostgresSink(args.postgres_url, lock_timeout=args.lock_timeout)
     if args.jsonl:
         return JsonlSink(args.jsonl, lock_timeout=args.lock_timeout)
     return SQLiteSink(args.db or DEFAULT_DB, lock_timeout=args.lock_timeout)

@@ -35,18 +35,22 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import socket
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .client import ChatsClient
 from .errors import ApiError, PaginationError, TransportError
-from .ingest import ChatState, Sink, SyncReport, sync
-from .models import Chat, ChatMessage
-from .sinks.postgres import Lease, LeaseLostError, PostgresSink
+from .ingest import Sink, SyncReport, sync
+from .sinks.postgres import (
+    DEFAULT_LEASE_SECONDS,
+    Fenced,
+    Lease,
+    LeaseLostError,
+    Leases,
+    PostgresSink,
+    default_worker_id,
+)
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -60,8 +64,6 @@ __all__ = [
 
 logger = logging.getLogger("yamarket_chats")
 
-#: Seconds a lease outlives a worker that stopped renewing it (killed, hung, cut off).
-DEFAULT_LEASE_SECONDS = 30.0
 #: Seconds between the end of a cabinet's sync and the next one, in follow mode.
 DEFAULT_INTERVAL = 60.0
 
@@ -94,95 +96,6 @@ class WorkerReport:
         self.requests += report.requests
         self.rate_limited += report.rate_limited
         self.failed.pop(business_id, None)
-
-
-def default_worker_id() -> str:
-    """``host:pid:random``, the owner name a worker writes into its leases."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-class _Fenced:
-    """The sink seen by one leased sync: every write carries the lease."""
-
-    def __init__(self, sink: PostgresSink, lease: Lease) -> None:
-        self.sink, self.lease = sink, lease
-
-    async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
-        return await self.sink.load_state(business_id)
-
-    async def save_chats(self, business_id: int, chats: Sequence[Chat]) -> None:
-        await self.sink.save_chats(business_id, chats, lease=self.lease)
-
-    async def save_page(
-        self, business_id: int, chat_id: int, messages: Sequence[ChatMessage], state: ChatState
-    ) -> None:
-        await self.sink.save_page(business_id, chat_id, messages, state, lease=self.lease)
-
-
-class _Leases:
-    """The lease queries, on the sink's pool and schema."""
-
-    def __init__(self, sink: PostgresSink, owner: str, lease_seconds: float) -> None:
-        s = sink.schema
-        self.sink, self.owner, self.seconds = sink, owner, lease_seconds
-        self._claim = f"""
-            UPDATE {s}.leases AS l
-            SET owner = $1, token = l.token + 1, claimed_at = now(),
-                expires_at = now() + make_interval(secs => $2)
-            WHERE l.business_id = (
-                SELECT business_id FROM {s}.leases
-                WHERE business_id = ANY($3::bigint[])
-                  AND (owner IS NULL OR expires_at < now())
-                  AND (finished_at IS NULL
-                       OR finished_at < coalesce($4, now() - make_interval(secs => $5)))
-                  AND (failed_at IS NULL
-                       OR failed_at < coalesce($4, now() - make_interval(secs => $5)))
-                ORDER BY greatest(finished_at, failed_at) NULLS FIRST, business_id
-                LIMIT 1
-                FOR UPDATE SKIP LOCKED
-            )
-            RETURNING business_id, token"""
-        self._renew = f"""
-            UPDATE {s}.leases SET expires_at = now() + make_interval(secs => $4)
-            WHERE business_id = $1 AND owner = $2 AND token = $3 RETURNING 1"""
-        self._release = f"""
-            UPDATE {s}.leases SET owner = NULL, expires_at = NULL,
-                finished_at = CASE WHEN $4 THEN now() ELSE finished_at END,
-                failed_at = CASE WHEN $5::text IS NOT NULL THEN now() ELSE failed_at END,
-                error = CASE WHEN $4 THEN NULL ELSE coalesce($5, error) END
-            WHERE business_id = $1 AND owner = $2 AND token = $3"""
-        self._pending = f"""
-            SELECT count(*) FROM {s}.leases
-            WHERE business_id = ANY($1::bigint[])
-              AND NOT coalesce(finished_at >= $2, false)
-              AND NOT coalesce(failed_at >= $2, false)"""
-        self._register = f"""
-            INSERT INTO {s}.leases (business_id) SELECT unnest($1::bigint[])
-            ON CONFLICT DO NOTHING"""
-
-    async def _call(self, doing: str, sql: str, *args: Any) -> Any:
-        return await self.sink._query(doing, "val", sql, *args)
-
-    async def register(self, business_ids: Sequence[int]) -> Any:
-        """Add a lease row for each business; the database's ``now()``."""
-        await self._call("register leases", self._register, list(business_ids))
-        return await self._call("read the clock", "SELECT now()")
-
-    async def claim(self, business_ids: Sequence[int], since: Any, interval: float) -> Lease | None:
-        args = (self.owner, self.seconds, list(business_ids), since, interval)
-        row = await self.sink._query("claim a lease", "row", self._claim, *args)
-        return None if row is None else Lease(row[0], self.owner, row[1])
-
-    async def renew(self, lease: Lease) -> bool:
-        args = (lease.business_id, lease.owner, lease.token, self.seconds)
-        return bool(await self._call("renew a lease", self._renew, *args))
-
-    async def release(self, lease: Lease, *, finished: bool, error: str | None = None) -> None:
-        args = (lease.business_id, lease.owner, lease.token, finished, error)
-        await self._call("release a lease", self._release, *args)
-
-    async def pending(self, business_ids: Sequence[int], since: Any) -> int:
-        return int(await self._call("count pending", self._pending, list(business_ids), since))
 
 
 @dataclasses.dataclass
@@ -237,7 +150,7 @@ async def run_worker(
     ids = list(dict.fromkeys(business_ids))
     report = WorkerReport(worker_id=worker_id or default_worker_id())
     await sink.open()
-    leases = _Leases(sink, report.worker_id, lease_seconds)
+    leases = Leases(sink, report.worker_id, lease_seconds)
     started_at = await leases.register(ids)
     since = None if follow else started_at
     poll = min(1.0, lease_seconds / 4, interval / 2 if follow and interval > 0 else 1.0)
@@ -248,7 +161,7 @@ async def run_worker(
     async def one(held: _Held) -> None:
         lease = held.lease
         task = asyncio.ensure_future(
-            sync(client, [lease.business_id], _Fenced(sink, lease), **sync_options)
+            sync(client, [lease.business_id], Fenced(sink, lease), **sync_options)
         )
         beat = asyncio.ensure_future(_heartbeat(leases, held, task))
         released = False
@@ -313,7 +226,7 @@ async def run_worker(
             await asyncio.gather(*active, return_exceptions=True)
 
 
-async def _heartbeat(leases: _Leases, held: _Held, task: asyncio.Future[Any]) -> None:
+async def _heartbeat(leases: Leases, held: _Held, task: asyncio.Future[Any]) -> None:
     """Renew ``held`` every third of the lease; stop ``task`` if the lease is lost."""
     while True:
         await asyncio.sleep(leases.seconds / 3)

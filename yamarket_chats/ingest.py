@@ -27,13 +27,14 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from .client import ChatsClient
 from .models import Chat, ChatMessage, ChatsPage
 from .pagination import PageIterator
 
-__all__ = ["DEFAULT_SETTLE_SECONDS", "ChatState", "Sink", "SyncReport", "sync"]
+__all__ = ["DEFAULT_SETTLE_SECONDS", "ChatState", "Claim", "Sink", "SyncReport", "sync"]
 
 #: Default margin for `sync`'s skip rule: one second of ``updated_at``
 #: resolution plus generous room for clock skew between us and the API.
@@ -62,6 +63,14 @@ class Sink(Protocol):
     store the messages first: then a crash between the two means the page is
     fetched and handed over again, i.e. at-least-once). Calls may come from
     several tasks at once; a sink serializes them as it needs to.
+
+    Optional: a sink shared by several processes may also have
+    ``claim(business_id)``, returning an async context manager that yields
+    the sink to write that business through (see `Claim`). `sync` enters it
+    before loading the business's checkpoints and leaves it after the last
+    write, so two syncs of one business never run at once
+    (`PostgresSink.claim` takes the business's lease; a sink that cannot get
+    the claim raises `SinkLockedError`). Sinks without it are used as they are.
     """
 
     async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
@@ -81,6 +90,10 @@ class Sink(Protocol):
     ) -> None:
         """Store one page of a chat's new messages and the checkpoint covering it."""
         ...
+
+
+Claim = Callable[[int], AbstractAsyncContextManager[Sink]]
+"""A sink's optional ``claim(business_id)``: hold the business for one sync (see `Sink`)."""
 
 
 @dataclasses.dataclass
@@ -187,12 +200,20 @@ class _Job:
     notify: Callable[[], None]
 
     async def business(self, business_id: int) -> None:
-        states = await self.sink.load_state(business_id)
+        claim: Claim | None = getattr(self.sink, "claim", None)
+        if claim is None:
+            await self._business(self.sink, business_id)
+            return
+        async with claim(business_id) as sink:
+            await self._business(sink, business_id)
+
+    async def _business(self, sink: Sink, business_id: int) -> None:
+        states = await sink.load_state(business_id)
         listed_at = time.time()
         chats: list[Chat] = []
         listed: set[int] = set()
         async for page in self.list_chats(business_id).pages():
-            await self.sink.save_chats(business_id, page.chats)
+            await sink.save_chats(business_id, page.chats)
             # A list that shifts while it is paged may show a chat twice; one
             # walk per chat, or two walks would race on its checkpoint.
             fresh = [chat for chat in page.chats if chat.chat_id not in listed]
@@ -205,12 +226,12 @@ class _Job:
 
         async def worker() -> None:
             for chat in queue:  # shared: each chat goes to exactly one worker
-                await self.chat(business_id, chat, states.get(chat.chat_id), listed_at)
+                await self.chat(sink, business_id, chat, states.get(chat.chat_id), listed_at)
 
         await _gather_or_cancel([worker() for _ in range(min(self.concurrency, len(chats)))])
 
     async def chat(
-        self, business_id: int, chat: Chat, state: ChatState | None, listed_at: float
+        self, sink: Sink, business_id: int, chat: Chat, state: ChatState | None, listed_at: float
     ) -> None:
         state = state or ChatState()
         if self.skip_unchanged and self._unchanged(chat, state):
@@ -232,14 +253,19 @@ class _Job:
                 if complete
                 else dataclasses.replace(state, last_message_id=last)
             )
-            await self._save_page(business_id, chat.chat_id, messages, new_state)
+            await self._save_page(sink, business_id, chat.chat_id, messages, new_state)
         self.report.chats_done += 1
         self.notify()
 
     async def _save_page(
-        self, business_id: int, chat_id: int, messages: list[ChatMessage], state: ChatState
+        self,
+        sink: Sink,
+        business_id: int,
+        chat_id: int,
+        messages: list[ChatMessage],
+        state: ChatState,
     ) -> None:
-        save = asyncio.ensure_future(self.sink.save_page(business_id, chat_id, messages, state))
+        save = asyncio.ensure_future(sink.save_page(business_id, chat_id, messages, state))
         try:
             await asyncio.shield(save)
         except asyncio.CancelledError:

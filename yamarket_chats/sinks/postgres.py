@@ -28,19 +28,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
+import os
 import re
-from collections.abc import Mapping, Sequence
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 
-from ..errors import YandexMarketError
+from ..errors import SinkLockedError, YandexMarketError
 from ..ingest import ChatState
 from ..models import Chat, ChatMessage
+from ._thread import check_lock_timeout
 
-__all__ = ["Lease", "LeaseLostError", "PostgresSink", "PostgresSinkError"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "LeaseLostError", "PostgresSink", "PostgresSinkError"]
+
+#: Seconds a lease outlives a sync or worker that stopped renewing it (killed, hung, cut off).
+DEFAULT_LEASE_SECONDS = 30.0
 
 _encode = msgspec.json.Encoder().encode
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -271,6 +279,12 @@ class PostgresSink:
         together: a database crash can only lose the last commits whole,
         and the next run fetches those pages again. ``True`` keeps the
         server's setting (a pool you pass in is never changed).
+    :param lock_timeout: how long a `sync` waits for a business that another
+        sync or a fleet worker holds (default 0: fail at once with
+        `SinkLockedError` naming the holder; ``math.inf``: wait for ever).
+    :param lease_seconds: how long the lease a `sync` holds on a business
+        outlives that sync if it dies without releasing it (SIGKILL, a lost
+        machine); renewed every third of it while the sync runs.
 
     Tables (in ``schema``): ``chats`` (key ``business_id, chat_id``),
     ``messages`` (key ``business_id, chat_id, message_id``; ``payload`` as
@@ -279,6 +293,11 @@ class PostgresSink:
     statement with its checkpoint: every message is stored exactly once and
     a crash loses at most the pages in flight. Timestamps are ``timestamptz``
     (the instant is kept; PostgreSQL does not keep the API's UTC offset).
+
+    One sync per business at a time: `sync` takes the business's lease
+    (`claim`, the row the fleet's workers take) before it reads the
+    checkpoints, so two overlapping runs of one business never walk its
+    chats twice, while syncs of different businesses run side by side.
 
     Use as ``async with PostgresSink(dsn) as sink``, or call `close()`. The
     pool is opened and the schema created on first use (or `open()`), inside
@@ -294,7 +313,15 @@ class PostgresSink:
         min_size: int = 1,
         max_size: int = 10,
         synchronous_commit: bool = False,
+        lock_timeout: float = 0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
+        self.lock_timeout = check_lock_timeout(lock_timeout)
+        if not (isinstance(lease_seconds, (int, float)) and 0 < lease_seconds < math.inf):
+            raise ValueError(
+                f"lease_seconds must be a number of seconds > 0, got {lease_seconds!r}"
+            )
+        self.lease_seconds = float(lease_seconds)
         if (dsn is None) == (pool is None):
             raise ValueError("pass exactly one of dsn and pool")
         if not _IDENTIFIER.match(schema):
@@ -313,6 +340,7 @@ class PostgresSink:
         self._ready = False
         self._closed = False
         self._sql: dict[tuple[str, bool], str] = {}
+        self._owner = default_worker_id()
 
     def __repr__(self) -> str:
         where = redact(self._dsn) if self._dsn is not None else "pool=..."
@@ -442,6 +470,51 @@ class PostgresSink:
             sql = self._sql[(key, fenced)] = _statement(template, self.schema, fenced, first_free)
         return await self._query(key.replace("_", " "), "val", sql, *args)
 
+    def _locked(
+        self, business_id: int, holder: str, left: float | None, waited: float
+    ) -> SinkLockedError:
+        where = _where(self._dsn) if self._dsn else "the pool's database"
+        expires = f", its lease expires in {max(left, 0.0):.1f} s unless renewed" if left else ""
+        wait = f"; waited {waited:g} s" if waited > 0 else ""
+        return SinkLockedError(
+            f"business {business_id} in PostgreSQL at {where} (schema {self.schema}) is in use"
+            f" by another sync: {self._scrub(holder)} holds it{expires}{wait}. The lease is"
+            f" released when that sync ends (or lapses when its holder dies);"
+            f" pass lock_timeout (seconds) to wait for it"
+        )
+
+    @contextlib.asynccontextmanager
+    async def claim(self, business_id: int) -> AsyncIterator[Fenced]:
+        """Hold the lease on ``business_id`` for one sync; yield the sink to write it through.
+
+        `yamarket_chats.ingest.sync` enters this before loading the business's
+        checkpoints. It takes the same lease row as a fleet worker
+        (`yamarket_chats.fleet`): it waits up to ``lock_timeout`` while another
+        sync or worker holds it, then raises `SinkLockedError` naming the
+        holder. The lease is renewed while the sync runs and released when it
+        ends; every write through the yielded sink is fenced by it, so a sync
+        that lost its lease (paused past ``lease_seconds``) writes nothing more
+        and gets `LeaseLostError`.
+        """
+        leases = Leases(self, self._owner, self.lease_seconds)
+        lease = await leases.take(business_id, self.lock_timeout)
+        renewing = asyncio.ensure_future(_renew(leases, lease))
+        try:
+            yield Fenced(self, lease)
+        finally:
+            renewing.cancel()
+            release = asyncio.ensure_future(leases.release(lease, finished=False))
+            cancelled = False
+            while not release.done():  # released even when cancelled (Ctrl-C)
+                try:
+                    await asyncio.wait([release])
+                except asyncio.CancelledError:
+                    cancelled = True
+            if not release.cancelled():
+                release.exception()  # failed: the lease lapses after lease_seconds
+            if cancelled:
+                raise asyncio.CancelledError
+
     # -- the Sink protocol -----------------------------------------------------------
 
     async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
@@ -499,3 +572,141 @@ class PostgresSink:
         )
         if not ok:
             raise LeaseLostError(f"the lease on business {business_id} was taken over")
+
+
+# -- leases (the fleet's, and a plain sync's claim) ---------------------------------
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``, the owner name a worker writes into its leases."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Fenced:
+    """The sink as one leased sync sees it: every write carries the lease (the fence)."""
+
+    def __init__(self, sink: PostgresSink, lease: Lease) -> None:
+        self.sink, self.lease = sink, lease
+
+    async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
+        return await self.sink.load_state(business_id)
+
+    async def save_chats(self, business_id: int, chats: Sequence[Chat]) -> None:
+        await self.sink.save_chats(business_id, chats, lease=self.lease)
+
+    async def save_page(
+        self, business_id: int, chat_id: int, messages: Sequence[ChatMessage], state: ChatState
+    ) -> None:
+        await self.sink.save_page(business_id, chat_id, messages, state, lease=self.lease)
+
+
+class Leases:
+    """The lease queries of one owner, on the sink's pool and schema (fleet and plain syncs)."""
+
+    def __init__(self, sink: PostgresSink, owner: str, lease_seconds: float) -> None:
+        s = sink.schema
+        self.sink, self.owner, self.seconds = sink, owner, lease_seconds
+        self._claim = f"""
+            UPDATE {s}.leases AS l
+            SET owner = $1, token = l.token + 1, claimed_at = now(),
+                expires_at = now() + make_interval(secs => $2)
+            WHERE l.business_id = (
+                SELECT business_id FROM {s}.leases
+                WHERE business_id = ANY($3::bigint[])
+                  AND (owner IS NULL OR expires_at < now())
+                  AND (finished_at IS NULL
+                       OR finished_at < coalesce($4, now() - make_interval(secs => $5)))
+                  AND (failed_at IS NULL
+                       OR failed_at < coalesce($4, now() - make_interval(secs => $5)))
+                ORDER BY greatest(finished_at, failed_at) NULLS FIRST, business_id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING business_id, token"""
+        self._renew = f"""
+            UPDATE {s}.leases SET expires_at = now() + make_interval(secs => $4)
+            WHERE business_id = $1 AND owner = $2 AND token = $3 RETURNING 1"""
+        self._release = f"""
+            UPDATE {s}.leases SET owner = NULL, expires_at = NULL,
+                finished_at = CASE WHEN $4 THEN now() ELSE finished_at END,
+                failed_at = CASE WHEN $5::text IS NOT NULL THEN now() ELSE failed_at END,
+                error = CASE WHEN $4 THEN NULL ELSE coalesce($5, error) END
+            WHERE business_id = $1 AND owner = $2 AND token = $3"""
+        self._pending = f"""
+            SELECT count(*) FROM {s}.leases
+            WHERE business_id = ANY($1::bigint[])
+              AND NOT coalesce(finished_at >= $2, false)
+              AND NOT coalesce(failed_at >= $2, false)"""
+        self._register = f"""
+            INSERT INTO {s}.leases (business_id) SELECT unnest($1::bigint[])
+            ON CONFLICT DO NOTHING"""
+        self._take = f"""
+            UPDATE {s}.leases SET owner = $2, token = token + 1, claimed_at = now(),
+                expires_at = now() + make_interval(secs => $3)
+            WHERE business_id = $1 AND (owner IS NULL OR expires_at < now())
+            RETURNING token"""
+        self._holder = f"""
+            SELECT owner, extract(epoch FROM expires_at - now())::float8 FROM {s}.leases
+            WHERE business_id = $1"""
+
+    async def _call(self, doing: str, sql: str, *args: Any) -> Any:
+        return await self.sink._query(doing, "val", sql, *args)
+
+    async def register(self, business_ids: Sequence[int]) -> Any:
+        """Add a lease row for each business; the database's ``now()``."""
+        await self._call("register leases", self._register, list(business_ids))
+        return await self._call("read the clock", "SELECT now()")
+
+    async def claim(self, business_ids: Sequence[int], since: Any, interval: float) -> Lease | None:
+        args = (self.owner, self.seconds, list(business_ids), since, interval)
+        row = await self.sink._query("claim a lease", "row", self._claim, *args)
+        return None if row is None else Lease(row[0], self.owner, row[1])
+
+    async def renew(self, lease: Lease) -> bool:
+        args = (lease.business_id, lease.owner, lease.token, self.seconds)
+        return bool(await self._call("renew a lease", self._renew, *args))
+
+    async def release(self, lease: Lease, *, finished: bool, error: str | None = None) -> None:
+        args = (lease.business_id, lease.owner, lease.token, finished, error)
+        await self._call("release a lease", self._release, *args)
+
+    async def pending(self, business_ids: Sequence[int], since: Any) -> int:
+        return int(await self._call("count pending", self._pending, list(business_ids), since))
+
+    async def take(self, business_id: int, timeout: float) -> Lease:
+        """The lease of one business, whatever its schedule: a plain sync's claim.
+
+        Waits up to ``timeout`` seconds for its holder to release it (or to
+        die and let it lapse), then raises `SinkLockedError` naming the holder.
+        """
+        await self._call("register a lease", self._register, [business_id])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.05
+        while True:
+            args = (business_id, self.owner, self.seconds)
+            token = await self._call("claim a lease", self._take, *args)
+            if token is not None:
+                return Lease(business_id, self.owner, token)
+            left = deadline - loop.time()
+            if left <= 0:
+                row = await self.sink._query("read a lease", "row", self._holder, business_id)
+                if row is not None and row[0] is not None:  # else: just released, try again
+                    raise self.sink._locked(business_id, row[0], row[1], timeout)
+            await asyncio.sleep(max(0.0, min(delay, left)))
+            delay = min(delay * 2, 1.0)
+
+
+async def _renew(leases: Leases, lease: Lease) -> None:
+    """Renew ``lease`` every third of its time until cancelled or taken over.
+
+    A lease that lapses anyway (the database unreachable too long) is safe:
+    the fence refuses the holder's next write with `LeaseLostError`.
+    """
+    while True:
+        await asyncio.sleep(leases.seconds / 3)
+        try:
+            if not await leases.renew(lease):
+                return
+        except PostgresSinkError:
+            continue  # the sync's own writes report the database's trouble
