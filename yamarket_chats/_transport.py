@@ -44,6 +44,8 @@ logger = logging.getLogger("yamarket_chats")
 
 T = TypeVar("T")
 
+_PARALLEL_420 = "420, quota left (parallel cap)"
+
 #: A wait on client-side limits longer than this is logged at WARNING.
 WAIT_WARNING_SECONDS: Final = 1.0
 
@@ -363,6 +365,9 @@ class Transport:
                 if timeout is not full_timeout and isinstance(exc, asyncio.TimeoutError):
                     message = f"max_wait of {max_wait:g} s ran out during the request"
                     retry = False
+                    _warn(
+                        name, business_id, "timed out", f"no time left in max_wait={max_wait:g} s"
+                    )
                 error = TransportError(message, method=name, business_id=business_id)
                 if not retry or failures >= policy.max_retries:
                     raise error from exc
@@ -428,15 +433,10 @@ class Transport:
                     continue  # acquire() waits for -Until
                 counters.parallel_420 += 1
                 if limited >= policy.rate_limit_retries:
-                    _warn(
-                        name,
-                        business_id,
-                        "420, quota left (parallel cap)",
-                        "retries used up; giving up",
-                    )
+                    _warn(name, business_id, _PARALLEL_420, "retries used up; giving up")
                     raise api_error
                 limited += 1
-                await self._backoff(state, limited, "420 parallel cap", api_error, None)
+                await self._backoff(state, limited, _PARALLEL_420, api_error, None)
                 continue
             if status >= 500 and op.idempotent and failures < policy.max_retries:
                 failures += 1
