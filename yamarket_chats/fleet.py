@@ -26,6 +26,11 @@ them over if their holder dies), and returns when all are done. With
 ``follow``, it never returns: a business is due again ``interval`` seconds
 after its last sync finished.
 
+A plain `sync` into the same `PostgresSink` takes the same lease row on each
+of its businesses (`PostgresSink.claim`; the lease code lives there), so it
+never overlaps a worker on one business: a worker skips a business a sync
+holds, and a sync waits ``lock_timeout`` for a worker's, then fails.
+
 `follow` is the same loop for one process and any sink (SQLite, JSON Lines).
 """
 

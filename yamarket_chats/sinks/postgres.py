@@ -20,7 +20,10 @@ once create it once), and a later version adds its migration to
 
 The fleet (`yamarket_chats.fleet`) keeps its business leases in the same
 schema; a page written for a lease is fenced by the lease's token in the same
-statement, so a worker that lost its lease can never write again.
+statement, so a worker that lost its lease can never write again. A plain
+`sync` takes the same lease on each business it syncs (`PostgresSink.claim`),
+so two overlapping syncs, or a sync and a worker, never walk one business at
+once, while different businesses proceed side by side.
 """
 
 from __future__ import annotations
