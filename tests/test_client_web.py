@@ -4,6 +4,7 @@ tracing, loop safety and 2xx answers that say ERROR. Against the fake on loopbac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -50,21 +51,21 @@ def chat_path(fake: FakeServer) -> tuple[int, str]:
     return chat_id, f"/v2/businesses/{BUSINESS}/chat?chatId={chat_id}"
 
 
-async def hold_slots(fake: FakeServer, chat_id: int, seconds: float) -> list[asyncio.Task[Any]]:
+@contextlib.asynccontextmanager
+async def slots_held(fake: FakeServer, chat_id: int, seconds: float) -> AsyncIterator[None]:
     """Another integration holds all 4 of the cabinet's parallel slots for `seconds`."""
     fake.faults.add("latency", delay=seconds, times=4)
-    other = aiohttp.ClientSession(headers={"Api-Key": fake.api_key})
     url = f"{fake.url}/v2/businesses/{BUSINESS}/chat?chatId={chat_id}"
+    async with aiohttp.ClientSession(headers={"Api-Key": fake.api_key}) as other:
 
-    async def one() -> None:
-        async with other.get(url) as resp:
-            await resp.read()
+        async def one() -> None:
+            async with other.get(url) as resp:
+                await resp.read()
 
-    tasks = [asyncio.create_task(one()) for _ in range(4)]
-    await fake.wait_in_flight(BUSINESS, 4)
-    closing = asyncio.gather(*tasks, return_exceptions=True)
-    closing.add_done_callback(lambda _: asyncio.ensure_future(other.close()))
-    return tasks
+        tasks = [asyncio.create_task(one()) for _ in range(4)]
+        await fake.wait_in_flight(BUSINESS, 4)
+        yield
+        await asyncio.gather(*tasks)
 
 
 # -- max_wait -------------------------------------------------------------------
@@ -108,14 +109,12 @@ async def test_persistent_parallel_420_gives_up_after_its_budget(
 ) -> None:
     chat_id, _ = chat_path(fake)
     client = make_client(max_retries=2, max_concurrency=None, max_wait=30)
-    held = await hold_slots(fake, chat_id, 3.0)
-    with pytest.raises(RateLimitError) as info:
-        await client.get_chat(BUSINESS, chat_id)
-    # 2 x max_retries 420s are retried: 1 + 4 requests in all
-    assert [e.status for e in fake.journal if e.status is not None] == [420] * 5
+    async with slots_held(fake, chat_id, 1.5):
+        with pytest.raises(RateLimitError) as info:
+            await client.get_chat(BUSINESS, chat_id)
+        # 2 x max_retries 420s are retried: 1 + 4 requests in all
+        assert [e.status for e in fake.journal if e.status is not None] == [420] * 5
     assert info.value.retry_at is None
-    for task in held:
-        task.cancel()
 
 
 async def test_persistent_parallel_420_stops_inside_max_wait(
@@ -126,13 +125,11 @@ async def test_persistent_parallel_420_stops_inside_max_wait(
     client = make_client(
         max_retries=20, max_concurrency=None, max_wait=1.5, backoff=0.5, max_backoff=60
     )
-    held = await hold_slots(fake, chat_id, 4.0)
-    started = time.monotonic()
-    with pytest.raises(RateLimitError):
-        await client.get_chat(BUSINESS, chat_id)
-    assert time.monotonic() - started <= 1.5
-    for task in held:
-        task.cancel()
+    async with slots_held(fake, chat_id, 2.0):
+        started = time.monotonic()
+        with pytest.raises(RateLimitError):
+            await client.get_chat(BUSINESS, chat_id)
+        assert time.monotonic() - started <= 1.5
 
 
 async def test_client_slots_busy_past_max_wait_is_a_client_quota_error(
@@ -140,7 +137,7 @@ async def test_client_slots_busy_past_max_wait_is_a_client_quota_error(
 ) -> None:
     chat_id, _ = chat_path(fake)
     client = make_client(max_concurrency=1)
-    fake.faults.add("latency", delay=2.0, times=1)
+    fake.faults.add("latency", delay=1.0, times=1)
     busy = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
     await fake.wait_in_flight(BUSINESS, 1)
     started = time.monotonic()
@@ -181,13 +178,13 @@ async def test_backoff_that_would_pass_max_wait_raises_the_error_now(
 
 
 @pytest.mark.parametrize(
-    "fake", [one_business(quota_window=2.0, quotas={"get_chat": 3})], indirect=True
+    "fake", [one_business(quota_window=1.0, quotas={"get_chat": 3})], indirect=True
 )
 async def test_spent_quota_inside_max_wait_is_waited_out(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
     chat_id, path = chat_path(fake)
-    await asyncio.sleep(2.0 - time.time() % 2.0 + 0.05)  # a fresh window
+    await asyncio.sleep(1.0 - time.time() % 1.0 + 0.05)  # a fresh window
     await spend_window(fake, path)
     client = make_client(max_wait=5)
     assert (await client.get_chat(BUSINESS, chat_id)).chat_id == chat_id
