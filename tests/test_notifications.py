@@ -33,7 +33,7 @@ from yamarket_chats.notifications import (
     fetch_chat,
     fetch_message,
 )
-from yamarket_chats.testing import FakeServer
+from yamarket_chats.testing import FakeNotifier, FakeServer
 
 from .conftest import BUSINESS
 
@@ -445,3 +445,164 @@ async def test_fake_records_failed_deliveries_and_stops(fake: FakeServer) -> Non
     fake.market.add_chat(BUSINESS)  # no longer notified
     assert len(notifier.deliveries) == 1
     await fake.stop_notifying()  # idempotent
+
+
+# -- shutting down -------------------------------------------------------------------
+
+CREATED = (
+    b'{"notificationType": "CHAT_CREATED", "businessId": 1, "chatId": 1,'
+    b' "createdAt": "2025-01-01T00:00:00Z"}'
+)
+
+
+class SlowStore(MemorySeenStore):
+    """A seen-set whose ``add`` takes ``delay`` seconds, or until ``gate`` opens."""
+
+    def __init__(self, delay: float | None = None) -> None:
+        super().__init__()
+        self.delay = delay
+        self.calls = 0
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def add(self, key: str) -> bool:
+        self.calls += 1
+        self.entered.set()
+        if self.delay is None:
+            await self.gate.wait()
+        else:
+            await asyncio.sleep(self.delay)
+        return await super().add(key)
+
+
+async def test_a_request_in_flight_at_shutdown_runs_its_callback_before_cleanup() -> None:
+    log: list[str] = []
+
+    async def callback(event: Notification) -> None:
+        log.append("callback start")
+        await asyncio.sleep(0.2)
+        log.append("callback done")
+
+    async def close_client(_: web.Application) -> None:
+        log.append("client closed")
+
+    async def client_context(_: web.Application) -> AsyncIterator[None]:
+        yield
+        log.append("client context closed")
+
+    app = web.Application()
+    # Registered first, as an app usually does: the receiver must still drain before.
+    app.on_cleanup.append(close_client)
+    app.cleanup_ctx.append(client_context)
+    store = SlowStore(1.0)
+    add_notification_route(app, "/notification", callback, name=NAME, version=VERSION, seen=store)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    posting = asyncio.ensure_future(post(f"http://{host}:{port}/notification", CREATED))
+    await asyncio.wait_for(store.entered.wait(), 10)
+    await asyncio.sleep(0.3)  # the request is waiting on the seen-set (1 s)
+    await runner.cleanup()
+    status, answer = await asyncio.wait_for(posting, 10)
+    assert status == 200
+    assert_ok(answer)
+    await asyncio.sleep(0.3)  # a callback started late would show up here
+    assert log == ["callback start", "callback done", "client context closed", "client closed"]
+
+
+async def test_aclose_refuses_new_events_and_waits_for_those_being_accepted() -> None:
+    inbox = Inbox()
+    store = SlowStore()
+    receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
+    accepting = asyncio.ensure_future(receiver.handle(CREATED))
+    await asyncio.wait_for(store.entered.wait(), 10)  # in the seen-set, no callback yet
+    assert receiver.pending == 1
+    closing = asyncio.ensure_future(receiver.aclose())
+    await asyncio.sleep(0)
+    assert receiver.closing and not closing.done()
+    late = await receiver.handle(b'{"notificationType": "X", "n": 2}')
+    assert late.status == 500 and late.event is None
+    assert msgspec.json.decode(late.body)["error"]["type"] == "UNKNOWN"
+    assert store.calls == 1  # not remembered: Market's redelivery will be heard
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # still waiting for the event being accepted
+    store.gate.set()
+    assert (await accepting).status == 200
+    await asyncio.wait_for(closing, 10)
+    assert len(inbox.events) == 1  # its callback ran before aclose() returned
+    assert receiver.pending == 0 and receiver.counts["closing"] == 1
+    assert (await receiver.handle(b'{"notificationType": "X", "n": 3}')).status == 500
+    assert not inbox.events[1:]
+
+
+async def test_aclose_gives_up_on_an_event_still_being_accepted() -> None:
+    inbox = Inbox()
+    store = SlowStore()
+    receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
+    accepting = asyncio.ensure_future(receiver.handle(CREATED))
+    await asyncio.wait_for(store.entered.wait(), 10)
+    await receiver.aclose(timeout=0.05)
+    store.gate.set()
+    answer = await accepting
+    assert answer.status == 500  # too late to run a callback: delivered again later
+    assert len(store) == 0 and receiver.pending == 0
+    await asyncio.sleep(0.05)
+    assert not inbox.events
+
+
+# -- the fake notifier ---------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def slow_endpoint(delay: float) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """An endpoint answering 200 after ``delay`` seconds; yields its URL and the bodies."""
+    bodies: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        await asyncio.sleep(delay)
+        return web.json_response({"version": VERSION, "name": NAME, "time": "2025-01-01T00:00:00Z"})
+
+    app = web.Application()
+    app.router.add_post("/notification", handler)
+    async with serve(app) as base:
+        yield base + "/notification", bodies
+
+
+async def test_the_fake_gives_ping_one_second_as_market_does(fake: FakeServer) -> None:
+    async with slow_endpoint(1.6) as (url, _):
+        notifier = FakeNotifier(fake.market, url, timeout=10.0)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            ping = await notifier.ping()
+            assert loop.time() - started < 1.5
+            assert ping.status is None and ping.error and "Timeout" in ping.error
+            (event,) = await notifier.send({"notificationType": "X"})  # 10 s for the others
+            assert event.status == 200
+        finally:
+            await notifier.aclose()
+
+
+async def test_an_odd_payload_does_not_stop_the_fake_notifier(fake: FakeServer) -> None:
+    async with slow_endpoint(0) as (url, bodies):
+        notifier = FakeNotifier(fake.market, url)
+        try:
+            with pytest.raises(TypeError):
+                notifier.send_soon({"notificationType": "JUNK", "x": b"raw bytes"})
+            with pytest.raises(TypeError):
+                await notifier.send({"notificationType": "JUNK", "x": {1, 2}})
+            notifier.headers = {"X-Bad": "a\r\nb"}  # the POST itself raises ValueError
+            notifier.send_soon({"notificationType": "X", "n": 1})
+            await asyncio.wait_for(notifier.wait_idle(), 10)
+            (failed,) = notifier.deliveries
+            assert failed.status is None and failed.error and "ValueError" in failed.error
+            notifier.headers = {}
+            notifier.send_soon({"notificationType": "X", "n": 2})
+            await asyncio.wait_for(notifier.wait_idle(), 10)  # the worker carried on
+            assert [d.status for d in notifier.deliveries] == [None, 200]
+            assert [json.loads(b) for b in bodies] == [{"notificationType": "X", "n": 2}]
+        finally:
+            await notifier.aclose()

@@ -30,10 +30,12 @@ from yamarket_chats.notifications import (
     MemorySeenStore,
     Notification,
     NotificationFetcher,
+    NotificationFormatError,
     NotificationReceiver,
     add_notification_route,
     allow_networks,
     decode_notification,
+    dedup_key,
 )
 from yamarket_chats.testing import FakeServer
 
@@ -515,3 +517,128 @@ async def test_a_cancelled_answer_gives_its_slot_back() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert receiver.pending == 0
+
+
+# -- what a body can cost the seen-set ---------------------------------------------
+
+
+class KeyBytesStore(MemorySeenStore):
+    """A seen-set that counts the bytes of the keys it keeps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key_bytes = 0
+        self.longest = 0
+
+    async def add(self, key: str) -> bool:
+        new = await super().add(key)
+        if new:
+            self.key_bytes += len(key.encode())
+            self.longest = max(self.longest, len(key.encode()))
+        return new
+
+
+async def test_seen_keys_stay_small_whatever_the_message_id_holds() -> None:
+    # The spec gives messageId no length bound: 2,000 events with a 60 KB one
+    # each would keep 120 MB of keys (6 GB at the default 100,000 keys).
+    store = KeyBytesStore()
+    calls = 0
+
+    async def count(event: Notification) -> None:
+        nonlocal calls
+        calls += 1
+
+    receiver = NotificationReceiver(
+        count, name=NAME, version=VERSION, seen=store, max_pending=10_000
+    )
+    filler = "9" * 60_000
+    for i in range(2000):
+        answer = await receiver.handle(message_body(f"{i}-{filler}"))
+        assert answer.status == 200 and answer.event is not None
+    again = await receiver.handle(message_body(f"7-{filler}"))  # a redelivery
+    assert again.status == 200 and again.event is None
+    await receiver.aclose()
+    assert calls == 2000 and len(store) == 2000
+    assert store.longest <= 200
+    assert store.key_bytes <= 2000 * 200  # 400 KB, not 120 MB
+
+
+def test_dedup_keys_are_short_and_keep_short_ids_readable() -> None:
+    short = decode_notification(message_body(345))
+    assert dedup_key(short) == f"CHAT_MESSAGE_SENT:{BUSINESS}:77:345"
+    long_ids = [decode_notification(message_body(c * 60_000)) for c in "ab"]
+    keys = {dedup_key(event) for event in long_ids}
+    assert len(keys) == 2 and all(len(key) <= 200 for key in keys)
+    odd_type = json.dumps({"notificationType": "X" * 60_000, "n": 1})
+    assert len(dedup_key(decode_notification(odd_type))) <= 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"notificationType": "PING", "x": "\ud800"}', '{"notificationType": "PI\udfffNG"}'],
+)
+async def test_a_str_body_with_a_lone_surrogate_is_400(body: str) -> None:
+    with pytest.raises(NotificationFormatError, match="not UTF-8"):
+        decode_notification(body)
+    inbox = Inbox()
+    receiver = NotificationReceiver(inbox, name=NAME, version=VERSION)
+    answer = await receiver.handle(body)
+    assert answer.status == 400
+    assert json.loads(answer.body)["error"]["type"] == "WRONG_EVENT_FORMAT"
+    assert receiver.pending == 0 and not inbox.events
+
+
+@pytest.mark.parametrize(
+    "business", ["999", str(BUSINESS), 999.0, float(BUSINESS), None, True, [5]]
+)
+async def test_an_unknown_type_with_a_non_int_business_id_is_403(business: object) -> None:
+    inbox, store = Inbox(), CountingStore()
+    receiver = NotificationReceiver(
+        inbox, name=NAME, version=VERSION, business_ids={BUSINESS}, seen=store
+    )
+    body = json.dumps({"notificationType": "CHAT_CREATED_V2", "businessId": business, "chatId": 1})
+    answer = await receiver.handle(body)
+    assert answer.status == 403 and answer.event is None
+    assert receiver.counts["wrong_business"] == 1
+    assert store.calls == 0 and not inbox.events
+    huge = json.dumps({"notificationType": "X", "businessId": "9" * 60_000})
+    message = json.loads((await receiver.handle(huge)).body)["error"]["message"]
+    assert message == "business a string of 60000 characters is not served here"
+    ok = json.dumps({"notificationType": "CHAT_CREATED_V2", "businessId": BUSINESS, "chatId": 1})
+    assert (await receiver.handle(ok)).status == 200
+    await receiver.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"business_ids": {2**63}}, "business_ids"),
+        ({"business_ids": {2**64}}, "business_ids"),
+        ({"business_ids": {0}}, "business_ids"),
+        ({"business_ids": {True}}, "business_ids"),
+        ({"max_pending": 2**64}, "max_pending"),
+        ({"max_pending": 0}, "max_pending"),
+        ({"max_body_bytes": 1023}, "max_body_bytes"),
+        ({"max_body_bytes": 2048.0}, "max_body_bytes"),
+        ({"seen_timeout": float("inf")}, "seen_timeout"),
+        ({"seen_timeout": float("nan")}, "seen_timeout"),
+        ({"callback_timeout": True}, "callback_timeout"),
+        ({"callback_timeout": "5"}, "callback_timeout"),
+    ],
+)
+async def test_receiver_options_follow_the_client_rules(
+    options: dict[str, Any], field: str, client: ChatsClient
+) -> None:
+    with pytest.raises(InvalidRequestError, match=field) as info:
+        NotificationReceiver(Inbox(), name=NAME, version=VERSION, **options)
+    if field == "business_ids" and next(iter(options[field])) > 1:
+        assert "int64" in str(info.value)
+        with pytest.raises(InvalidRequestError, match=r"business_ids.*int64"):
+            NotificationFetcher(client, business_ids=options[field])
+
+
+def test_dedup_keys_hash_non_ascii_and_control_characters() -> None:
+    for raw in ("\U0001f600" * 60, "12\n34", "é"):
+        key = dedup_key(decode_notification(message_body(raw)))
+        assert key.isascii() and key.isprintable() and len(key) <= 200
+        assert raw not in key

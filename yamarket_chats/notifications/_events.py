@@ -50,6 +50,8 @@ _BusinessId = Annotated[int, msgspec.Meta(ge=1, le=_INT64_MAX)]
 # `format: date-time` (RFC 3339): an offset is required, a naive time refused.
 _Time = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 _DECIMAL_ID: Final = re.compile(r"[0-9]{1,19}")
+# Body strings longer than this go into a dedup key as their digest.
+_SHORT_TEXT: Final = 64
 
 
 class NotificationFormatError(YandexMarketError, ValueError):
@@ -186,8 +188,19 @@ def decode_notification(body: bytes | str, *, max_bytes: int = MAX_BODY_BYTES) -
     nested deeper than :data:`MAX_DEPTH`, that is not a JSON object with a
     string ``notificationType``, or a known type whose fields break the spec.
     """
-    # A str has at least one byte per character: measure before encoding.
-    if len(body) > max_bytes or (isinstance(body, str) and len(body := body.encode()) > max_bytes):
+    if isinstance(body, str):
+        # At least one byte per character: measure before encoding.
+        if len(body) > max_bytes:
+            raise NotificationFormatError(
+                f"body is {len(body)} characters, over the limit of {max_bytes} bytes"
+            )
+        try:
+            body = body.encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 form
+            raise NotificationFormatError(
+                f"body is not UTF-8 text: {exc.reason} at character {exc.start}"
+            ) from None
+    if len(body) > max_bytes:
         raise NotificationFormatError(
             f"body is {len(body)} bytes, over the limit of {max_bytes} bytes"
         )
@@ -219,10 +232,29 @@ def business_of(event: Notification) -> int | None:
     return getattr(event, "business_id", None)
 
 
+def _short(text: str) -> str:
+    """``text`` itself when short printable ASCII, else a fixed-size digest of it.
+
+    Strings from the body (``messageId``, ``notificationType``) have no length
+    bound in the spec; a key must not grow with them, or the seen-set's
+    memory would be bounded by key count only. ASCII keeps a key at one byte
+    per character (and its log lines on one line). A digest (71 characters)
+    is longer than any kept text, so the two forms never collide.
+    """
+    if len(text) <= _SHORT_TEXT and text.isascii() and text.isprintable():
+        return text
+    return "sha256=" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def dedup_key(event: Notification) -> str:
-    """The key a repeated delivery of ``event`` shares with the first one."""
+    """The key a repeated delivery of ``event`` shares with the first one.
+
+    At most a few hundred bytes whatever the body holds: long strings are
+    replaced by their SHA-256 digest.
+    """
     if isinstance(event, ChatMessageSentNotification):
-        return f"CHAT_MESSAGE_SENT:{event.business_id}:{event.chat_id}:{event.raw_message_id}"
+        message = _short(event.raw_message_id)
+        return f"CHAT_MESSAGE_SENT:{event.business_id}:{event.chat_id}:{message}"
     if isinstance(event, ChatCreatedNotification):
         return f"CHAT_CREATED:{event.business_id}:{event.chat_id}"
     if isinstance(event, ChatArbitrageStartedNotification):
@@ -234,4 +266,4 @@ def dedup_key(event: Notification) -> str:
     if isinstance(event, PingNotification):
         return f"PING:{event.time.timestamp() if event.time else ''}"
     canonical = msgspec.json.encode(event.raw, order="sorted")
-    return f"{event.notification_type}:{hashlib.sha256(canonical).hexdigest()}"
+    return f"{_short(event.notification_type)}:{hashlib.sha256(canonical).hexdigest()}"

@@ -2,15 +2,17 @@
 
 Guards run cheapest first and each refusal leaves no trace: the secret and the
 source address (403), the ``Content-Type`` and the size (400), the JSON and
-its nesting (400), the business (403), room for one more callback (500, so
-Market delivers again later), and only then the seen-set and the callback.
-The answer never waits for the callback.
+its nesting (400), the business (403), not shutting down and room for one
+more callback (500, so Market delivers again later), and only then the
+seen-set and the callback. The answer never waits for the callback; at
+shutdown :meth:`NotificationReceiver.aclose` waits for every event accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -20,12 +22,14 @@ from typing import Final, NamedTuple
 import msgspec
 from aiohttp import web
 
+from .._validate import positive_id, seconds
 from ..errors import InvalidRequestError
 from ._events import (
     MAX_BODY_BYTES,
     Notification,
     NotificationFormatError,
     PingNotification,
+    UnknownNotification,
     business_of,
     decode_notification,
     dedup_key,
@@ -113,25 +117,21 @@ def _text(field: str, value: object) -> str:
     return value
 
 
-def _positive_int(field: str, value: object, minimum: int = 1) -> int:
-    if type(value) is not int or value < minimum:
-        raise InvalidRequestError(f"{field} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _seconds(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
-        raise InvalidRequestError(f"{field} must be a number of seconds > 0, got {value!r}")
-    return float(value)
+def _count(field: str, value: object, minimum: int) -> int:
+    """An int64 >= ``minimum`` (the client's id rule, plus a floor of its own)."""
+    number = positive_id(field, value)
+    if number < minimum:
+        raise InvalidRequestError(f"{field} must be an integer >= {minimum}, got {number}")
+    return number
 
 
 def business_set(field: str, ids: Iterable[int] | None) -> frozenset[int] | None:
-    """Validate a set of business ids (each int >= 1, at least one)."""
+    """Validate a set of business ids (each an int64 >= 1, at least one)."""
     if ids is None:
         return None
     if isinstance(ids, (str, bytes)):
         raise InvalidRequestError(f"{field} must be a collection of ints, got a string")
-    result = frozenset(_positive_int(field, value) for value in ids)
+    result = frozenset(positive_id(field, value) for value in ids)
     if not result:
         raise InvalidRequestError(f"{field} must name at least one business id")
     return result
@@ -190,19 +190,25 @@ class NotificationReceiver:
         self.secret_header = secret_header
         self.allow = allow
         self.business_ids = business_set("business_ids", business_ids)
-        self.max_body_bytes = _positive_int("max_body_bytes", max_body_bytes, 1024)
-        self.max_pending = _positive_int("max_pending", max_pending)
+        self.max_body_bytes = _count("max_body_bytes", max_body_bytes, 1024)
+        self.max_pending = _count("max_pending", max_pending, 1)
         self.callback_timeout = (
-            None if callback_timeout is None else _seconds("callback_timeout", callback_timeout)
+            None if callback_timeout is None else seconds("callback_timeout", callback_timeout)
         )
         self.seen: SeenStore = seen if seen is not None else MemorySeenStore()
         self.reject_duplicates = reject_duplicates
-        self.seen_timeout = _seconds("seen_timeout", seen_timeout)
+        self.seen_timeout = seconds("seen_timeout", seen_timeout)
         #: Answers given, by outcome: ``accepted``, ``ping``, ``duplicate``,
-        #: ``forbidden``, ``wrong_business``, ``bad_format``, ``busy``, ``seen_failed``.
+        #: ``forbidden``, ``wrong_business``, ``bad_format``, ``busy``, ``closing``,
+        #: ``seen_failed``.
         self.counts: collections.Counter[str] = collections.Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._reserved = 0
+        # Set by aclose(): new events are refused from then on. `_closed`: aclose()
+        # has returned, so a callback starting now would outlive the shutdown.
+        self._closing = False
+        self._closed = False
+        self._settled: asyncio.Event | None = None  # aclose() waits on it
         self._log = _QuietLog()
 
     def __repr__(self) -> str:
@@ -215,6 +221,22 @@ class NotificationReceiver:
     def pending(self) -> int:
         """Callbacks running or about to start."""
         return len(self._tasks) + self._reserved
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`aclose` was called: new events are answered 500."""
+        return self._closing
+
+    def _release(self) -> None:
+        """Give back one reservation (the callback started, or will not)."""
+        self._reserved -= 1
+        if self._settled is not None:
+            self._settled.set()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._settled is not None:
+            self._settled.set()
 
     def ok(self) -> bytes:
         """The success body: this app's version and name, and the time now."""
@@ -307,12 +329,20 @@ class NotificationReceiver:
         if isinstance(event, PingNotification):
             self.counts["ping"] += 1
             return NotificationAnswer(200, self.ok(), None), None
-        business = business_of(event)
-        if self.business_ids is not None and business not in (None, *self.business_ids):
-            kind = event_type(event)
-            self._log(logging.WARNING, "business", "refused a %s for business %s", kind, business)
-            message = f"business {business} is not served here"
-            return self._refuse("wrong_business", 403, "UNKNOWN", message), None
+        refused = self._check_business(event)
+        if refused is not None:
+            return refused, None
+        if self._closing:
+            # Not remembered: the redelivery, to this service restarted, is heard.
+            self._log(
+                logging.WARNING,
+                "closing",
+                "shutting down; answering 500 to a %s so that Market delivers it again later",
+                event_type(event),
+            )
+            return self._refuse(
+                "closing", 500, "UNKNOWN", "shutting down, deliver again later"
+            ), None
         if self.pending >= self.max_pending:
             # Not remembered: Market's redelivery must find the key free.
             self._log(
@@ -330,10 +360,15 @@ class NotificationReceiver:
         try:
             answer, new = await self._remember(key)
         except BaseException:
-            self._reserved -= 1
+            self._release()
             raise
+        if new and self._closed:
+            # aclose() gave up waiting for this one: too late to run a callback.
+            await self._forget(key)
+            new = False
+            answer = self._refuse("closing", 500, "UNKNOWN", "shutting down, deliver again later")
         if not new:
-            self._reserved -= 1
+            self._release()
             return answer, None
         self.counts["accepted"] += 1
         started = False
@@ -343,12 +378,45 @@ class NotificationReceiver:
             if started:
                 return
             started = True
-            self._reserved -= 1
+            self._release()
+            if self._closed:
+                logger.error("shut down before the callback for %s could start; dropped", key)
+                return
             task = asyncio.get_running_loop().create_task(self._run(event, key))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._task_done)
 
         return NotificationAnswer(200, self.ok(), event), start
+
+    def _check_business(self, event: Notification) -> NotificationAnswer | None:
+        """403 for an event naming a business outside ``business_ids``.
+
+        An unknown type's ``businessId`` is checked too: present, it must be
+        an int in the set (``"5"``, ``5.0``, ``null`` are refused).
+        """
+        if self.business_ids is None:
+            return None
+        if isinstance(event, UnknownNotification):
+            if "businessId" not in event.raw:
+                return None
+            business: object = event.raw["businessId"]
+        else:
+            business = business_of(event)
+            if business is None:
+                return None
+        if type(business) is int and business in self.business_ids:
+            return None
+        shown = _show(business)
+        kind = event_type(event)
+        self._log(logging.WARNING, "business", "refused a %s for business %s", kind, shown)
+        message = f"business {shown} is not served here"
+        return self._refuse("wrong_business", 403, "UNKNOWN", message)
+
+    async def _forget(self, key: str) -> None:
+        try:
+            await asyncio.wait_for(self.seen.discard(key), self.seen_timeout)
+        except Exception:
+            logger.exception("could not forget %s in the seen-set", key)
 
     async def _remember(self, key: str) -> tuple[NotificationAnswer, bool]:
         """Put ``key`` in the seen-set: the answer unless it is new, and whether it is."""
@@ -358,10 +426,7 @@ class NotificationReceiver:
             logger.exception("seen-set failed for %s; answering UNKNOWN", key)
             # The store may have kept the key before failing or timing out;
             # forget it, or Market's redelivery would be dropped as a repeat.
-            try:
-                await asyncio.wait_for(self.seen.discard(key), self.seen_timeout)
-            except Exception:
-                logger.exception("could not forget %s in the seen-set", key)
+            await self._forget(key)
             detail = "seen-set timed out" if isinstance(exc, asyncio.TimeoutError) else "internal"
             return self._refuse("seen_failed", 500, "UNKNOWN", detail), False
         if new:
@@ -387,16 +452,40 @@ class NotificationReceiver:
             logger.exception("notification callback failed for %s", key)
 
     async def aclose(self, timeout: float | None = 10.0) -> None:
-        """Wait for running callbacks (up to ``timeout`` s), then cancel the rest."""
-        tasks = set(self._tasks)
-        if not tasks:
-            return
-        _, late = await asyncio.wait(tasks, timeout=timeout)
+        """Stop accepting events; wait for callbacks (up to ``timeout`` s), cancel the rest.
+
+        From the call on, new events are answered ``500 UNKNOWN`` and not
+        remembered, so Market delivers them again later. Events accepted
+        before it (their seen-set call still running, their answer still
+        being written) are waited for too, until none is left. Calling it
+        again is harmless.
+        """
+        self._closing = True
+        # Made here, in the loop that waits on it; set whenever `pending` goes down.
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        settled = self._settled
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self.pending:
+            settled.clear()
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            # Woken when a reservation is given back or a callback ends.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(settled.wait(), left)
+        self._closed = True
+        late = set(self._tasks)
         for task in late:
             task.cancel()
         if late:
             logger.warning("cancelled %d notification callbacks at shutdown", len(late))
             await asyncio.wait(late)
+        if self._reserved:
+            logger.warning(
+                "%d notification events were still being accepted at shutdown", self._reserved
+            )
 
     # -- aiohttp ---------------------------------------------------------------------------
 
@@ -449,6 +538,17 @@ def event_type(event: Notification) -> str:
     return event.notification_type
 
 
+def _show(value: object) -> str:
+    """A short, always printable description of a refused ``businessId``."""
+    if type(value) is int:
+        return (
+            str(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+        )
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"a string of {len(value)} characters"
+    return repr(value) if isinstance(value, (float, bool, type(None))) else type(value).__name__
+
+
 def _response(answer: NotificationAnswer) -> web.Response:
     return web.Response(status=answer.status, body=answer.body, content_type=CONTENT_TYPE)
 
@@ -474,8 +574,11 @@ def add_notification_route(
 
     With ``secret`` and no ``secret_header``, ``path`` must hold a ``{secret}``
     segment, e.g. ``"/market/{secret}/notification"``. The other options are
-    :class:`NotificationReceiver`'s. Running callbacks are awaited when the
-    app shuts down (``on_shutdown``, before ``on_cleanup`` closes what they use).
+    :class:`NotificationReceiver`'s. When the app shuts down the receiver stops
+    accepting events (first ``on_shutdown`` hook) and every callback of an
+    event accepted before is awaited: at that hook, and again as the first
+    ``on_cleanup`` hook (aiohttp runs it once the request handlers are done),
+    so callbacks are over before the other cleanup closes what they use.
     """
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidRequestError(f"path must start with '/', got {path!r}")
@@ -503,5 +606,8 @@ def add_notification_route(
     async def drain(_: web.Application) -> None:
         await receiver.aclose()
 
-    app.on_shutdown.append(drain)
+    # aiohttp's order: on_shutdown, then it waits for the handlers still
+    # running, then on_cleanup (its cleanup contexts first, then the hooks).
+    app.on_shutdown.insert(0, drain)
+    app.on_cleanup.insert(0, drain)
     return receiver

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -25,6 +26,10 @@ from ._wire import FakeMessage
 
 logger = logging.getLogger("yamarket_chats.testing")
 
+#: Market waits this long for the answer to a ``PING`` (10 s for other events).
+PING_TIMEOUT = 1.0
+_JSON = {"Content-Type": "application/json"}
+
 
 @dataclasses.dataclass
 class NotificationDelivery:
@@ -34,7 +39,7 @@ class NotificationDelivery:
     attempt: int  #: 1, or 2 for the repeated delivery of ``duplicate=True``
     status: int | None = None  #: ``None`` when the request failed
     body: bytes = b""
-    error: str | None = None  #: why the request failed (connection, timeout)
+    error: str | None = None  #: why the request failed (connection, timeout, a bug)
 
 
 def chat_created_payload(chat: FakeChat) -> dict[str, Any]:
@@ -72,7 +77,9 @@ class FakeNotifier:
     ``deliveries`` records every POST and its answer. With ``duplicate`` set,
     each event is posted twice (the second after the first is answered), as
     Market may do. ``headers`` are added to every POST (e.g. a secret header a
-    proxy would add). Must be made inside the running event loop.
+    proxy would add). ``timeout`` bounds each answer, as Market does (10 s);
+    a ``PING`` gets at most 1 s, Market's limit for it. Must be made inside
+    the running event loop.
     """
 
     def __init__(
@@ -86,7 +93,7 @@ class FakeNotifier:
         self.headers: dict[str, str] = {}
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
-        self._queue: asyncio.Queue[tuple[dict[str, Any], bool]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[dict[str, Any], bytes, bool]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -104,25 +111,32 @@ class FakeNotifier:
             self.send_soon(message_sent_payload(chat, message))
 
     def send_soon(self, payload: Mapping[str, Any], *, duplicate: bool | None = None) -> None:
-        """Queue any body (arbitration, order events, junk) behind the pending ones."""
+        """Queue any body (arbitration, order events, junk) behind the pending ones.
+
+        The payload is serialised here, so one that JSON cannot hold raises
+        ``TypeError``/``ValueError`` to the caller instead of stalling the queue.
+        """
         if self._closed:
             return
-        item = (dict(payload), self.duplicate if duplicate is None else duplicate)
+        body = _encode(payload)
+        item = (dict(payload), body, self.duplicate if duplicate is None else duplicate)
         if threading.get_ident() == self._thread:
             self._enqueue(item)
         else:
             self._loop.call_soon_threadsafe(self._enqueue, item)
 
-    def _enqueue(self, item: tuple[dict[str, Any], bool]) -> None:
+    def _enqueue(self, item: tuple[dict[str, Any], bytes, bool]) -> None:
         self._queue.put_nowait(item)
         if self._worker is None:
             self._worker = self._loop.create_task(self._work(), name="fake-notifier")
 
     async def _work(self) -> None:
         while True:
-            payload, duplicate = await self._queue.get()
+            payload, body, duplicate = await self._queue.get()
             try:
-                await self.send(payload, duplicate=duplicate)
+                await self._deliver(payload, body, duplicate)
+            except Exception:  # a bug must not stop the deliveries behind it
+                logger.exception("fake notifier: delivering %s failed", payload)
             finally:
                 self._queue.task_done()
 
@@ -131,33 +145,54 @@ class FakeNotifier:
     async def send(
         self, payload: Mapping[str, Any], *, duplicate: bool = False
     ) -> list[NotificationDelivery]:
-        """POST a body now (twice with ``duplicate``); return the deliveries."""
-        done = [await self._post(dict(payload), 1)]
-        if duplicate:
-            done.append(await self._post(dict(payload), 2))
-        return done
+        """POST a body now (twice with ``duplicate``); return the deliveries.
+
+        Raises ``TypeError``/``ValueError`` before any POST for a payload
+        JSON cannot hold.
+        """
+        return await self._deliver(dict(payload), _encode(payload), duplicate)
 
     async def ping(self, *, with_time: bool = True) -> NotificationDelivery:
-        """POST a ``PING`` now (without ``time`` if asked) and return how it was answered."""
-        return await self._post(ping_payload(with_time=with_time), 1)
+        """POST a ``PING`` now (without ``time`` if asked) and return how it was answered.
 
-    async def _post(self, payload: dict[str, Any], attempt: int) -> NotificationDelivery:
+        It waits at most 1 s (or ``timeout`` if shorter): Market's limit.
+        """
+        payload = ping_payload(with_time=with_time)
+        return await self._post(payload, _encode(payload), 1)
+
+    async def _deliver(
+        self, payload: dict[str, Any], body: bytes, duplicate: bool
+    ) -> list[NotificationDelivery]:
+        done = [await self._post(payload, body, 1)]
+        if duplicate:
+            done.append(await self._post(dict(payload), body, 2))
+        return done
+
+    async def _post(
+        self, payload: dict[str, Any], body: bytes, attempt: int
+    ) -> NotificationDelivery:
         delivery = NotificationDelivery(payload, attempt)
         self.deliveries.append(delivery)
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
+        limit = self.timeout
+        if payload.get("notificationType") == "PING":
+            limit = min(limit, PING_TIMEOUT)
         try:
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
             async with self._session.post(
                 self.url,
-                json=payload,
-                headers=self.headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                data=body,
+                headers={**_JSON, **self.headers},
+                timeout=aiohttp.ClientTimeout(total=limit),
             ) as response:
                 delivery.body = await response.read()
                 delivery.status = response.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             delivery.error = f"{type(exc).__name__}: {exc}"
             logger.warning("notification to %s failed: %s", self.url, delivery.error)
+        except Exception as exc:  # recorded, so the caller and the queue carry on
+            delivery.error = f"{type(exc).__name__}: {exc}"
+            logger.exception("notification to %s failed", self.url)
         return delivery
 
     # -- waiting and stopping ------------------------------------------------------
@@ -178,3 +213,8 @@ class FakeNotifier:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _encode(payload: Mapping[str, Any]) -> bytes:
+    """The body as aiohttp's ``json=`` would send it; raises for what JSON cannot hold."""
+    return json.dumps(dict(payload)).encode()
