@@ -244,7 +244,7 @@ class ChatsClient:
         Pass `context` (an order or a return), the deprecated `order_id`, or
         both as the spec allows; at least one is required.
         """
-        _validate.positive_id("business_id", business_id)
+        business_id = _validate.positive_id("business_id", business_id)
         body = _encode(_validate.create_chat_body(order_id, context))
         return await self._result(_OPS["create_chat"], business_id, "", CreateChatResult, body)
 
@@ -261,7 +261,7 @@ class ChatsClient:
         limit: int | None = None,
     ) -> ChatsPage:
         """One page of the business's chats, filtered (``limit``: 1..20)."""
-        _validate.positive_id("business_id", business_id)
+        business_id = _validate.positive_id("business_id", business_id)
         body = _encode(_validate.chats_filter(order_ids, contexts, context_types, types, statuses))
         query = _query(
             None,
@@ -273,7 +273,7 @@ class ChatsClient:
 
     async def get_chat(self, business_id: int, chat_id: int) -> Chat:
         """One chat by id."""
-        _validate.positive_id("business_id", business_id)
+        business_id = _validate.positive_id("business_id", business_id)
         query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
         return await self._result(_OPS["get_chat"], business_id, query, Chat)
 
@@ -287,7 +287,7 @@ class ChatsClient:
         limit: int | None = None,
     ) -> ChatHistoryPage:
         """One page of a chat's messages, oldest first (``limit``: 1..100)."""
-        _validate.positive_id("business_id", business_id)
+        business_id = _validate.positive_id("business_id", business_id)
         query = _query(
             _validate.positive_id("chat_id", chat_id),
             None,
@@ -303,7 +303,7 @@ class ChatsClient:
         self, business_id: int, chat_id: int, message_id: int
     ) -> ChatMessage:
         """One message by id."""
-        _validate.positive_id("business_id", business_id)
+        business_id = _validate.positive_id("business_id", business_id)
         query = _query(
             _validate.positive_id("chat_id", chat_id),
             _validate.positive_id("message_id", message_id),
@@ -314,7 +314,7 @@ class ChatsClient:
 
     async def send_message_to_chat(self, business_id: int, chat_id: int, message: str) -> None:
         """Send a text message (1..4096 characters). Never sent twice by a retry."""
-        _validate.positive_id("business_id", business_id)
+        business_id = _validate.positive_id("business_id", business_id)
         query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
         body = _encode(_validate.message(message))
         await self._call(_OPS["send_message_to_chat"], business_id, query, None, body)
@@ -334,7 +334,7 @@ class ChatsClient:
         A path to a pipe is read until its writer closes it; a pipe that no
         writer has open is refused at once rather than waited on.
         """
-        _validate.positive_id("business_id", business_id)
+        business_id = _validate.positive_id("business_id", business_id)
         query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
         upload = await read_upload(file, filename, content_type)
         await self._call(_OPS["send_file_to_chat"], business_id, query, None, file=upload)
@@ -354,7 +354,7 @@ class ChatsClient:
         limit: int | None = MAX_CHATS_PAGE,
     ) -> PageIterator[ChatsPage, Chat]:
         """Every chat matching the filters; ``.pages()`` for whole pages."""
-        _validate.positive_id("business_id", business_id)
+        business_id = _validate.positive_id("business_id", business_id)
         body = _encode(_validate.chats_filter(order_ids, contexts, context_types, types, statuses))
         limit = _validate.page_limit(limit, MAX_CHATS_PAGE)
         page_token = _validate.page_token(page_token)
@@ -376,8 +376,8 @@ class ChatsClient:
         limit: int | None = MAX_HISTORY_PAGE,
     ) -> PageIterator[ChatHistoryPage, ChatMessage]:
         """Every message of a chat, oldest first; ``.pages()`` for whole pages."""
-        _validate.positive_id("business_id", business_id)
-        _validate.positive_id("chat_id", chat_id)
+        business_id = _validate.positive_id("business_id", business_id)
+        chat_id = _validate.positive_id("chat_id", chat_id)
         body = _encode(_validate.history_body(message_id_from))
         limit = _validate.page_limit(limit, MAX_HISTORY_PAGE)
         page_token = _validate.page_token(page_token)
