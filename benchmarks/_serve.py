@@ -2,18 +2,14 @@
 
 Modes: ``close`` (every answer says ``Connection: close``, like the real API),
 ``keep-alive`` (the fake keeps connections open) and ``tls`` (keep-alive over
-HTTPS with a throwaway CA made at start; the CA goes to a file the clients
-trust through ``SSL_CERT_FILE``). ``python -m benchmarks._serve [fake options]
-[--tls-ca FILE]`` is the server side; :func:`serve` starts it.
+HTTPS with a throwaway CA the fake makes at start and writes to a file that
+the clients trust through ``SSL_CERT_FILE``).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import os
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,7 +37,8 @@ def serve(mode: str, chats: int, messages: int) -> Iterator[Served]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as folder:
-        command = [sys.executable, "-m", "benchmarks._serve", "--host", "127.0.0.1", "--port", "0"]
+        command = [sys.executable, "-m", "yamarket_chats.testing", "--host", "127.0.0.1"]
+        command += ["--port", "0"]
         command += ["--no-limits", "--chats", str(chats), "--messages", str(messages)]
         env = dict(os.environ)
         if mode != "close":
@@ -65,37 +62,3 @@ def serve(mode: str, chats: int, messages: int) -> Iterator[Served]:
             process.wait(timeout=10)
             if process.stdout is not None:
                 process.stdout.close()
-
-
-async def _serve_forever(args: argparse.Namespace, context: ssl.SSLContext | None) -> None:
-    from yamarket_chats.testing import run_fake_server
-    from yamarket_chats.testing.__main__ import config_from_args
-
-    config = config_from_args(args)
-    async with run_fake_server(config, host=args.host, port=args.port, ssl_context=context) as fake:
-        print(f"Fake Yandex Market chats API at {fake.url}", flush=True)
-        print(f"Businesses: {', '.join(map(str, fake.market.businesses))}", flush=True)
-        print(f"Api-Key: {fake.api_key}", flush=True)
-        await asyncio.Event().wait()
-
-
-def main() -> None:
-    from yamarket_chats.testing.__main__ import add_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m benchmarks._serve")
-    add_arguments(parser)
-    parser.add_argument("--tls-ca", default=None, help="serve HTTPS; write the CA here")
-    args = parser.parse_args()
-    context = None
-    if args.tls_ca is not None:
-        from yamarket_chats.testing import self_signed_tls
-
-        tls = self_signed_tls(("127.0.0.1",))
-        Path(args.tls_ca).write_text(tls.ca_pem)
-        context = tls.server_context
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(args, context))
-
-
-if __name__ == "__main__":
-    main()
