@@ -7,7 +7,7 @@
 
 import logging
 
-from .client import ChatsClient, ClientStats
+from .client import ChatsClient
 from .errors import (
     ApiError,
     BadRequestError,
@@ -22,6 +22,7 @@ from .errors import (
     UnauthorizedError,
     YandexMarketError,
 )
+from .hooks import CallInfo, ClientHooks
 from .ingest import ChatState, Sink, SyncReport, sync
 from .limits import DEFAULT_LIMITS, Limiter, RateLimit
 from .models import (
@@ -44,6 +45,7 @@ from .models import (
 )
 from .pagination import PageIterator
 from .sinks import JsonlSink, PostgresSink, SQLiteSink  # asyncpg loads when a sink opens
+from .stats import ClientStats, OperationStats, StatsSnapshot
 
 # A library's records go where the application sends them; with no logging
 # configured, nothing is printed (Python's last-resort handler would print
@@ -57,6 +59,7 @@ __all__ = [
     "ApiError",
     "ApiErrorDetail",
     "BadRequestError",
+    "CallInfo",
     "Chat",
     "ChatContext",
     "ChatContextIdentifiableType",
@@ -71,6 +74,7 @@ __all__ = [
     "ChatType",
     "ChatsClient",
     "ChatsPage",
+    "ClientHooks",
     "ClientStats",
     "CreateChatResult",
     "ForbiddenError",
@@ -79,6 +83,7 @@ __all__ = [
     "Limiter",
     "MessageSender",
     "NotFoundError",
+    "OperationStats",
     "PageIterator",
     "PaginationError",
     "Paging",
@@ -89,6 +94,7 @@ __all__ = [
     "ServerError",
     "Sink",
     "SinkLockedError",
+    "StatsSnapshot",
     "SyncReport",
     "TransportError",
     "UnauthorizedError",
