@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import inspect
+import io
 import math
 import os
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from tests.conftest import BUSINESS
 from yamarket_chats import (
@@ -28,6 +31,7 @@ from yamarket_chats import (
     InvalidRequestError,
     RateLimit,
 )
+from yamarket_chats.limits import METHODS
 from yamarket_chats.testing import FakeServer
 
 BIG = 2**63  # one past the spec's int64
@@ -36,6 +40,21 @@ SECRET = "SECRETPART"
 
 def _ctx(id_: object) -> ChatContext:
     return ChatContext("ORDER", id_)  # type: ignore[arg-type]
+
+
+class _NotReadable:
+    read = 5  # an attribute called read that is no method
+
+
+def _closed_file() -> io.BytesIO:
+    stream = io.BytesIO(b"data")
+    stream.close()
+    return stream
+
+
+class _NoPath(os.PathLike):  # type: ignore[type-arg]
+    def __fspath__(self) -> Any:
+        return 5
 
 
 # (call, the argument the message must name)
@@ -103,6 +122,24 @@ OPERATIONS: list[tuple[Callable[[ChatsClient], Any], str]] = [
         "content_type",
     ),
     (lambda c: c.send_file_to_chat(BUSINESS, 1, b"x", content_type=b"text/plain"), "content_type"),
+    # content types that are no media type (RFC 6838 type/subtype, RFC 9110 parameters)
+    (lambda c: c.send_file_to_chat(BUSINESS, 1, b"x", content_type="текст/plain"), "content_type"),
+    (lambda c: c.send_file_to_chat(BUSINESS, 1, b"x", content_type="garbage"), "content_type"),
+    (lambda c: c.send_file_to_chat(BUSINESS, 1, b"x", content_type="text/"), "content_type"),
+    (lambda c: c.send_file_to_chat(BUSINESS, 1, b"x", content_type="*/*"), "content_type"),
+    (lambda c: c.send_file_to_chat(BUSINESS, 1, b"x", content_type="text/plain;"), "content_type"),
+    (
+        lambda c: c.send_file_to_chat(BUSINESS, 1, b"x", content_type="text/plain; charset"),
+        "content_type",
+    ),
+    (
+        lambda c: c.send_file_to_chat(BUSINESS, 1, b"x", content_type='text/plain; a="b'),
+        "content_type",
+    ),
+    # file objects that cannot be read
+    (lambda c: c.send_file_to_chat(BUSINESS, 1, _NotReadable()), "file"),
+    (lambda c: c.send_file_to_chat(BUSINESS, 1, _closed_file()), "file"),
+    (lambda c: c.send_file_to_chat(BUSINESS, 1, _NoPath()), "file"),
     (lambda c: c.send_file_to_chat(BUSINESS, 1, "/no/such\x00file"), "file"),
 ]
 
@@ -150,6 +187,23 @@ CONSTRUCTOR: list[tuple[dict[str, Any], str]] = [
     ({"base_url": "http://127.0.0.1/?q=1"}, "base_url"),
     ({"base_url": "http://127.0.0.1/a b"}, "base_url"),
     ({"base_url": "http://127.0.0.1\r\n"}, "base_url"),
+    # hosts aiohttp could not send to: a raw UnicodeError at the first call before
+    ({"base_url": "http://" + "a" * 64 + ".example"}, "base_url"),
+    ({"base_url": "http://a..b"}, "base_url"),
+    ({"base_url": "http://.example"}, "base_url"),
+    ({"base_url": "http://" + "a." * 127 + "com"}, "base_url"),  # 257 characters
+    ({"base_url": "http://xn--a.com"}, "base_url"),
+    # hosts that normalise to something no resolver takes
+    ({"base_url": "http://ex\u00a0ample.com"}, "base_url"),  # NFKC: a space
+    ({"base_url": "http://ex\uff05ample.com"}, "base_url"),  # NFKC: '%'
+    ({"base_url": "http://%41.example"}, "base_url"),
+    ({"base_url": "http://1.2.3.4.5"}, "base_url"),
+    ({"base_url": "http://999.0.0.1"}, "base_url"),
+    ({"base_url": "http://[fe80::1%25eth0]"}, "base_url"),
+    ({"base_url": "http://127.0.0.1:0"}, "base_url"),
+    # an invalid URL with a password: yarl's text is not echoed
+    ({"base_url": f"http://user:{SECRET}@ex\u2028ample.com"}, "base_url"),
+    ({"base_url": f"http://user:{SECRET}@127.0.0.1:99999"}, "base_url"),
     ({"timeout": math.inf}, "timeout"),
     ({"timeout": math.nan}, "timeout"),
     ({"timeout": "15"}, "timeout"),
@@ -344,3 +398,299 @@ async def test_directory_is_refused(fake: FakeServer, client: ChatsClient, tmp_p
     with pytest.raises(InvalidRequestError, match="cannot read file"):
         await client.send_file_to_chat(BUSINESS, 1, tmp_path)
     assert len(fake.journal) == 0
+
+
+# --- values of the caller's own types are sent as their wire values ------------
+
+
+class _MyStatus(str, enum.Enum):
+    NEW = "NEW"
+
+
+class _MyType(str, enum.Enum):
+    chat = "CHAT"  # a member name that differs from its value
+
+
+class _MyContextType(str, enum.Enum):
+    ORDER = "ORDER"
+
+
+class _MyId(enum.IntEnum):
+    ORDER = 7
+
+
+class _Text(str):
+    def __str__(self) -> str:
+        return "not the text"
+
+
+async def test_a_callers_str_enum_members_are_sent_as_their_wire_strings(
+    fake: FakeServer, client: ChatsClient
+) -> None:
+    await client.get_chats(
+        BUSINESS,
+        statuses=[_MyStatus.NEW],
+        types=[_MyType.chat],
+        context_types=[_MyContextType.ORDER],
+        contexts=[ChatContext(_MyContextType.ORDER, _MyId.ORDER)],
+        order_ids=[_MyId.ORDER],
+    )
+    with contextlib.suppress(ApiError):  # order 7 may have no chat: only the body matters
+        await client.create_chat(
+            BUSINESS, order_id=_MyId.ORDER, context=ChatContext(_MyContextType.ORDER, 7)
+        )
+    [chats] = fake.journal.entries("get_chats")
+    assert chats.body == {
+        "statuses": ["NEW"],
+        "types": ["CHAT"],
+        "contextTypes": ["ORDER"],
+        "contexts": [{"type": "ORDER", "id": 7}],
+        "orderIds": [7],
+    }
+    [create] = fake.journal.entries("create_chat")
+    assert create.body == {"orderId": 7, "context": {"type": "ORDER", "id": 7}}
+
+
+async def test_str_and_int_subclasses_are_sent_as_plain_values(
+    fake: FakeServer, client: ChatsClient
+) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    business = enum.IntEnum("Business", {"MAIN": BUSINESS}).MAIN
+    await client.send_message_to_chat(business, chat_id, _Text("hello"))
+    await client.get_chat_history(BUSINESS, chat_id, message_id_from=_MyId.ORDER)
+    [send] = fake.journal.entries("send_message_to_chat")
+    assert send.business_id == BUSINESS and send.body == {"message": "hello"}
+    [history] = fake.journal.entries("get_chat_history")
+    assert history.body == {"messageIdFrom": 7}
+
+
+# --- base URLs ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "normalized"),
+    [
+        ("http://ЯНДЕКС.рф", "http://xn--d1acpjx3f.xn--p1ai"),
+        ("https://API.partner.market.yandex.ru./", "https://api.partner.market.yandex.ru."),
+        ("http://" + "a" * 63 + ".example", "http://" + "a" * 63 + ".example"),
+        ("http://a_b.internal:8080/prefix/", "http://a_b.internal:8080/prefix"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+    ],
+)
+async def test_valid_hosts_are_accepted_and_encodable(
+    fake: FakeServer, url: str, normalized: str
+) -> None:
+    client = ChatsClient(api_key=fake.api_key, base_url=url)
+    assert client._base == normalized + "/v2/businesses/"
+    host = URL(client._base).raw_host
+    assert host is not None
+    host.encode("idna")  # what getaddrinfo and TLS do with it
+
+
+async def test_a_long_label_is_refused_not_a_unicode_error_at_the_first_call(
+    fake: FakeServer,
+) -> None:
+    with pytest.raises(InvalidRequestError, match=r"^base_url host: .* label 1 has 64"):
+        ChatsClient(api_key=fake.api_key, base_url="http://" + "a" * 64 + ".example")
+    assert len(fake.journal) == 0
+
+
+# --- files ------------------------------------------------------------------------
+
+
+async def test_an_empty_file_is_refused_by_the_librarys_own_rule(
+    fake: FakeServer, client: ChatsClient, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    for file in (empty, b"", io.BytesIO()):
+        with pytest.raises(InvalidRequestError) as info:
+            await client.send_file_to_chat(BUSINESS, 1, file)
+        text = str(info.value)
+        assert "is empty; this library refuses empty files" in text
+        assert "the API needs" not in text  # the spec sets no minimum
+    assert len(fake.journal) == 0
+
+
+async def test_a_media_type_with_parameters_is_sent_as_given(
+    fake: FakeServer, client: ChatsClient
+) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await client.send_file_to_chat(
+        BUSINESS, chat_id, b"x", content_type='text/plain; charset=utf-8; x="a b"'
+    )
+    [entry] = fake.journal.entries("send_file_to_chat")
+    assert entry.body["file"]["content_type"] == 'text/plain; charset=utf-8; x="a b"'
+
+
+def _make_file(directory: Path, name: bytes) -> bytes:
+    path = os.fsencode(directory) + b"/" + name
+    try:
+        with open(path, "wb") as f:
+            f.write(b"data")
+    except (OSError, ValueError):
+        pytest.skip("this file system does not allow such a name")
+    return path
+
+
+@pytest.mark.parametrize("name", [b"bad-\xff-byte.txt", b"new\nline.txt"])
+async def test_a_file_name_that_cannot_be_sent_is_refused_with_a_hint(
+    fake: FakeServer, client: ChatsClient, tmp_path: Path, name: bytes
+) -> None:
+    path = os.fsdecode(_make_file(tmp_path, name))
+    with pytest.raises(
+        InvalidRequestError, match=r"^filename taken from the path .* pass filename="
+    ):
+        await client.send_file_to_chat(BUSINESS, 1, path)
+    assert len(fake.journal) == 0
+    # with a name given, the same file goes out
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await client.send_file_to_chat(BUSINESS, chat_id, path, filename="renamed.txt")
+    [entry] = fake.journal.entries("send_file_to_chat")
+    assert entry.body["file"]["filename"] == "renamed.txt"
+
+
+async def test_a_bytes_path_is_sent_with_its_name(
+    fake: FakeServer, client: ChatsClient, tmp_path: Path
+) -> None:
+    class BytesPath(os.PathLike):  # type: ignore[type-arg]
+        def __fspath__(self) -> bytes:
+            return path
+
+    path = _make_file(tmp_path, b"report.txt")
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    await client.send_file_to_chat(BUSINESS, chat_id, BytesPath())
+    await client.send_file_to_chat(BUSINESS, chat_id, path.decode())
+    names = [e.body["file"]["filename"] for e in fake.journal.entries("send_file_to_chat")]
+    assert names == ["report.txt", "report.txt"]
+
+
+# --- RateLimit ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("5",), "amount"),
+        ((5.0,), "amount"),
+        ((True,), "amount"),
+        ((0,), "amount"),
+        ((10**400,), "amount"),
+        ((None,), "amount"),
+        ((5, "60"), "period_seconds"),
+        ((5, math.inf), "period_seconds"),
+        ((5, math.nan), "period_seconds"),
+        ((5, -1), "period_seconds"),
+        ((5, 0), "period_seconds"),
+        ((5, 1e-300), "period_seconds"),
+        ((5, 10**400), "period_seconds"),
+        ((5, True), "period_seconds"),
+        ((5, 60, 0), "burst"),
+        ((5, 60, 6), "burst"),
+        ((5, 60, "2"), "burst"),
+        ((5, 60, 2.0), "burst"),
+        ((5, 60, True), "burst"),
+    ],
+)
+def test_rate_limit_refuses_bad_fields(args: tuple[Any, ...], field: str) -> None:
+    with pytest.raises(InvalidRequestError, match=rf"^RateLimit\.{field} must be"):
+        RateLimit(*args)
+
+
+# --- fuzzing: refused before any request, or sent --------------------------------
+
+_FUZZ_VALUES: list[Any] = [
+    None, True, False, 0, 1, -1, 2**63 - 1, 2**63, -(2**63) - 1, 10**400, 1.0, 1.5,
+    math.nan, math.inf, -0.0, 1j, "", "1", "a", "NEW", "ORDER", "CHAT", "\x00", "\r\n",
+    "\udcff", "é", "текст", "a" * 5000, " ", "text/plain", "текст/plain", b"x", b"",
+    bytearray(b"x"), memoryview(b"xy"), [], [1], [None], ["NEW"], [1, 1], ["NEW", "NEW"], (1,),
+    {1}, {}, {1: 2}, [[1]], [1.0], [True], [2**63], object(), _MyStatus.NEW, _MyType.chat,
+    [_MyStatus.NEW], [_MyType.chat], _MyId.ORDER, [_MyId.ORDER], _Text("NEW"),
+    ChatContext("ORDER", 1), ChatContext(None, None),  # type: ignore[arg-type]
+    [ChatContext("ORDER", 1)], [ChatContext(_MyContextType.ORDER, _MyId.ORDER)],
+    [ChatContext("ORDER", True)], [ChatContext("DIRECT", 1)],  # type: ignore[arg-type]
+    _NotReadable(), _NoPath(), "/no/such/file", "/", io.StringIO("text"),
+]  # fmt: skip
+
+_FUZZ_CALLS: dict[str, tuple[list[str], list[str]]] = {
+    "create_chat": (["business_id"], ["order_id", "context"]),
+    "get_chats": (
+        ["business_id"],
+        ["order_ids", "contexts", "context_types", "types", "statuses", "page_token", "limit"],
+    ),
+    "get_chat": (["business_id", "chat_id"], []),
+    "get_chat_history": (["business_id", "chat_id"], ["message_id_from", "page_token", "limit"]),
+    "get_chat_message": (["business_id", "chat_id", "message_id"], []),
+    "send_message_to_chat": (["business_id", "chat_id", "message"], []),
+    "send_file_to_chat": (["business_id", "chat_id", "file"], ["filename", "content_type"]),
+}
+
+
+async def test_odd_arguments_are_refused_before_any_request_or_sent(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    """Every argument of every operation gets every odd value above, one at a time.
+
+    Each call either raises an InvalidRequestError naming the argument with the
+    journal unchanged, or sends one request that the server takes: success,
+    or an answer about the data (403 for another business, 404 for an unknown
+    chat). A 400 would mean the client sent what it could have refused; only a
+    page token (opaque to the client) may earn one. Any other exception is a bug.
+    """
+    # no client-side buckets: a thousand calls must not wait for quota
+    client = make_client(max_retries=0, limits=dict.fromkeys(METHODS))
+    good = {
+        "business_id": BUSINESS,
+        "chat_id": fake.market.chats(BUSINESS)[0].chat_id,
+        "message_id": 1,
+        "message": "hi",
+        "file": b"x",
+    }
+    for method, (positional, keywords) in _FUZZ_CALLS.items():
+        for field in positional + keywords:
+            for value in _FUZZ_VALUES:
+                if isinstance(value, io.StringIO):
+                    value.seek(0)
+                args = [value if p == field else good[p] for p in positional]
+                kwargs = {field: value} if field in keywords else {}
+                if method == "create_chat" and field != "order_id":
+                    kwargs.setdefault("order_id", 1)
+                case = (method, field, value)
+                before = len(fake.journal)
+                try:
+                    await getattr(client, method)(*args, **kwargs)
+                except InvalidRequestError as exc:
+                    assert len(fake.journal) == before, case
+                    assert field in str(exc), (*case, str(exc))
+                except ApiError as exc:
+                    assert len(fake.journal) == before + 1, case
+                    assert exc.status != 400 or field == "page_token", (*case, str(exc))
+                else:
+                    assert len(fake.journal) == before + 1, case
+
+
+_OPTION_VALUES: list[Any] = [
+    None, True, 0, 1, -1, 1.5, 10**400, math.nan, math.inf, "", "1", "http://", "ftp://x",
+    "http://127.0.0.1:0", "http://a..b", "http://" + "a" * 64 + ".b", "http://ex\u00a0ample.com",
+    "http://a\u3002\u3002b", "http://" + "a." * 127 + "b", "http://[fe80::1%25eth0]",
+    b"http://x", [], {}, {"get_chat": None}, {"get_chat": 5}, object(),
+]  # fmt: skip
+
+
+def test_odd_options_are_refused_or_usable() -> None:
+    """Every option gets every odd value: refused naming the option, or accepted
+    with a base URL whose host aiohttp can hand to getaddrinfo and TLS."""
+    options = [
+        "base_url", "limits", "max_concurrency", "max_retries", "timeout", "session",
+        "backoff", "max_backoff", "limiter", "max_wait", "keep_alive",
+    ]  # fmt: skip
+    for name in options:
+        for value in _OPTION_VALUES:
+            try:
+                client = ChatsClient(api_key="key", **{name: value})
+            except InvalidRequestError as exc:
+                assert name in str(exc), (name, value, str(exc))
+            else:
+                host = URL(client._base).raw_host
+                assert host and " " not in host, (name, value)
+                host.encode("idna")

@@ -9,6 +9,7 @@ spec is silent, from the bounds named below. Secrets are never echoed.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,8 @@ __all__ = [
     "MAX_FILENAME_CHARS",
     "MAX_FILE_BYTES",
     "MAX_HISTORY_PAGE",
+    "MAX_HOST_CHARS",
+    "MAX_LABEL_CHARS",
     "MAX_MESSAGE_CHARS",
     "MAX_PAGE_TOKEN_CHARS",
     "MAX_SECRET_CHARS",
@@ -66,17 +69,43 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _NOT_VISIBLE_ASCII: Final = re.compile("[^\x21-\x7e]")
 _CHAR_KINDS: Final = {"\r": "a line break", "\n": "a line break", " ": "a space"}
 
+# A media type of RFC 6838 (type and subtype are "restricted names") with the
+# optional parameters of RFC 9110 section 8.3.1 (token=token or token="quoted").
+_MIME_NAME: Final = r"[A-Za-z0-9][A-Za-z0-9!#$&\-^_.+]{0,126}"
+_TOKEN: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED: Final = r'"(?:[ !#-\[\]-~]|\\[ -~])*"'
+_MEDIA_TYPE: Final = re.compile(
+    rf"{_MIME_NAME}/{_MIME_NAME}(?: *; *{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))* *"
+)
+# Characters a host name may hold once yarl has lowercased it and encoded any
+# international name as punycode: RFC 3986 reg-name without "%" (getaddrinfo
+# takes a name as it is and never percent-decodes it).
+_HOST_NAME: Final = re.compile(r"[a-z0-9\-._~!$&'()*+,;=]+")
+MAX_HOST_CHARS: Final = 253  #: RFC 1035: a name is 255 octets on the wire
+MAX_LABEL_CHARS: Final = 63  #: RFC 1035
+
 T = TypeVar("T")
 
 
 def _show(value: object) -> str:
-    """A short, always printable description of a refused value."""
-    if isinstance(value, int) and value.bit_length() > 128:  # repr() of a huge int raises
-        return f"an integer of {value.bit_length()} bits"
-    if isinstance(value, (int, float, type(None))):
+    """A short, always printable description of a refused value.
+
+    Ints, floats, None and strings are shown by their plain value (never a
+    subclass's own repr, which may raise or say anything); anything else by
+    its type name.
+    """
+    if value is None or isinstance(value, bool):
         return repr(value)
+    if isinstance(value, int):
+        number = _exact_int(value)
+        if number.bit_length() > 128:  # repr() of a huge int raises
+            return f"an integer of {number.bit_length()} bits"
+        return repr(number)
+    if isinstance(value, float):
+        return float.__repr__(value)
     if isinstance(value, str):
-        return repr(value) if len(value) <= 40 else f"a string of {len(value)} characters"
+        text = _exact_str(value)
+        return repr(text) if len(text) <= 40 else f"a string of {len(text)} characters"
     return f"a value of type {type(value).__name__}"
 
 
@@ -84,11 +113,31 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _exact_int(value: int) -> int:
+    """The plain `int` of an int subclass (an IntEnum...): what the wire carries.
+
+    msgspec refuses to encode int subclasses, and a subclass may format itself
+    as anything in a URL path; ``int.__index__`` ignores every override.
+    """
+    return int.__index__(value)
+
+
+def _exact_str(value: str) -> str:
+    """The plain `str` of a str subclass (a ``(str, Enum)`` member...): its characters.
+
+    ``str(member)`` of a user's ``(str, Enum)`` is ``'MyStatus.NEW'``;
+    ``str.__str__`` ignores every override and gives the characters themselves.
+    """
+    return str.__str__(value)
+
+
 # --- ids and paging -----------------------------------------------------------
 
 
 def positive_id(name: str, value: object) -> int:
     """An id of the spec: int64 with ``minimum: 1`` (bool is not an int here)."""
+    if _is_int(value):
+        value = _exact_int(value)
     if not _is_int(value) or not 1 <= value <= INT64_MAX:
         raise InvalidRequestError(
             f"{name} must be an integer >= 1 and <= 2**63-1 (int64), got {_show(value)}"
@@ -98,6 +147,8 @@ def positive_id(name: str, value: object) -> int:
 
 def int64(name: str, value: object) -> int:
     """An int64 without a minimum: the spec's (deprecated) ``orderId`` fields."""
+    if _is_int(value):
+        value = _exact_int(value)
     if not _is_int(value) or not -INT64_MAX - 1 <= value <= INT64_MAX:
         raise InvalidRequestError(
             f"{name} must be an integer in -2**63..2**63-1 (int64), got {_show(value)}"
@@ -109,9 +160,9 @@ def page_limit(value: object, maximum: int) -> int | None:
     """A page size of 1..maximum, or None for the server's default."""
     if value is None:
         return None
-    if not _is_int(value) or not 1 <= value <= maximum:
+    if not _is_int(value) or not 1 <= _exact_int(value) <= maximum:
         raise InvalidRequestError(f"limit must be an integer in 1..{maximum}, got {_show(value)}")
-    return value
+    return _exact_int(value)
 
 
 def page_token(value: object) -> str | None:
@@ -127,7 +178,7 @@ def page_token(value: object) -> str | None:
             f"page_token must be at most {MAX_PAGE_TOKEN_CHARS} characters, got {len(value)}"
         )
     _no_control("page_token", value)
-    return value
+    return _exact_str(value)
 
 
 def _no_control(name: str, value: str) -> None:
@@ -151,10 +202,16 @@ def context(name: str, value: object) -> ChatContext:
 
 
 def _enum_value(name: str, value: object, kind: type[enum.Enum]) -> str:
+    """The wire string of an enum value: the member of `kind` or any str equal to it.
+
+    The check and the result both use the value's own characters, so a
+    caller's ``(str, Enum)`` member is sent as ``"NEW"``, never ``"MyStatus.NEW"``.
+    """
     known = [str(m.value) for m in kind]
-    if not isinstance(value, str) or value not in known:
+    text = _exact_str(value) if isinstance(value, str) else None
+    if text is None or text not in known:
         raise InvalidRequestError(f"{name} must be one of {', '.join(known)}, got {_show(value)}")
-    return str(value)
+    return text
 
 
 def _items(name: str, values: object) -> list[object] | None:
@@ -243,7 +300,7 @@ def message(value: object) -> _MessageBody:
             f"message has a lone surrogate at character {bad.start() + 1} "
             "(text decoded with errors='surrogateescape'?); it cannot be sent as UTF-8"
         )
-    return _MessageBody(message=value)
+    return _MessageBody(message=_exact_str(value))
 
 
 # --- files ----------------------------------------------------------------------
@@ -258,13 +315,37 @@ def header_text(name: str, value: object, maximum: int) -> str | None:
             f"{name} must be a string of 1..{maximum} characters, got {_show(value)}"
         )
     _no_control(name, value)
-    return value
+    return _exact_str(value)
+
+
+def content_type(value: object) -> str | None:
+    """A media type such as ``text/plain`` or ``text/plain; charset=utf-8``.
+
+    ``type/subtype`` of RFC 6838 characters, then optional ``; name=value``
+    parameters (value a token or a quoted string), ASCII only: anything else
+    could not be a Content-Type the API understands.
+    """
+    text = header_text("content_type", value, MAX_CONTENT_TYPE_CHARS)
+    if text is not None and _MEDIA_TYPE.fullmatch(text) is None:
+        raise InvalidRequestError(
+            "content_type must be a media type 'type/subtype' of ASCII letters, digits and "
+            "!#$&-^_.+ (RFC 6838), optionally with '; name=value' parameters, such as "
+            f"'image/png' or 'text/plain; charset=utf-8'; got {_show(text)}"
+        )
+    return text
 
 
 def file_size(size: int, what: str) -> None:
-    """A file of 1 byte to 5 MiB, the API's limits."""
+    """A file of 1 byte to 5 MiB.
+
+    5 MiB is the API's limit; the spec sets no minimum, the 1 byte is this
+    library's own rule (API.md: an empty file is refused before any request).
+    """
     if size == 0:
-        raise InvalidRequestError(f"file {what} is empty; the API needs 1 byte to 5 MiB")
+        raise InvalidRequestError(
+            f"file {what} is empty; this library refuses empty files (an empty upload is "
+            "never what a seller means); send 1 byte to 5 MiB"
+        )
     if size > MAX_FILE_BYTES:
         raise InvalidRequestError(
             f"file {what} is {size} bytes, over the API's limit of 5 MiB ({MAX_FILE_BYTES} bytes)"
@@ -303,7 +384,7 @@ def secret(name: str, value: object) -> str:
             f"{name} must be visible ASCII characters only (no spaces, CR, LF, NUL or "
             f"non-ASCII); character {bad.start() + 1} of {len(value)} is {kind}"
         )
-    return value
+    return _exact_str(value)
 
 
 def base_url(value: object) -> str:
@@ -317,9 +398,12 @@ def base_url(value: object) -> str:
         raise InvalidRequestError("base_url must not contain spaces or control characters")
     try:
         url = URL(value)
-        host, scheme = url.host, url.scheme
+        host, scheme, port = url.raw_host, url.scheme, url.explicit_port
+        _ = url.host  # decodes punycode: refuses 'xn--a', which aiohttp would fail on later
     except (ValueError, TypeError) as exc:  # yarl: 'Invalid IPv6 URL', port out of range
-        raise InvalidRequestError(f"base_url is not a valid URL: {exc}") from None
+        # yarl's text may quote the authority, and so a password in it
+        detail = "" if "@" in value else f": {exc}"
+        raise InvalidRequestError(f"base_url is not a valid URL{detail}") from None
     if scheme not in ("http", "https") or not host:
         raise InvalidRequestError(
             f"base_url must be an http:// or https:// URL with a host, got scheme {scheme!r}"
@@ -328,14 +412,78 @@ def base_url(value: object) -> str:
         raise InvalidRequestError("base_url must not carry a user or password")
     if url.query_string or url.fragment:
         raise InvalidRequestError("base_url must not have a query or fragment")
+    if port == 0:
+        raise InvalidRequestError("base_url port must be in 1..65535, got 0")
+    _url_host(host)
     return str(url).rstrip("/")
+
+
+def _url_host(host: str) -> None:
+    """Refuse a host that aiohttp would only fail on at the first request.
+
+    `host` is yarl's ``raw_host``: lowercased, international names already
+    punycode, IPv6 without brackets. aiohttp hands exactly this string to
+    ``getaddrinfo`` (and to TLS as the server name), which encode it with
+    Python's ``idna`` codec: that encoding is checked here, with the DNS
+    limits it does not check (RFC 1035: labels 1..63, names up to 253).
+    """
+    if ":" in host:  # IPv6; yarl has checked the address itself
+        if "%" in host:
+            raise InvalidRequestError(
+                "base_url must not carry an IPv6 zone id (%25...): aiohttp cannot connect to it"
+            )
+        return
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        pass
+    else:
+        return
+    if _HOST_NAME.fullmatch(host) is None:
+        where = next(i for i, char in enumerate(host) if not _HOST_NAME.fullmatch(char))
+        raise InvalidRequestError(
+            f"base_url host must not contain {_char_kind(host[where])} (character "
+            f"{where + 1} of the host after Unicode normalization); a host name is letters, "
+            "digits, '-' and '.'"
+        )
+    name = host[:-1] if host.endswith(".") else host  # a fully qualified name's last dot
+    labels = name.split(".")
+    if len(name) > MAX_HOST_CHARS:
+        raise InvalidRequestError(
+            f"base_url host must be at most {MAX_HOST_CHARS} characters, got {len(name)}"
+        )
+    for number, label in enumerate(labels, 1):
+        if not 1 <= len(label) <= MAX_LABEL_CHARS:
+            raise InvalidRequestError(
+                f"base_url host: each dot-separated label must be 1..{MAX_LABEL_CHARS} "
+                f"characters; label {number} has {len(label)}"
+            )
+    if labels[-1].isdigit():
+        raise InvalidRequestError(
+            "base_url host ends in a number but is not an IPv4 address (a.b.c.d, each 0..255)"
+        )
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise InvalidRequestError(f"base_url host cannot be encoded for DNS ({exc})") from None
+
+
+def _char_kind(char: str) -> str:
+    if char == " ":
+        return "a space"
+    if not char.isprintable():
+        return f"the control character U+{ord(char):04X}"
+    return repr(char)
 
 
 def seconds(name: str, value: object, *, zero: bool = False) -> float:
     """A finite number of seconds, > 0 (or >= 0 with `zero`); bool refused."""
     limit = ">= 0" if zero else "> 0"
     try:
-        number = float(value) if isinstance(value, (int, float)) else math.nan
+        if isinstance(value, int):
+            number = float(_exact_int(value))
+        else:
+            number = float.__float__(value) if isinstance(value, float) else math.nan
     except OverflowError:
         number = math.inf
     if isinstance(value, bool) or not math.isfinite(number) or number < 0 or not (zero or number):

@@ -54,7 +54,7 @@ def _open_path(path: str, name: str) -> tuple[bytes, IO[bytes] | None]:
                 if not head:  # end of file already: no writer, nothing written
                     raise InvalidRequestError(
                         f"file {name!r} is a pipe or device with nothing to read (no writer "
-                        "has it open); the API needs 1 byte to 5 MiB"
+                        "has it open); this library refuses empty files; send 1 byte to 5 MiB"
                     )
             keep_open = len(head) < _READ_AT_MOST  # the caller reads the rest and closes it
             return head, f if keep_open else None
@@ -88,10 +88,35 @@ async def _read_stream_on_loop(stream: IO[bytes], limit: int) -> bytes:
 
 
 def _read_file_object(stream: IO[bytes], limit: int = _READ_AT_MOST) -> bytes:
-    data = stream.read(limit)
+    try:
+        data = stream.read(limit)
+    except (OSError, ValueError) as exc:  # closed, not readable, a socket timeout...
+        if isinstance(exc, InvalidRequestError):
+            raise
+        raise InvalidRequestError(f"file object cannot be read: {type(exc).__name__}") from exc
     if not isinstance(data, bytes):
         raise InvalidRequestError("file must be opened in binary mode ('rb')")
     return data
+
+
+def _name_of(source: object, what: str) -> str:
+    """A file name taken from a path or a file object's ``name``, checked like `filename`.
+
+    File systems allow names that cannot go in the upload's header (a
+    newline, a byte that is not UTF-8): such a name is refused with a hint,
+    not sent to fail at request time.
+    """
+    if isinstance(source, (str, bytes)):
+        name = os.path.basename(os.fsdecode(source))
+        if name:
+            try:
+                checked = _validate.header_text("filename", name, _validate.MAX_FILENAME_CHARS)
+            except InvalidRequestError as exc:
+                raise InvalidRequestError(
+                    f"filename taken from the {what} cannot be sent ({exc}); pass filename="
+                ) from None
+            return checked or "file"
+    return "file"
 
 
 async def read_upload(
@@ -104,15 +129,16 @@ async def read_upload(
     in memory so that a retry after a 420 sends the same bytes again.
     """
     filename = _validate.header_text("filename", filename, _validate.MAX_FILENAME_CHARS)
-    content_type = _validate.header_text(
-        "content_type", content_type, _validate.MAX_CONTENT_TYPE_CHARS
-    )
+    content_type = _validate.content_type(content_type)
     if isinstance(file, (bytes, bytearray, memoryview)):
         data = bytes(file)
         name = filename or "file"
     elif isinstance(file, (str, os.PathLike)):
-        path = os.fspath(file)
-        name = filename or os.path.basename(path)
+        try:
+            path = os.fsdecode(os.fspath(file))
+        except TypeError:  # a PathLike whose __fspath__ gives neither str nor bytes
+            raise InvalidRequestError("file is a PathLike that gives no path") from None
+        name = filename or _name_of(path, "path")
         try:
             data, rest = await asyncio.to_thread(_open_path, path, name)
             if rest is not None:
@@ -122,9 +148,9 @@ async def read_upload(
                 raise
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise InvalidRequestError(f"cannot read file {path!r}: {reason}") from exc
-    elif hasattr(file, "read"):
+    elif callable(getattr(file, "read", None)):
         data = await asyncio.to_thread(_read_file_object, file)
-        name = filename or os.path.basename(str(getattr(file, "name", "") or "")) or "file"
+        name = filename or _name_of(getattr(file, "name", None), "file object's name")
     else:
         raise InvalidRequestError(
             f"file must be a path, bytes or a binary file object, got {type(file).__name__}"

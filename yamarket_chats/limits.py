@@ -25,6 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
+from .errors import InvalidRequestError
+
 __all__ = ["DEFAULT_LIMITS", "METHODS", "Limiter", "Limits", "RateLimit", "WaitTooLong"]
 
 METHODS = (
@@ -52,12 +54,22 @@ class RateLimit:
     burst: int | None = None
 
     def __post_init__(self) -> None:
-        if self.amount < 1:
-            raise ValueError(f"RateLimit.amount must be >= 1, got {self.amount}")
-        if not self.period_seconds > 0:
-            raise ValueError(f"RateLimit.period_seconds must be > 0, got {self.period_seconds}")
-        if self.burst is not None and not 1 <= self.burst <= self.amount:
-            raise ValueError(f"RateLimit.burst must be in 1..amount, got {self.burst}")
+        # InvalidRequestError is a ValueError; bounds keep the bucket's float math finite.
+        amount, period, burst = self.amount, self.period_seconds, self.burst
+        if not _is_int(amount) or not 1 <= amount <= _MAX_AMOUNT:
+            raise InvalidRequestError(
+                f"RateLimit.amount must be an integer in 1..{_MAX_AMOUNT:_}, got {_show(amount)}"
+            )
+        if not _is_number(period) or not _MIN_PERIOD <= period <= _MAX_PERIOD:
+            raise InvalidRequestError(
+                f"RateLimit.period_seconds must be a number of seconds in "
+                f"{_MIN_PERIOD:g}..{_MAX_PERIOD:g}, got {_show(period)}"
+            )
+        if burst is not None and (not _is_int(burst) or not 1 <= burst <= amount):
+            raise InvalidRequestError(
+                f"RateLimit.burst must be None or an integer in 1..amount ({amount}), "
+                f"got {_show(burst)}"
+            )
 
     @property
     def effective_burst(self) -> int:
@@ -71,6 +83,31 @@ class RateLimit:
         """A bucket with this rate; create it inside the loop that will use it."""
         burst = self.effective_burst
         return AsyncLimiter(burst, self.period_seconds * burst / self.amount)
+
+
+_MAX_AMOUNT = 10**9
+_MIN_PERIOD = 0.001
+_MAX_PERIOD = 1e9
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (bool refused); huge ints are not finite floats."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _show(value: object) -> str:
+    if type(value) in (int, float, bool, type(None)):
+        return repr(value) if not (type(value) is int and abs(value) > 10**30) else "a huge int"
+    return f"a value of type {type(value).__name__}"
 
 
 DEFAULT_LIMITS: Mapping[str, RateLimit] = {
