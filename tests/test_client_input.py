@@ -201,6 +201,8 @@ CONSTRUCTOR: list[tuple[dict[str, Any], str]] = [
     ({"base_url": "http://999.0.0.1"}, "base_url"),
     ({"base_url": "http://[fe80::1%25eth0]"}, "base_url"),
     ({"base_url": "http://127.0.0.1:0"}, "base_url"),
+    ({"base_url": "http://127.0.0.1/v2/businesses/"}, "base_url"),  # the client adds it
+    ({"base_url": "http://127.0.0.1/proxy/v2/businesses/1001"}, "base_url"),
     # an invalid URL with a password: yarl's text is not echoed
     ({"base_url": f"http://user:{SECRET}@ex\u2028ample.com"}, "base_url"),
     ({"base_url": f"http://user:{SECRET}@127.0.0.1:99999"}, "base_url"),

@@ -414,6 +414,12 @@ def base_url(value: object) -> str:
         raise InvalidRequestError("base_url must not have a query or fragment")
     if port == 0:
         raise InvalidRequestError("base_url port must be in 1..65535, got 0")
+    if "/v2/businesses/" in url.path.rstrip("/") + "/":
+        # the client adds it: 'https://host/v2/businesses' would call .../v2/businesses/v2/...
+        raise InvalidRequestError(
+            "base_url must be the API's root, without /v2/businesses (the client adds it), "
+            "such as 'https://api.partner.market.yandex.ru'"
+        )
     _url_host(host)
     return str(url).rstrip("/")
 
