@@ -93,7 +93,9 @@ def _read_file_object(stream: IO[bytes], limit: int = _READ_AT_MOST) -> bytes:
     except (OSError, ValueError) as exc:  # closed, not readable, a socket timeout...
         if isinstance(exc, InvalidRequestError):
             raise
-        raise InvalidRequestError(f"file object cannot be read: {type(exc).__name__}") from exc
+        raise InvalidRequestError(
+            f"file object cannot be read ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(data, bytes):
         raise InvalidRequestError("file must be opened in binary mode ('rb')")
     return data
