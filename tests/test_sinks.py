@@ -8,6 +8,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import msgspec
 import pytest
 
 from tests.test_ingest import BUSINESSES, expected, history_requests, jsonl_rows
-from yamarket_chats import ChatMessage, ChatsClient
+from yamarket_chats import ApiError, ChatMessage, ChatsClient, InvalidRequestError
 from yamarket_chats.ingest import ChatState, sync
 from yamarket_chats.sinks import JsonlSink, SQLiteSink
 from yamarket_chats.sinks import sqlite as sqlite_sink
@@ -30,6 +31,11 @@ def valid_rows(path: Path, tmp_path: Path) -> object:
     kept = tmp_path / "valid.jsonl"
     kept.write_bytes(b"".join(raw for raw in path.read_bytes().splitlines(True) if raw.strip()))
     return jsonl_rows(kept)
+
+
+def lines_of(path: Path) -> list[dict[str, Any]]:
+    """The file's non-blank lines, parsed."""
+    return [json.loads(raw) for raw in path.read_bytes().splitlines() if raw.strip()]
 
 
 async def test_damaged_lines_are_repaired_and_resume_is_exactly_once(
@@ -271,6 +277,141 @@ async def test_whole_line_glued_to_the_next_is_fetched_again(tmp_path: Path) -> 
         again = [msgspec.json.decode(line(i), type=ChatMessage) for i in (8, 9)]
         await sink.save_page(1, 2, again, ChatState(9, None, None))
         assert await sink.load_state(1) == {2: ChatState(9, None, None)}
-    ids = [json.loads(raw)["messageId"] for raw in path.read_bytes().splitlines() if raw.strip()]
+    ids = [d["messageId"] for d in lines_of(path) if d["kind"] == "message"]
     assert sorted(ids) == [7, 8, 9]  # 9 was in the file already: not written twice
     assert (tmp_path / "c.jsonl.rejected").read_bytes() == line(8) + b"\n"
+
+
+# -- JSONL: damage that must survive runs, and files that are not a sink's ----
+
+
+def message_line(message_id: int, text: bytes = b"hello") -> bytes:
+    return (
+        b'{"kind":"message","businessId":1,"chatId":2,"messageId":%d,'
+        b'"createdAt":"2024-05-01T12:00:00+03:00","sender":"CUSTOMER","message":"%s"}'
+        % (message_id, text)
+    )
+
+
+def messages(*ids: int) -> list[ChatMessage]:
+    return [msgspec.json.decode(message_line(i), type=ChatMessage) for i in ids]
+
+
+async def test_damaged_message_survives_a_run_that_ends_before_its_chat(
+    make_client: Any, fake: FakeServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.jsonl"
+    async with JsonlSink(path) as sink:
+        await sync(make_client(), BUSINESSES, sink)
+    lines = path.read_bytes().splitlines(keepends=True)
+    at = [i for i, raw in enumerate(lines) if b'"kind":"message"' in raw][100]
+    chat_id = json.loads(lines[at])["chatId"]
+    lines[at] = lines[at].replace(b'"sender"', b'"sender\x00"')  # not JSON any more
+    path.write_bytes(b"".join(lines))
+
+    # A run that repairs the file, then ends before the chat is walked again.
+    async with JsonlSink(path) as sink:
+        with pytest.raises(ApiError, match="HTTP 40"):
+            await sync(make_client(api_key="not-the-key"), BUSINESSES, sink)
+        assert sink.rejected == [at + 1]
+    # The next run still walks that chat again from before the damage.
+    fake.journal.clear()
+    async with JsonlSink(path) as sink:
+        await sync(make_client(), BUSINESSES, sink)
+        assert sink.rejected == []
+    assert valid_rows(path, tmp_path) == expected(fake)  # the message once, none lost
+    assert list(history_requests(fake)) == [chat_id]
+    # Walked to its end: the marker is resolved, nothing is walked again.
+    fake.journal.clear()
+    async with JsonlSink(path) as sink:
+        await sync(make_client(), BUSINESSES, sink)
+    assert history_requests(fake) == {}
+
+
+async def test_refetch_cut_short_never_writes_a_message_twice(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"\n".join(message_line(i) for i in (7, 8, 9)) + b"\n")
+    with path.open("r+b") as f:  # damage 8 in place
+        f.seek(len(message_line(7)) + 1 + 100)
+        f.write(b"\xff")
+    async with JsonlSink(path) as sink:
+        assert await sink.load_state(1) == {2: ChatState(7, None, None)}
+        await sink.save_page(1, 2, messages(8), ChatState(8, None, None))  # then it ends
+    async with JsonlSink(path) as sink:  # not walked to its end: from 7 again
+        assert await sink.load_state(1) == {2: ChatState(7, None, None)}
+        updated = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)
+        await sink.save_page(1, 2, messages(8, 9, 10), ChatState(10, updated, 1.5))
+    async with JsonlSink(path) as sink:
+        assert await sink.load_state(1) == {2: ChatState(10, updated, 1.5)}
+    ids = [d["messageId"] for d in lines_of(path) if d["kind"] == "message"]
+    assert sorted(ids) == [7, 8, 9, 10]
+    assert {"kind": "rejected", "businessId": 1, "chatId": 2, "refetchFrom": 7} in lines_of(path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda raw: raw.replace(b'"hello"', b'"hel"lo"'), id="flipped-quote"),
+        pytest.param(lambda raw: raw.replace(b"hello", b"hel\xfflo"), id="invalid-utf8"),
+        pytest.param(lambda raw: raw.replace(b"hello", b"hel\x00lo"), id="nul-byte"),
+        pytest.param(lambda raw: raw[:-20], id="truncated-mid-line"),
+        pytest.param(lambda raw: raw[:60] + message_line(9), id="torn-prefix-glued"),
+    ],
+)
+async def test_chat_of_a_broken_message_line_is_fetched_again(
+    tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    path = tmp_path / "c.jsonl"
+    broken = damage(message_line(8))
+    nine = b"" if broken.endswith(message_line(9)) else message_line(9) + b"\n"
+    path.write_bytes(message_line(7) + b"\n" + broken + b"\n" + nine)
+    async with JsonlSink(path) as sink:
+        assert await sink.load_state(1) == {2: ChatState(7, None, None)}  # from before 8
+        assert sink.rejected == [2]
+        await sink.save_page(1, 2, messages(8, 9), ChatState(9, None, None))
+    ids = [d["messageId"] for d in lines_of(path) if d["kind"] == "message"]
+    assert sorted(ids) == [7, 8, 9]
+    assert all(raw.isascii() for raw in path.read_bytes().splitlines())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"# My project\n\nSome text\n", id="readme"),
+        pytest.param(b"\n\n# My project", id="readme-without-newline"),
+        pytest.param(b"SQLite format 3\x00" + bytes(100), id="database"),
+    ],
+)
+def test_a_file_that_is_not_a_sinks_is_refused(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "README.md"
+    path.write_bytes(content)
+    with pytest.raises(InvalidRequestError, match=f"{path} is not a JSONL sink file"):
+        JsonlSink(path)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+
+
+async def test_a_file_with_too_many_damaged_lines_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    good = [message_line(i) + b"\n" for i in range(1, 301)]
+    # 3 damaged lines (of 300) are repaired; 4 (1.3%) are refused, file untouched.
+    path.write_bytes(b"".join(good[:100] + [b"junk\n"] * 3 + good[100:]))
+    async with JsonlSink(path) as sink:
+        await sink.load_state(1)
+        assert sink.rejected == [101, 102, 103]
+    content = b"".join(good[:100] + [b"junk\n"] * 4 + good[100:]) + b'{"kind":"mes'
+    path.write_bytes(content)
+    sink = JsonlSink(path)
+    with pytest.raises(InvalidRequestError, match=f"{path} does not look like a JSONL sink"):
+        await sink.load_state(1)
+    await sink.close()
+    assert path.read_bytes() == content
+
+
+async def test_a_torn_last_line_is_copied_before_it_is_cut(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(message_line(7) + b"\n" + message_line(8)[:50])
+    async with JsonlSink(path) as sink:
+        assert await sink.load_state(1) == {2: ChatState(7, None, None)}
+    assert path.read_bytes() == message_line(7) + b"\n"
+    assert (tmp_path / "c.jsonl.rejected").read_bytes() == message_line(8)[:50] + b"\n"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -246,3 +248,67 @@ async def test_sqlite_lock_does_not_block_readers(tmp_path: Path) -> None:
             assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)
         finally:
             db.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_symlink_to_the_sink_shares_its_lock(tmp_path: Path, kind: str) -> None:
+    path = sink_path(tmp_path, kind)
+    async with SINKS[kind](path):
+        link = tmp_path / f"link-{path.name}"
+        link.symlink_to(path)
+        with pytest.raises(SinkLockedError, match=str(link)):
+            SINKS[kind](link)
+
+
+async def test_cancelled_close_still_closes_and_never_blocks_the_loop(tmp_path: Path) -> None:
+    path = sink_path(tmp_path, "sqlite")
+    sink = SQLiteSink(path)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another program writes: the sink's write waits
+    try:
+        save = asyncio.ensure_future(sink.save_chats(1, []))
+        await asyncio.sleep(0.2)
+        closing = asyncio.ensure_future(sink.close())
+        await asyncio.sleep(0.1)
+        closing.cancel()  # e.g. wait_for() timing out, a second Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await closing  # at once: the loop is not held until the writer is done
+        assert not save.done()
+        with pytest.raises(SinkLockedError):
+            SQLiteSink(path)  # still closing: the save is not written yet
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(sink.close(), 30)  # a second close() finishes the job
+    assert save.done() and save.exception() is None
+    async with SQLiteSink(path) as again:  # the lock was released
+        assert await again.load_state(1) == {}
+
+
+async def test_sqlite_load_state_runs_on_the_sinks_thread(tmp_path: Path) -> None:
+    async with SQLiteSink(sink_path(tmp_path, "sqlite")) as sink:
+        threads = []
+        read = sink._load_state
+
+        def load_state(business_id: int) -> Any:
+            threads.append(threading.current_thread())
+            return read(business_id)
+
+        sink._load_state = load_state  # type: ignore[method-assign]
+        for business in (1, 2):
+            assert await sink.load_state(business) == {}
+    assert len(threads) == 2 and threading.main_thread() not in threads
+
+
+def odd_paths(tmp_path: Path) -> list[tuple[Path, str]]:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "dir").mkdir()
+    return [(Path("/dev/null"), "a device"), (fifo, "a FIFO"), (tmp_path / "dir", "a directory")]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    for path, what in odd_paths(tmp_path):
+        with pytest.raises(InvalidRequestError, match=f"{path} is {what}: a sink writes to"):
+            SINKS[kind](path)

@@ -6,15 +6,27 @@ stop the sink (issue 14.4) nor lose a message nor let one be written twice:
 * a torn last line (a crash mid-write) is cut off: its page is fetched again;
 * a torn write glued to the next line keeps that line; the torn bytes go
   (were they a whole message line, its chat is fetched again, as below);
-* any other invalid line is replaced in place by ``{"kind":"rejected"}``
-  padded with spaces to the same length, or by spaces alone if it is shorter
-  (so the file stays JSON Lines and nothing after it moves). If it still
-  shows which chat's message it held, that chat is fetched again from the
-  last message before it, and the messages already in the file are not
-  written twice.
+* any other invalid line (not JSON, not a valid line, not UTF-8) is replaced
+  in place by ``{"kind":"rejected"}`` padded with spaces to the same length,
+  or by spaces alone if it is shorter (so the file stays JSON Lines and
+  nothing after it moves). If it still shows which chat's message it held
+  (from the JSON, or else from the fixed start of a message line), that chat
+  is fetched again from the last message before it, and the messages already
+  in the file are not written twice.
+
+That re-fetch is itself durable: before the line is blanked, a marker
+``{"kind":"rejected","businessId":B,"chatId":C,"refetchFrom":N}`` is
+appended to the file. Until a ``synced`` line of that chat follows the marker
+(the end of a complete walk), every scan resumes the chat from ``N``, however
+many runs end (401, network down, SIGKILL) before the chat is walked.
 
 Whatever is removed is first appended to ``<path>.rejected`` (and synced),
 and each repair is logged as a WARNING with its line number.
+
+A file that is not a sink's is refused (`InvalidRequestError` naming it)
+before anything in it changes: one whose first non-blank line does not start
+like a sink line, or with more than `MAX_DAMAGED_LINES` damaged lines making
+up more than `MAX_DAMAGED_SHARE` of its lines.
 """
 
 from __future__ import annotations
@@ -22,14 +34,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from typing import IO, Any
 
 import msgspec
 
+from ..errors import InvalidRequestError
+
 log = logging.getLogger("yamarket_chats.sinks")
 
+#: A file with more damaged lines than this ...
+MAX_DAMAGED_LINES = 3
+#: ... that are also more than this share of its lines is refused, not repaired.
+MAX_DAMAGED_SHARE = 0.01
+
 _PLACEHOLDER = b'{"kind":"rejected"}'
-_BAD = (msgspec.DecodeError, msgspec.ValidationError)
+_START = b'{"kind":"'  # how every line a sink writes starts
+_BAD = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+#: The fixed start of a message line: its chat, even when the rest is damaged.
+_MESSAGE_HEAD = re.compile(rb'\{"kind":"message","businessId":(-?\d+),"chatId":(-?\d+),')
 
 
 class _Line(msgspec.Struct, rename="camel"):
@@ -41,9 +64,17 @@ class _Line(msgspec.Struct, rename="camel"):
     message_id: int = 0
     updated_at: str | None = None
     synced_at: float | None = None
+    refetch_from: int = 0  # of a "rejected" marker
 
 
-_decode = msgspec.json.Decoder(_Line).decode
+_decode_json = msgspec.json.Decoder(_Line).decode
+
+
+def _decode(raw: bytes) -> _Line:
+    line = _decode_json(raw)
+    if not raw.isascii():
+        raw.decode()  # strict JSON readers downstream refuse invalid UTF-8
+    return line
 
 
 @dataclasses.dataclass
@@ -78,84 +109,162 @@ class _Repair:
     raw: bytes  # the whole line, with its newline
     cut: int  # bytes of it that go (all but the newline, or a torn prefix)
     error: str
-    chat: int | None  # the chat whose message it held, if known
+    chat: tuple[int, int] | None  # (business, chat) whose message it held, if known
+
+
+def check_start(file: IO[bytes], path: str) -> None:
+    """`InvalidRequestError` if ``file`` is not empty and does not start like a sink's."""
+    file.seek(0)
+    head = b""
+    while True:
+        chunk = file.read(65536)
+        if not chunk:
+            break
+        head = (head + chunk).lstrip()
+        if len(head) >= len(_START):
+            break
+    _check_first(head[: len(_START)], path)
+
+
+def _check_first(raw: bytes, path: str) -> None:
+    start = raw.lstrip()[: len(_START)]
+    torn = len(start) < len(_START)  # a file holding only the start of a first line
+    if not (_START.startswith(start) if torn else start == _START):
+        raise InvalidRequestError(
+            f"{path} is not a JSONL sink file: its first line does not start with"
+            f" {_START.decode()!r}; refusing to write to it (pass the path of a sink's"
+            " file, or of a new one)"
+        )
 
 
 def scan(file: IO[bytes], path: str) -> Index:
     """Read ``file`` (open for appending) into an `Index`, repairing it as above."""
     index = Index()
-    damaged: dict[int, int] = {}  # chat id -> highest message id before its first damage
+    damaged: dict[int, tuple[int, int]] = {}  # chat -> (business, resume) for new damage
+    marked: dict[int, int] = {}  # chat -> resume, from its unresolved markers
     repairs: list[_Repair] = []
     last_ids, synced, business_of = index.last_ids, index.synced, index.business_of
     file.seek(0)
     offset = 0
+    lines = 0
+    torn: bytes | None = None
+    newline = False
     for number, raw in enumerate(file, 1):
         at, offset = offset, offset + len(raw)
+        if lines == 0 and raw.strip():
+            _check_first(raw, path)
         try:
             line = _decode(raw)
         except _BAD as exc:
             if not raw.endswith(b"\n"):
                 # A torn last line: its page is not complete, fetch it again.
-                log.info("%s: cut off a torn last line %d (%d bytes)", path, number, len(raw))
-                offset = at
+                torn, offset = raw, at
                 break
             if not raw.strip():
                 continue
+            lines += 1
             glued = _glued(raw)
             if glued is None:
                 chat = _message_of(raw)
                 if chat is not None:
-                    damaged.setdefault(chat[1], index.last_ids.get(chat[1], 0))
-                    index.own(*chat)
-                chat_id = chat[1] if chat else None
-                repairs.append(_Repair(number, at, raw, len(raw) - 1, str(exc), chat_id))
+                    damaged.setdefault(chat[1], (chat[0], last_ids.get(chat[1], 0)))
+                repairs.append(_Repair(number, at, raw, len(raw) - 1, str(exc), chat))
                 continue
             cut, line = glued
             # The bytes before it are torn, or a whole message line that lost
             # its newline: then its chat is fetched again, as below.
             chat = _message_of(raw[:cut])
             if chat is not None:
-                damaged.setdefault(chat[1], index.last_ids.get(chat[1], 0))
-                index.own(*chat)
-            repairs.append(_Repair(number, at, raw, cut, str(exc), chat[1] if chat else None))
+                damaged.setdefault(chat[1], (chat[0], last_ids.get(chat[1], 0)))
+            repairs.append(_Repair(number, at, raw, cut, str(exc), chat))
             raw = raw[cut:]
+        else:
+            lines += 1
         if not raw.endswith(b"\n"):
-            # Whole but for its newline (a write cut just before it): keep it.
-            os.write(file.fileno(), b"\n")
+            newline = True  # whole but for its newline (a write cut just before it): keep it
             raw += b"\n"
-            offset += 1
         kind, chat_id = line.kind, line.chat_id
         if kind == "message":
             if line.message_id > last_ids.get(chat_id, 0):
                 last_ids[chat_id] = line.message_id
-            if chat_id in damaged:
-                index.present.setdefault(chat_id, set()).add(line.message_id)
         elif kind == "chat":
             index.chats[chat_id] = hash(raw.rstrip(b"\n"))
         elif kind == "synced" and line.updated_at is not None:
             synced[chat_id] = (line.updated_at, line.synced_at or 0.0)
+            marked.pop(chat_id, None)  # walked to its end after the marker
+        elif kind == "rejected" and chat_id:
+            resume = marked.get(chat_id, line.refetch_from)
+            marked[chat_id] = min(resume, line.refetch_from)
+            if chat_id not in business_of:
+                index.own(line.business_id, chat_id)
+            continue
         else:
             continue
         if business_of.get(chat_id) != line.business_id:  # inline `own`: every line
             index.own(line.business_id, chat_id)
+    if len(repairs) > MAX_DAMAGED_LINES and len(repairs) > MAX_DAMAGED_SHARE * lines:
+        shown = ", ".join(str(r.number) for r in repairs[:5])
+        raise InvalidRequestError(
+            f"{path} does not look like a JSONL sink file: {len(repairs)} of its {lines}"
+            f" lines are not valid sink lines (lines {shown}"
+            f"{', ...' if len(repairs) > 5 else ''}); refusing to repair it (at most"
+            f" {MAX_DAMAGED_LINES} lines or {MAX_DAMAGED_SHARE:.0%} are). Move it aside"
+            " or pass another path"
+        )
+    # Nothing changed so far; now the repairs, each copy made durable first.
+    if torn is not None:
+        _reject(path, [torn])
+        log.warning(
+            "%s: cut off a torn last line %d (%d bytes, copied to %s.rejected): its page"
+            " is fetched again",
+            path, number, len(torn), path,
+        )  # fmt: skip
     file.truncate(offset)
-    for repair in repairs:
-        _repair(file, path, repair)
-        index.rejected.append(repair.number)
-    for chat_id, resume in damaged.items():
-        # Walk the chat again from before the damage (and not skip it as unchanged).
-        if resume:
-            index.last_ids[chat_id] = resume
-        else:
-            index.last_ids.pop(chat_id, None)
-        index.synced.pop(chat_id, None)
+    if newline:
+        os.write(file.fileno(), b"\n")
+    if repairs:
+        _reject(path, [r.raw[: r.cut] for r in repairs])
+        _mark(file, damaged)
+        for repair in repairs:
+            _repair(path, repair)
+            index.rejected.append(repair.number)
+    for chat_id, (business_id, resume) in damaged.items():
+        if chat_id not in business_of:
+            index.own(business_id, chat_id)
+        marked[chat_id] = min(marked.get(chat_id, resume), resume)
+    if marked:
+        _resume(file, index, marked)
     file.seek(0, os.SEEK_END)
     return index
 
 
+def _resume(file: IO[bytes], index: Index, marked: dict[int, int]) -> None:
+    """Walk each chat in ``marked`` again from its resume point, never writing one twice."""
+    present: dict[int, set[int]] = {chat_id: set() for chat_id in marked}
+    file.seek(0)
+    for raw in file:  # a second pass, only when damage is unresolved
+        if b'"message"' not in raw:
+            continue
+        try:
+            line = _decode(raw)
+        except _BAD:
+            continue
+        ids = present.get(line.chat_id)
+        if ids is not None and line.kind == "message" and line.message_id > marked[line.chat_id]:
+            ids.add(line.message_id)
+    for chat_id, resume in marked.items():
+        if resume:
+            index.last_ids[chat_id] = resume
+        else:
+            index.last_ids.pop(chat_id, None)
+        index.synced.pop(chat_id, None)  # and not skip it as unchanged
+        if present[chat_id]:
+            index.present[chat_id] = present[chat_id]
+
+
 def _glued(raw: bytes) -> tuple[int, _Line] | None:
     """(length of the torn prefix, the line after it) if ``raw`` is a torn write + a line."""
-    start = raw.rfind(b'{"kind":')
+    start = raw.rfind(_START)
     if start > 0:
         try:
             return start, _decode(raw[start:])
@@ -165,7 +274,10 @@ def _glued(raw: bytes) -> tuple[int, _Line] | None:
 
 
 def _message_of(raw: bytes) -> tuple[int, int] | None:
-    """(business id, chat id) of a message line that is JSON but not a valid line."""
+    """(business id, chat id) of a damaged message line, if it still shows them."""
+    head = _MESSAGE_HEAD.match(raw)
+    if head is not None:
+        return int(head[1]), int(head[2])
     try:
         value: Any = msgspec.json.decode(raw)
     except _BAD:
@@ -177,13 +289,31 @@ def _message_of(raw: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _repair(file: IO[bytes], path: str, repair: _Repair) -> None:
-    rejected = f"{path}.rejected"
-    removed = repair.raw[: repair.cut]
-    with open(rejected, "ab") as out:  # first the copy, durably
-        out.write(removed.rstrip(b"\n") + b"\n")
+def _reject(path: str, removed: list[bytes]) -> None:
+    """Append what is removed to ``<path>.rejected``, durably."""
+    with open(f"{path}.rejected", "ab") as out:
+        out.write(b"".join(r.rstrip(b"\n") + b"\n" for r in removed))
         out.flush()
         os.fsync(out.fileno())
+
+
+def _mark(file: IO[bytes], damaged: dict[int, tuple[int, int]]) -> None:
+    """Append a durable marker for each damaged chat: fetch it again from there."""
+    if not damaged:
+        return
+    marks = b"".join(
+        b'{"kind":"rejected","businessId":%d,"chatId":%d,"refetchFrom":%d}\n'
+        % (business_id, chat_id, resume)
+        for chat_id, (business_id, resume) in damaged.items()
+    )
+    fd = file.fileno()  # O_APPEND
+    rest = memoryview(marks)
+    while rest:
+        rest = rest[os.write(fd, rest) :]
+    os.fsync(fd)
+
+
+def _repair(path: str, repair: _Repair) -> None:
     whole = repair.cut == len(repair.raw) - 1
     filler = _PLACEHOLDER if whole and repair.cut >= len(_PLACEHOLDER) else b""
     # Not through the sink's descriptor: with O_APPEND, Linux pwrite appends.
@@ -194,7 +324,7 @@ def _repair(file: IO[bytes], path: str, repair: _Repair) -> None:
     finally:
         os.close(fd)
     if repair.chat is not None:
-        outcome = f"chat {repair.chat} is fetched again from before it"
+        outcome = f"chat {repair.chat[1]} is fetched again from before it"
         if not whole:
             outcome += "; the line glued to it is kept"
     elif not whole:
@@ -202,6 +332,6 @@ def _repair(file: IO[bytes], path: str, repair: _Repair) -> None:
     else:
         outcome = "if it held a message, that message is only there now"
     log.warning(
-        "%s line %d (byte %d) is not a valid line (%s): moved %d bytes to %s; %s",
-        path, repair.number, repair.offset, repair.error, len(removed), rejected, outcome,
+        "%s line %d (byte %d) is not a valid line (%s): moved %d bytes to %s.rejected; %s",
+        path, repair.number, repair.offset, repair.error, repair.cut, path, outcome,
     )  # fmt: skip

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import math
 import os
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,31 @@ def check_lock_timeout(lock_timeout: float) -> float:
     return float(lock_timeout)
 
 
+def check_regular_file(path: str | os.PathLike[str]) -> None:
+    """`InvalidRequestError` naming ``path`` unless it is a regular file or does not exist."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return  # created by the sink
+    except OSError as exc:
+        raise InvalidRequestError(f"{os.fspath(path)}: cannot use it as a sink: {exc}") from exc
+    if not stat.S_ISREG(mode):
+        what = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
+        raise InvalidRequestError(
+            f"{os.fspath(path)} is {what}: a sink writes to a regular file (pass a file path)"
+        )
+
+
 class _ThreadSink:
     """An async facade over blocking work done in order on one thread.
 
@@ -64,6 +90,7 @@ class _ThreadSink:
         self._broken: BaseException | None = None  # why the lock or setup failed
         self._stop = threading.Event()
         self._pending: set[concurrent.futures.Future[Any]] = set()  # handed to the thread
+        self._closing: concurrent.futures.Future[None] | None = None  # by close()
         if lock_fd is None or try_lock(lock_fd):
             self._setup()
             self._ready = True
@@ -119,15 +146,16 @@ class _ThreadSink:
 
         Closing releases the sink's lock; a wait for it still running stops.
         """
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._close_sync)
-        finally:
-            self._executor.shutdown(wait=True)
+        if self._closing is None:
+            self._closed = True
+            self._stop.set()
+            # Queued behind the work handed over; the thread ends after it.
+            self._closing = self._executor.submit(self._close_sync)
+            self._executor.shutdown(wait=False)  # the loop never blocks on it
+        # Shielded: a cancelled close() leaves the closing running on the
+        # thread (the lock is released when it is done), and a later close()
+        # waits for it again.
+        await asyncio.shield(asyncio.wrap_future(self._closing))
 
     async def __aenter__(self: _S) -> _S:
         return self

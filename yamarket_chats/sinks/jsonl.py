@@ -12,8 +12,8 @@ import msgspec
 
 from ..ingest import ChatState
 from ..models import Chat, ChatMessage
-from ._scan import Index, scan
-from ._thread import _ThreadSink, check_lock_timeout
+from ._scan import Index, check_start, scan
+from ._thread import _ThreadSink, check_lock_timeout, check_regular_file
 
 __all__ = ["JsonlSink"]
 
@@ -39,7 +39,11 @@ class JsonlSink(_ThreadSink):
     scanned, without losing a message or writing one twice (see `_scan`);
     what is removed goes to ``<path>.rejected``, each repair is logged as a
     WARNING on the ``yamarket_chats.sinks`` logger with its line number, and
-    `rejected` lists those line numbers.
+    `rejected` lists those line numbers. A chat to fetch again after a damaged
+    line stays marked in the file until it is walked to its end. A file that
+    is not a sink's (its first line is not a sink line, or too many lines are
+    damaged) is refused with `InvalidRequestError`, untouched, as is a path
+    that is not a regular file.
 
     One sync at a time: the sink holds an exclusive OS lock on the file
     (``flock``, released when the sink is closed or its process dies, even by
@@ -57,8 +61,10 @@ class JsonlSink(_ThreadSink):
         #: Line numbers (1-based) of the damaged lines repaired when the file was scanned.
         self.rejected: list[int] = []
         # Opened here, so a bad path fails before any request is sent.
+        check_regular_file(path)
         self._file: IO[bytes] = open(path, "a+b")  # noqa: SIM115 - closed by close()
         try:
+            check_start(self._file, os.fspath(path))  # not a README, a database...
             super().__init__("yamarket-jsonl", path, self._file.fileno(), lock_timeout)
         except BaseException:
             self._file.close()

@@ -5,8 +5,9 @@ commit is a write into the OS cache, cheaper than handing the page to a
 thread and back (the hand-off made `sync` 0.7x as fast as a plain loop, with
 the GIL ping-ponging between the two threads). What can block runs on the
 sink's thread instead: waiting for the sink's lock, waiting for another
-writer of the database, and the WAL checkpoints that fsync (see
-`SQLiteSink._catch_up` for why they come in two steps).
+writer of the database, the WAL checkpoints that fsync (see
+`SQLiteSink._catch_up` for why they come in two steps), and `load_state`
+(one read of a whole business's checkpoints).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import msgspec
 
 from ..ingest import ChatState
 from ..models import Chat, ChatMessage
-from ._thread import _ThreadSink, check_lock_timeout
+from ._thread import _ThreadSink, check_lock_timeout, check_regular_file
 
 __all__ = ["SQLiteSink"]
 
@@ -162,6 +163,7 @@ class SQLiteSink(_ThreadSink):
     programs may read the database while a sync writes it.
 
     One sync at a time: the sink holds an exclusive lock on ``<path>.lock``
+    (``<path>`` with symlinks resolved, so two paths of one database share it)
     (an OS file lock, released when the sink is closed or its process dies,
     even by SIGKILL; the file itself stays and is harmless). If another sync
     holds it, the sink waits up to ``lock_timeout`` seconds (default 0: fail
@@ -171,6 +173,8 @@ class SQLiteSink(_ThreadSink):
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 0) -> None:
         check_lock_timeout(lock_timeout)  # before anything is created
         memory = os.fspath(path) in (":memory:", "")
+        if not memory:
+            check_regular_file(path)  # not a directory, a FIFO, a device
         # Opened here, so a bad path fails before any request is sent.
         # The busy timeout covers another sync creating the file right now;
         # once the sink holds its lock, writes on the loop use none (_setup).
@@ -182,7 +186,8 @@ class SQLiteSink(_ThreadSink):
             conn.execute("PRAGMA schema_version").fetchall()  # "file is not a database"
             if not memory:
                 flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-                lock_fd = os.open(f"{os.fspath(path)}.lock", flags, 0o644)
+                # By the real path: a symlink to the database shares its lock.
+                lock_fd = os.open(f"{os.path.realpath(path)}.lock", flags, 0o644)
             self._conn = conn
             self._memory = memory
             self._checkpointer: sqlite3.Connection | None = None  # for _checkpoint_bulk
@@ -243,8 +248,9 @@ class SQLiteSink(_ThreadSink):
     # -- the Sink protocol
 
     async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
-        """The checkpoints of a business's chats, by chat id."""
-        return await self._execute(self._load_state, business_id)
+        """The checkpoints of a business's chats, by chat id (read on the sink's thread)."""
+        # Not inline: 200k chats would hold the event loop for most of a second.
+        return await self._run(self._waiting, self._load_state, business_id)
 
     def _load_state(self, business_id: int) -> dict[int, ChatState]:
         rows = self._conn.execute(
@@ -293,6 +299,8 @@ class SQLiteSink(_ThreadSink):
     # -- WAL checkpoints, off the event loop (automatic ones would fsync on it)
 
     def _checkpoint_soon(self) -> None:
+        if self._closed:
+            return  # the connection closes right after this write
         current = self._checkpointing
         if current is not None and (self._bulk or not current.done()):
             return  # the last one is not finished
