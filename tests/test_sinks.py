@@ -415,3 +415,26 @@ async def test_a_torn_last_line_is_copied_before_it_is_cut(tmp_path: Path) -> No
         assert await sink.load_state(1) == {2: ChatState(7, None, None)}
     assert path.read_bytes() == message_line(7) + b"\n"
     assert (tmp_path / "c.jsonl.rejected").read_bytes() == message_line(8)[:50] + b"\n"
+
+
+async def test_damage_after_a_refetch_resumes_below_the_refetched_messages(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.jsonl"
+    updated = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc)
+    path.write_bytes(b"\n".join(message_line(i) for i in (7, 8, 9)) + b"\n")
+    with path.open("r+b") as f:
+        f.seek(len(message_line(7)) + 1 + 100)
+        f.write(b"\xff")  # 8 is damaged ...
+    async with JsonlSink(path) as sink:
+        await sink.load_state(1)
+        await sink.save_page(1, 2, messages(8, 9), ChatState(9, updated, 1.5))
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert json.loads(lines[-2])["messageId"] == 8  # ... and written again after 9
+    lines[-2] = lines[-2].replace(b"hello", b"hel\xfflo")  # then that line is damaged
+    path.write_bytes(b"".join(lines))
+    async with JsonlSink(path) as sink:
+        assert await sink.load_state(1) == {2: ChatState(7, None, None)}  # not from 9
+        await sink.save_page(1, 2, messages(8, 9), ChatState(9, updated, 1.5))
+    ids = [d["messageId"] for d in lines_of(path) if d["kind"] == "message"]
+    assert sorted(ids) == [7, 8, 9]

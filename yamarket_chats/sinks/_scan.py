@@ -142,6 +142,15 @@ def scan(file: IO[bytes], path: str) -> Index:
     index = Index()
     damaged: dict[int, tuple[int, int]] = {}  # chat -> (business, resume) for new damage
     marked: dict[int, int] = {}  # chat -> resume, from its unresolved markers
+    # chat -> lowest resume of its markers: after a re-fetch the file holds its
+    # messages out of order, so the highest id before a damaged line may be
+    # past it; the message it held is above the marker's resume, though.
+    floors: dict[int, int] = {}
+
+    def resume_of(chat_id: int) -> int:
+        """Where a chat with a damaged line resumes: below any message it held."""
+        return min(last_ids.get(chat_id, 0), floors.get(chat_id, 2**63))
+
     repairs: list[_Repair] = []
     last_ids, synced, business_of = index.last_ids, index.synced, index.business_of
     file.seek(0)
@@ -167,7 +176,7 @@ def scan(file: IO[bytes], path: str) -> Index:
             if glued is None:
                 chat = _message_of(raw)
                 if chat is not None:
-                    damaged.setdefault(chat[1], (chat[0], last_ids.get(chat[1], 0)))
+                    damaged.setdefault(chat[1], (chat[0], resume_of(chat[1])))
                 repairs.append(_Repair(number, at, raw, len(raw) - 1, str(exc), chat))
                 continue
             cut, line = glued
@@ -175,7 +184,7 @@ def scan(file: IO[bytes], path: str) -> Index:
             # its newline: then its chat is fetched again, as below.
             chat = _message_of(raw[:cut])
             if chat is not None:
-                damaged.setdefault(chat[1], (chat[0], last_ids.get(chat[1], 0)))
+                damaged.setdefault(chat[1], (chat[0], resume_of(chat[1])))
             repairs.append(_Repair(number, at, raw, cut, str(exc), chat))
             raw = raw[cut:]
         else:
@@ -193,8 +202,9 @@ def scan(file: IO[bytes], path: str) -> Index:
             synced[chat_id] = (line.updated_at, line.synced_at or 0.0)
             marked.pop(chat_id, None)  # walked to its end after the marker
         elif kind == "rejected" and chat_id:
-            resume = marked.get(chat_id, line.refetch_from)
-            marked[chat_id] = min(resume, line.refetch_from)
+            resume = line.refetch_from
+            marked[chat_id] = min(marked.get(chat_id, resume), resume)
+            floors[chat_id] = min(floors.get(chat_id, resume), resume)
             if chat_id not in business_of:
                 index.own(line.business_id, chat_id)
             continue
