@@ -24,6 +24,7 @@ from yamarket_chats import (
     RateLimit,
     ServerError,
     TransportError,
+    YandexMarketError,
 )
 from yamarket_chats.testing import FakeMarketConfig, FakeServer
 
@@ -243,6 +244,52 @@ async def test_cancelling_mid_request_frees_the_slot(fake: FakeServer, client: C
         asyncio.gather(*(client.get_chat(BUSINESS, chat_id) for _ in range(4))), 1.0
     )
     assert all(r.chat_id == chat_id for r in results)
+
+
+@pytest.mark.parametrize(
+    "fake", [FakeMarketConfig(businesses=(BUSINESS,), chats_per_business=1)], indirect=True
+)
+async def test_a_call_cancelled_before_sending_gives_its_token_back(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    # Two tokens, one slot: the second call takes a token, then waits for the
+    # slot and is cancelled there. Nothing was sent, so the token comes back.
+    client = make_client(max_concurrency=1, limits={"get_chat": RateLimit(2, 3600, burst=2)})
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("latency", delay=0.5, times=1)
+    first = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
+    await fake.wait_in_flight(BUSINESS, 1)
+    second = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
+    await asyncio.sleep(0.1)  # it holds a token and queues for the slot
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await first
+    third = await client.with_options(max_wait=1).get_chat(BUSINESS, chat_id)
+    assert third.chat_id == chat_id
+    assert statuses(fake) == [200, 200]
+
+
+@pytest.mark.parametrize(
+    "fake", [FakeMarketConfig(businesses=(BUSINESS,), chats_per_business=1)], indirect=True
+)
+async def test_closing_the_client_ends_its_calls_with_a_clear_error(fake: FakeServer) -> None:
+    client = ChatsClient(api_key=fake.api_key, base_url=fake.url, max_concurrency=1, **FAST)
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("latency", delay=0.5, times=1)
+    running = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
+    await fake.wait_in_flight(BUSINESS, 1)
+    waiting = asyncio.create_task(client.get_chat(BUSINESS, chat_id))  # for the slot
+    await asyncio.sleep(0.05)
+    await client.close()  # the app shuts down
+    with pytest.raises(TransportError, match="closed during the request"):
+        await running
+    with pytest.raises(YandexMarketError, match="this ChatsClient is closed"):
+        await waiting
+    assert [o.failed_calls for o in client.stats.snapshot().operations] == [2]
+    with pytest.raises(YandexMarketError, match="this ChatsClient is closed"):
+        await client.get_chat(BUSINESS, chat_id)  # (refused before it counts as a call)
+    assert client._transport._fresh is None and client._transport._pooled is None
 
 
 async def test_no_unclosed_session_warnings(fake: FakeServer) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
+import traceback
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -28,6 +30,7 @@ from yamarket_chats import (
 )
 from yamarket_chats.errors import CLIENT_QUOTA_WAIT
 from yamarket_chats.hooks import CallInfo, ClientHooks
+from yamarket_chats.limits import Limits
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
 
 YEAR = 365 * 86400.0
@@ -414,6 +417,162 @@ async def test_opentelemetry_one_span_per_call(
     assert not failed.status.is_ok
 
 
+class SlowRequestHook(ClientHooks):
+    async def on_request(self, call: CallInfo) -> None:
+        await asyncio.sleep(0.3)  # e.g. an async audit log
+
+
+class FailingWaitHook(ClientHooks):
+    async def on_wait(self, call: CallInfo, reason: str, seconds: float) -> None:
+        raise RuntimeError("exporter down")
+
+
+class FailingRequestHook(ClientHooks):
+    async def on_request(self, call: CallInfo) -> None:
+        raise RuntimeError("exporter down")
+
+
+@pytest.mark.parametrize("fake", [one_business()], indirect=True)
+@pytest.mark.parametrize("hook", ["slow_cancelled", "on_wait_raises", "on_request_raises"])
+async def test_a_hook_that_awaits_or_raises_leaks_no_slot_and_no_token(
+    fake: FakeServer, make_client: Callable[..., ChatsClient], hook: str
+) -> None:
+    chat_id, _ = chat_path(fake)
+    hooks = {
+        "slow_cancelled": SlowRequestHook(),
+        "on_wait_raises": FailingWaitHook(),
+        "on_request_raises": FailingRequestHook(),
+    }[hook]
+    limits = {"get_chat": RateLimit(1, 0.2, burst=1)}  # the next call waits, so on_wait runs
+    client = make_client(max_concurrency=1, hooks=hooks, limits=limits)
+    if hook == "on_wait_raises":
+        await client.get_chat(BUSINESS, chat_id)  # takes the token: the next call waits
+    task = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
+    if hook == "slow_cancelled":
+        await asyncio.sleep(0.1)  # inside on_request: the slot and a token are taken
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with pytest.raises(RuntimeError, match="exporter down"):
+            await task
+    limiter = client._limits
+    assert isinstance(limiter, Limits)
+    quota = limiter._quota(BUSINESS, "get_chat")
+    assert quota.in_flight == 0
+    assert not limiter._slots[BUSINESS].locked()
+    sent = len(fake.journal)
+    assert quota.limiter is not None and quota.limiter._level <= sent  # the token came back
+
+
+@pytest.mark.parametrize("fake", [one_business()], indirect=True)
+async def test_an_on_start_hook_that_raises_still_ends_the_call(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from yamarket_chats.otel import TracingHooks
+
+    class FailingStart(ClientHooks):
+        async def on_start(self, call: CallInfo) -> None:
+            raise RuntimeError("hook bug")
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    recorder = Recorder()
+    client = make_client(hooks=[TracingHooks(tracer_provider=provider), FailingStart(), recorder])
+    chat_id, _ = chat_path(fake)
+    with pytest.raises(RuntimeError, match="hook bug"):
+        await client.get_chat(BUSINESS, chat_id)
+    assert recorder.events[-1] == ("end", 0, None, "RuntimeError")
+    (span,) = exporter.get_finished_spans()  # ended, with the error
+    assert not span.status.is_ok
+    assert trace.get_current_span() is trace.INVALID_SPAN  # its context was detached
+    assert fake.journal.entries() == []
+
+
+@pytest.mark.parametrize("fake", [one_business()], indirect=True)
+async def test_a_send_with_little_time_left_gets_its_full_timeout(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    # The send waits for the only slot until ~0.5 s of its max_wait are left;
+    # the server takes 1 s. Cut to the time left it would time out after the
+    # server acted; it keeps its full timeout and succeeds.
+    chat_id, _ = chat_path(fake)
+    before = fake.market.message_count(BUSINESS, chat_id)
+    client = make_client(max_concurrency=1)
+    fake.faults.add("latency", delay=0.7, times=1, operations={"get_chat"})
+    busy = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
+    await fake.wait_in_flight(BUSINESS, 1)
+    fake.faults.add("latency", delay=1.0, times=1, operations={"send_message_to_chat"})
+    await client.with_options(max_wait=1.2).send_message_to_chat(BUSINESS, chat_id, "hello")
+    await busy
+    assert fake.market.message_count(BUSINESS, chat_id) == before + 1
+
+
+@pytest.mark.parametrize("fake", [one_business()], indirect=True)
+async def test_a_send_past_its_deadline_before_it_goes_out_is_not_sent(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    chat_id, _ = chat_path(fake)
+    client = make_client(hooks=SlowRequestHook(), max_wait=0.2)
+    with pytest.raises(TransportError, match="nothing was sent"):
+        await client.send_message_to_chat(BUSINESS, chat_id, "hello")
+    assert fake.journal.entries() == []
+    assert client.stats.requests == 0
+
+
+async def test_no_secret_in_the_chained_cause_of_a_transport_error() -> None:
+    # aiohttp's ClientResponseError keeps the request's headers in request_info.
+    async def answer_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    secret = "SECRET-KEY-123"
+    try:
+        async with ChatsClient(
+            api_key=secret, base_url=f"http://127.0.0.1:{port}", max_retries=0
+        ) as client:
+            with pytest.raises(TransportError) as info:
+                await client.get_chat(BUSINESS, 1)
+    finally:
+        server.close()
+    exc = info.value
+    assert isinstance(exc.__cause__, aiohttp.ClientResponseError)
+    for text in (
+        str(exc),
+        repr(exc.__cause__),
+        repr(exc.__context__),
+        "".join(traceback.format_exception(exc)),
+        str(exc.__cause__.request_info),
+    ):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("fake", [one_business()], indirect=True)
+async def test_a_held_stats_object_stays_current(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    chat_id, _ = chat_path(fake)
+    client = make_client(limits={"get_chat": RateLimit(1, 0.3, burst=1)})
+    stats = client.stats  # e.g. held by a Prometheus collector
+    before = dataclasses.replace(stats)  # a copy keeps its reading
+    for _ in range(3):
+        await client.get_chat(BUSINESS, chat_id)
+    assert stats.waited_seconds >= 0.4
+    assert stats.snapshot().waited_seconds == pytest.approx(stats.waited_seconds)
+    assert before.waited_seconds == 0.0
+
+
 # -- loop safety ------------------------------------------------------------------
 
 
@@ -466,13 +625,14 @@ async def error_server() -> AsyncIterator[str]:
 
 async def test_a_2xx_that_says_error_raises_api_error(error_server: str) -> None:
     async with ChatsClient(api_key="k", base_url=error_server, **FAST) as client:
-        for call in (
-            client.get_chat(BUSINESS, 1),
-            client.send_message_to_chat(BUSINESS, 1, "hi"),
-            client.send_file_to_chat(BUSINESS, 1, b"x", filename="a.txt"),
-        ):
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: client.get_chat(BUSINESS, 1),
+            lambda: client.send_message_to_chat(BUSINESS, 1, "hi"),
+            lambda: client.send_file_to_chat(BUSINESS, 1, b"x", filename="a.txt"),
+        ]
+        for call in calls:  # each coroutine made only when awaited
             with pytest.raises(ApiError) as info:
-                await call
+                await call()
             assert info.value.status == 200
             assert [(e.code, e.message) for e in info.value.errors] == [("CHAT_CLOSED", "closed")]
         assert client.stats.requests == 3  # a definite answer: never retried

@@ -7,14 +7,15 @@ carried each request, so reuse is seen from the server's side.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 
 from tests.conftest import BUSINESS
-from yamarket_chats import ChatsClient, TransportError
-from yamarket_chats.testing import FakeMarketConfig, FakeServer
+from yamarket_chats import ChatsClient, RateLimit, TransportError
+from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server, self_signed_tls
 
 
 def keep_alive(**options: object) -> FakeMarketConfig:
@@ -62,21 +63,79 @@ async def test_keep_alive_false_closes_every_connection(
     assert len({e.connection for e in fake.journal}) == 20
 
 
+@contextlib.asynccontextmanager
+async def client_for(
+    fake: FakeServer, callers_session: bool, **options: object
+) -> AsyncIterator[ChatsClient]:
+    """A client of its own sessions, or through a caller's default (pooling) session."""
+    async with contextlib.AsyncExitStack() as stack:
+        if callers_session:
+            options["session"] = await stack.enter_async_context(aiohttp.ClientSession())
+        client = ChatsClient(api_key=fake.api_key, base_url=fake.url, **options)  # type: ignore[arg-type]
+        yield await stack.enter_async_context(client)
+
+
+@pytest.mark.parametrize("callers_session", [False, True], ids=["own", "callers"])
 @pytest.mark.parametrize("fake", [keep_alive()], indirect=True)
-async def test_sends_never_reuse_a_pooled_connection(fake: FakeServer, client: ChatsClient) -> None:
+async def test_sends_never_reuse_a_pooled_connection(
+    fake: FakeServer, callers_session: bool
+) -> None:
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    for _ in range(3):
-        await client.get_chat(BUSINESS, chat_id)
-        await client.send_message_to_chat(BUSINESS, chat_id, "hello")
-        await client.send_file_to_chat(BUSINESS, chat_id, b"%PDF", filename="a.pdf")
-        await client.get_chat_history(BUSINESS, chat_id, limit=5)
+    async with client_for(fake, callers_session) as client:
+        for _ in range(3):
+            await client.get_chat(BUSINESS, chat_id)
+            await client.send_message_to_chat(BUSINESS, chat_id, "hello")
+            await client.send_file_to_chat(BUSINESS, chat_id, b"%PDF", filename="a.pdf")
+            await client.get_chat_history(BUSINESS, chat_id, limit=5)
     reads = {e.connection for e in fake.journal if e.operation.startswith("get_")}
-    sends = [e.connection for e in fake.journal if e.operation.startswith("send_")]
+    sends = [e for e in fake.journal if e.operation.startswith("send_")]
     assert len(reads) == 1  # one pooled connection carried every read
-    assert len(set(sends)) == len(sends) == 6  # each send had a connection of its own
-    assert not reads & set(sends)
+    assert len({e.connection for e in sends}) == len(sends) == 6  # each its own connection
+    assert not any(e.reused for e in sends)
+    assert not reads & {e.connection for e in sends}
     # and the server was told to close each send's connection
     assert fake.open_connections <= 1
+
+
+@pytest.mark.parametrize("callers_session", [False, True], ids=["own", "callers"])
+@pytest.mark.parametrize("fake", [keep_alive(max_requests_per_connection=1)], indirect=True)
+async def test_a_send_never_meets_a_stale_pooled_connection(
+    fake: FakeServer, callers_session: bool
+) -> None:
+    # The server closes each connection after one answer: a send on a pooled
+    # socket would fail with its fate unknown. Sends take fresh connections.
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    before = fake.market.message_count(BUSINESS, chat_id)
+    async with client_for(fake, callers_session, max_retries=0) as client:
+        for _ in range(3):
+            await client.get_chat(BUSINESS, chat_id)
+            await client.send_message_to_chat(BUSINESS, chat_id, "hello")
+    assert fake.market.message_count(BUSINESS, chat_id) == before + 3
+    assert not [e for e in fake.journal if e.operation.startswith("send_") and e.fault]
+
+
+async def test_a_callers_force_close_session_and_tls_settings_carry_sends() -> None:
+    # A caller's session that trusts only the fake's own CA: sends still get
+    # through (they go on a fresh connection with the caller's TLS settings),
+    # and a caller's force-close session is used for sends as it is.
+    tls = self_signed_tls()
+    config = FakeMarketConfig(businesses=(BUSINESS,), chats_per_business=1, keep_alive=True)
+    async with run_fake_server(config, ssl_context=tls.server_context) as fake:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        for force_close in (False, True):
+            connector = aiohttp.TCPConnector(ssl=tls.client_context, force_close=force_close)
+            session = aiohttp.ClientSession(connector=connector)
+            async with (
+                session,
+                ChatsClient(api_key=fake.api_key, base_url=fake.url, session=session) as client,
+            ):
+                await client.get_chat(BUSINESS, chat_id)
+                await client.send_message_to_chat(BUSINESS, chat_id, "hello")
+                made = client._transport._callers_fresh
+                assert (made is None) is force_close
+        sends = [e for e in fake.journal if e.operation.startswith("send_")]
+        assert [e.status for e in sends] == [200, 200]
+        assert not any(e.reused for e in sends)
 
 
 @pytest.mark.parametrize("fake", [keep_alive(max_requests_per_connection=1)], indirect=True)
@@ -84,30 +143,59 @@ async def test_a_stale_pooled_connection_is_retried_at_once(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
     # The server "closes" each connection after one answer, as a request
-    # reuses it: with retries off, reads still succeed, POST and GET alike.
+    # reuses it: with retries off, reads still succeed, POST and GET alike,
+    # each stale attempt retried by the client itself (aiohttp's own silent
+    # retry of a GET is off: it would hide a request from stats and limits).
     client = make_client(max_retries=0, backoff=5.0, max_backoff=5.0)
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    for _ in range(3):
-        page = await asyncio.wait_for(client.get_chat_history(BUSINESS, chat_id, limit=5), 2.0)
-        assert len(page.messages) == 5
-        chat = await asyncio.wait_for(client.get_chat(BUSINESS, chat_id), 2.0)
-        assert chat.chat_id == chat_id
+    for _ in range(2):
+        for _ in range(2):  # the second reuses the first's pooled connection
+            page = await asyncio.wait_for(client.get_chat_history(BUSINESS, chat_id, limit=5), 2.0)
+            assert len(page.messages) == 5
+        for _ in range(2):
+            chat = await asyncio.wait_for(client.get_chat(BUSINESS, chat_id), 2.0)
+            assert chat.chat_id == chat_id
     stale = [e for e in fake.journal if e.fault == "stale_connection"]
     assert stale, "the fake never saw a stale reuse: the test proves nothing"
-    assert {e.operation for e in stale} >= {"get_chat_history"}
-    assert [e.status for e in fake.journal if e.fault is None] == [200] * 6
+    assert {e.operation for e in stale} == {"get_chat_history", "get_chat"}
+    assert [e.status for e in fake.journal if e.fault is None] == [200] * 8
+    assert client.stats.requests == len(fake.journal)  # every request seen and counted
+    ops = client.stats.snapshot().operations
+    assert sum(o.transport_errors for o in ops) == len(stale)
+    assert sum(o.failed_calls for o in ops) == 0
 
 
-@pytest.mark.parametrize("fake", [keep_alive()], indirect=True)
-async def test_a_drop_on_a_fresh_connection_is_still_a_failure(
+@pytest.mark.parametrize("fake", [keep_alive(max_requests_per_connection=1)], indirect=True)
+async def test_a_stale_pooled_request_spends_no_quota(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
-    client = make_client(max_retries=0)
+    # Three tokens for three reads: the stale attempt never reached the
+    # server, so it gives its token (and the server-count estimate) back.
+    client = make_client(max_wait=2, limits={"get_chat_history": RateLimit(3, 3600, burst=3)})
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    fake.faults.add("drop", times=1, operations={"get_chat_history"})
-    with pytest.raises(TransportError):
+    for _ in range(3):
         await client.get_chat_history(BUSINESS, chat_id, limit=5)
+    assert [e.fault for e in fake.journal].count("stale_connection") >= 1
+    assert [e.status for e in fake.journal if e.fault is None] == [200] * 3
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["keep_alive", "close"])
+@pytest.mark.parametrize("operation", ["get_chat_history", "get_chat"])
+@pytest.mark.parametrize("fake", [keep_alive()], indirect=True)
+async def test_a_drop_on_a_fresh_connection_is_still_a_failure(
+    fake: FakeServer, make_client: Callable[..., ChatsClient], operation: str, keep: bool
+) -> None:
+    # GET (get_chat) included: aiohttp would silently send it again.
+    client = make_client(max_retries=0, keep_alive=keep)
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    fake.faults.add("drop", times=1, operations={operation})
+    with pytest.raises(TransportError):
+        if operation == "get_chat":
+            await client.get_chat(BUSINESS, chat_id)
+        else:
+            await client.get_chat_history(BUSINESS, chat_id, limit=5)
     assert len(fake.journal) == 1
+    assert client.stats.requests == 1
 
 
 @pytest.mark.parametrize("fake", [keep_alive()], indirect=True)

@@ -14,6 +14,7 @@ import contextvars
 import datetime as dt
 import logging
 import random
+import socket
 import time
 import weakref
 from collections.abc import Mapping
@@ -22,19 +23,20 @@ from typing import Any, Final, TypeVar
 
 import aiohttp
 import msgspec
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import (
     CLIENT_QUOTA_WAIT,
     ApiError,
+    InvalidRequestError,
     RateLimitError,
     TransportError,
     YandexMarketError,
     error_for_status,
 )
 from .hooks import CallInfo, HookSet
-from .limits import Limiter, WaitTooLong
+from .limits import NOT_SENT, Limiter, WaitTooLong
 from .models import ApiErrorDetail, _Envelope, _ErrorEnvelope
 from .stats import ClientStats, _Counters
 
@@ -51,6 +53,7 @@ WAIT_WARNING_SECONDS: Final = 1.0
 
 _error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 _UTC = dt.timezone.utc
+_SECRET_HEADERS = frozenset({"api-key", "authorization"})
 
 # Set by `_PoolConnector.connect` in the task that sends a request: whether the
 # connection came from the pool (True) or was opened for it (False).
@@ -151,11 +154,14 @@ class Transport:
         self._base = base  # ".../v2/businesses/"
         self.limiter = limiter
         self.stats = ClientStats()
+        self.stats._read_waited = lambda: limiter.waited
         self.hooks = hooks
         self.keep_alive = keep_alive
         self._session = session  # the caller's, used as configured
         self._pooled: aiohttp.ClientSession | None = None
         self._fresh: aiohttp.ClientSession | None = None
+        # Sends of a caller whose session pools connections go through this one.
+        self._callers_fresh: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self.closed = False
@@ -177,14 +183,62 @@ class Transport:
         """Our session whose every request opens a new connection and closes it."""
         session = self._fresh
         if session is None:
+            if self.closed:
+                raise YandexMarketError("this ChatsClient is closed")
             connector = aiohttp.TCPConnector(force_close=True, limit=0)
-            session = self._fresh = aiohttp.ClientSession(connector=connector)
+            session = self._fresh = _own_session(connector)
         return session
 
     def _pooled_session(self) -> aiohttp.ClientSession:
         session = self._pooled
         if session is None:
-            session = self._pooled = aiohttp.ClientSession(connector=_PoolConnector(limit=0))
+            if self.closed:
+                raise YandexMarketError("this ChatsClient is closed")
+            session = self._pooled = _own_session(_PoolConnector(limit=0))
+        return session
+
+    def _callers_send_session(self, caller: aiohttp.ClientSession) -> aiohttp.ClientSession:
+        """Where a send goes when the caller gave a session: on a fresh connection.
+
+        A caller's session that opens a connection per request is used as it
+        is. One that pools connections could hand a send a pooled socket the
+        server has closed, leaving its fate unknown: sends then go through a
+        force-close session of ours with the caller's TLS, DNS, proxy, trace
+        and default-header settings, made lazily and closed by `close`.
+        """
+        connector = caller.connector
+        if connector is None or connector.force_close:
+            return caller  # (a closed session is reported before the request)
+        session = self._callers_fresh
+        if session is not None:
+            return session
+        if self.closed:
+            raise YandexMarketError("this ChatsClient is closed")
+        if type(connector) is not aiohttp.TCPConnector:
+            # A proxy or socket connector of another kind cannot be copied faithfully.
+            raise InvalidRequestError(
+                f"sends need a connection of their own, and the session= given pools "
+                f"connections through a {type(connector).__name__} the client cannot copy: "
+                "make its connector with force_close=True, or let the client make its session"
+            )
+        # aiohttp keeps these settings only in private attributes.
+        fresh = aiohttp.TCPConnector(
+            force_close=True,
+            limit=0,
+            ssl=getattr(connector, "_ssl", True),
+            family=socket.AddressFamily(connector.family),
+            resolver=getattr(connector, "_resolver", None),
+        )
+        options: dict[str, Any] = {
+            "headers": caller.headers,
+            "trust_env": caller.trust_env,
+            "trace_configs": list(caller.trace_configs) or None,
+        }
+        proxy = getattr(caller, "_default_proxy", None)
+        if proxy is not None:
+            options["proxy"] = proxy
+            options["proxy_auth"] = getattr(caller, "_default_proxy_auth", None)
+        session = self._callers_fresh = _own_session(fresh, **options)
         return session
 
     async def close(self) -> None:
@@ -192,8 +246,9 @@ class Transport:
         if self.closed:
             return
         self.closed = True
-        sessions = [s for s in (self._pooled, self._fresh) if s is not None]
-        self._pooled = self._fresh = None
+        made = (self._pooled, self._fresh, self._callers_fresh)
+        sessions = [s for s in made if s is not None]
+        self._pooled = self._fresh = self._callers_fresh = None
         loop = asyncio.get_running_loop()
         if self._loop is not None and self._loop is not loop:
             return  # its sockets belong to another loop; nothing can be awaited here
@@ -229,9 +284,9 @@ class Transport:
                 counters.failed_calls += 1
                 raise
         call = CallInfo(op.name, business_id, dt.datetime.now(_UTC), policy.max_wait)
-        for hook in hooks.on_start:
-            await hook(call)
         try:
+            for hook in hooks.on_start:
+                await hook(call)
             return await self._send(
                 op, policy, business_id, query, decoder, body, file, counters, call
             )
@@ -241,8 +296,7 @@ class Transport:
                 counters.failed_calls += 1
             raise
         finally:
-            for hook in hooks.on_end:
-                await hook(call)
+            await _call_all(hooks.on_end, call)
 
     async def _send(
         self,
@@ -264,6 +318,8 @@ class Transport:
         if not own:
             assert self._session is not None
             session = self._session
+            if not op.idempotent:
+                session = self._callers_send_session(session)
         elif op.idempotent and self.keep_alive:
             session = self._pooled_session()
         else:
@@ -284,19 +340,43 @@ class Transport:
                 lease = await limiter.acquire(business_id, name, deadline)
             except WaitTooLong as exc:
                 raise self._quota_error(op, business_id, exc.retry_in, max_wait) from None
-            now = time.monotonic()
-            waited = now - before
-            if waited > 0.001:
-                counters.waited_seconds += waited
-                if waited >= WAIT_WARNING_SECONDS:
-                    _warn(name, business_id, "waited on limits", f"{waited:.1f} s")
+            # From here the lease is finished exactly once, whatever happens:
+            # with NOT_SENT (refunded) if the request never goes out.
+            try:
+                now = time.monotonic()
+                waited = now - before
+                if waited > 0.001:
+                    counters.waited_seconds += waited
+                    if waited >= WAIT_WARNING_SECONDS:
+                        _warn(name, business_id, "waited on limits", f"{waited:.1f} s")
+                    if call is not None and hooks is not None:
+                        call.waited_seconds += waited
+                        for wait_hook in hooks.on_wait:
+                            await wait_hook(call, "limits", waited)
                 if call is not None and hooks is not None:
-                    call.waited_seconds += waited
-                    for wait_hook in hooks.on_wait:
-                        await wait_hook(call, "limits", waited)
-            timeout = full_timeout
-            if deadline is not None and deadline - now < policy.timeout:
-                timeout = aiohttp.ClientTimeout(total=max(deadline - now, 0.001))
+                    call.attempts = attempts + 1
+                    for hook in hooks.on_request:
+                        await hook(call)
+                    now = time.monotonic()
+                if self.closed or session.closed:
+                    raise self._closed_error(session)
+                timeout = full_timeout
+                if deadline is not None and deadline - now < policy.timeout:
+                    if op.idempotent:
+                        timeout = aiohttp.ClientTimeout(total=max(deadline - now, 0.001))
+                    elif now >= deadline:
+                        # A send is never cut short (its fate would be unknown):
+                        # it gets its full timeout, or does not go out at all.
+                        raise TransportError(
+                            f"max_wait of {max_wait:g} s ran out before the send went "
+                            "out; nothing was sent",
+                            method=name,
+                            business_id=business_id,
+                        )
+            except BaseException:
+                await limiter.finish(lease, NOT_SENT, None)
+                raise
+            # No await from here to the request: nothing can cut in.
             data: Any = body
             if file is not None:
                 data = aiohttp.FormData()
@@ -307,10 +387,6 @@ class Transport:
             if attempts > 1:
                 stats.retries += 1
                 counters.retries += 1
-            if call is not None and hooks is not None:
-                call.attempts = attempts
-                for hook in hooks.on_request:
-                    await hook(call)
             status: int | None = None
             answer_headers = None
             if session is self._pooled:
@@ -332,25 +408,38 @@ class Transport:
                         status = resp.status
                         raw = await resp.read()
                         answer_headers = resp.headers
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    if (
+                        own
+                        and op.idempotent
+                        and session is self._pooled
+                        and not isinstance(exc, aiohttp.ClientConnectorError)
+                        and _reused.get()
+                    ):
+                        # The server had closed the pooled connection: the
+                        # request never reached it, nor spent its quota.
+                        status = NOT_SENT
+                    raise
                 finally:  # before any backoff below: a sleeping retry holds no slot
                     reset_in = await limiter.finish(lease, status, answer_headers)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 elapsed = time.monotonic() - sent
                 counters.transport_errors += 1
                 _log(name, business_id, type(exc).__name__, elapsed)
+                if isinstance(exc, aiohttp.ClientResponseError):
+                    _hide_secrets(exc)
+                if self.closed:
+                    what = "" if op.idempotent else "; the server may have acted on the send"
+                    raise TransportError(
+                        f"this ChatsClient was closed during the request{what}",
+                        method=name,
+                        business_id=business_id,
+                    ) from exc
                 if call is not None and hooks is not None:
                     for response_hook in hooks.on_response:
                         await response_hook(call, None, elapsed, exc)
-                if (
-                    own
-                    and op.idempotent
-                    and session is self._pooled
-                    and isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError))
-                    and not isinstance(exc, aiohttp.ClientConnectorError)
-                    and _reused.get()
-                ):
-                    # The server had closed the pooled connection: the request
-                    # never reached it. Again at once, on a new connection.
+                if status == NOT_SENT:
+                    # Again at once, on a new connection; not a failure.
                     session = self._fresh_session()
                     if call is not None and hooks is not None:
                         for retry_hook in hooks.on_retry:
@@ -481,6 +570,13 @@ class Transport:
                 await hook(info, reason, delay)
         await asyncio.sleep(delay)
 
+    def _closed_error(self, session: aiohttp.ClientSession) -> YandexMarketError:
+        if self.closed:
+            return YandexMarketError("this ChatsClient is closed")
+        return YandexMarketError(
+            "the aiohttp session given as session= is closed; nothing was sent"
+        )
+
     @staticmethod
     def _quota_error(
         op: Operation, business_id: int, retry_in: float | None, max_wait: float | None
@@ -500,6 +596,50 @@ class Transport:
             business_id=business_id,
             retry_at=retry_at,
         )
+
+
+def _own_session(connector: aiohttp.BaseConnector, **options: Any) -> aiohttp.ClientSession:
+    """A session of ours, with aiohttp's own silent retry turned off.
+
+    aiohttp (3.14 does) sends an idempotent request (GET) a second time when its
+    pooled connection drops; the request loop decides retries itself (counted,
+    charged, bounded by ``max_retries``), so that one must not happen behind
+    it. aiohttp has no public switch for it (3.14): the attribute is private,
+    hence the guard and the upper bound on aiohttp in pyproject.toml.
+    """
+    session = aiohttp.ClientSession(connector=connector, **options)
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
+
+
+async def _call_all(hooks: tuple[Any, ...], call: CallInfo) -> None:
+    """Await every hook even if one raises (each may close a span); then raise the first error."""
+    error: BaseException | None = None
+    for hook in hooks:
+        try:
+            await hook(call)
+        except BaseException as exc:
+            if error is None:
+                error = exc
+    if error is not None:
+        raise error
+
+
+def _hide_secrets(exc: aiohttp.ClientResponseError) -> None:
+    """Drop the key from an aiohttp error that carries the request's headers.
+
+    `ClientResponseError.request_info` holds every header sent, ``Api-Key``
+    included, and its repr shows them; the error is chained to ours as
+    ``__cause__``, so it must not keep them.
+    """
+    info = exc.request_info
+    if info is None or not any(k.lower() in _SECRET_HEADERS for k in info.headers):
+        return
+    kept = CIMultiDict((k, v) for k, v in info.headers.items() if k.lower() not in _SECRET_HEADERS)
+    exc.request_info = aiohttp.RequestInfo(
+        info.url, info.method, CIMultiDictProxy(kept), info.real_url
+    )
 
 
 def _api_error(status: int, raw: bytes, method: str, business_id: int) -> ApiError:

@@ -164,9 +164,7 @@ class ChatsClient:
     @property
     def stats(self) -> ClientStats:
         """Counters since the client was made (views included); ``.snapshot()`` for detail."""
-        transport = self._transport
-        transport.stats.waited_seconds = transport.limiter.waited
-        return transport.stats
+        return self._transport.stats
 
     def with_options(
         self,

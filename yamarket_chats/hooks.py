@@ -5,7 +5,9 @@ has any of the methods of :class:`ClientHooks`; subclass it and override the
 ones you need. Each is an ``async def`` awaited inline by the request loop, in
 the task that made the call (so ``contextvars`` such as the current
 OpenTelemetry span carry over from ``on_start`` to ``on_end``); keep them
-quick, and do not raise from them. With no hooks the loop skips all of this.
+quick, and do not raise from them: an exception from a hook ends the call with
+it (before the request went out: nothing sent, slot and quota given back), and
+``on_end`` still runs for every hook. With no hooks the loop skips all of this.
 """
 
 from __future__ import annotations

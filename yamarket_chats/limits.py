@@ -21,13 +21,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
 from .errors import InvalidRequestError
 
-__all__ = ["DEFAULT_LIMITS", "METHODS", "Limiter", "Limits", "RateLimit", "WaitTooLong"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "METHODS",
+    "NOT_SENT",
+    "Limiter",
+    "Limits",
+    "RateLimit",
+    "WaitTooLong",
+]
 
 METHODS = (
     "create_chat",
@@ -119,6 +127,11 @@ DEFAULT_LIMITS: Mapping[str, RateLimit] = {
     "get_chats": RateLimit(10_000),
     "get_chat_history": RateLimit(10_000),
 }
+
+#: The status a request is finished with when it certainly never reached the
+#: server (cancelled or refused before it went out, or written to a pooled
+#: connection the server had already closed): a 5xx, so every limiter refunds it.
+NOT_SENT: Final = 599
 
 # Margin past the server's reset time before sending again: its clock and ours
 # tick apart by a few milliseconds even on one machine.
@@ -216,7 +229,9 @@ class Limiter(Protocol):
 
     For every request the client calls `acquire`, sends, then `finish` with
     the answer's status and headers (``None`` when no answer came), exactly
-    once. Like the API, 2xx and 4xx answers spend quota and 5xx do not.
+    once. Like the API, 2xx and 4xx answers spend quota and 5xx do not; a
+    request that never reached the server is finished with :data:`NOT_SENT`
+    (a 5xx), so it is refunded too.
     """
 
     waited: float  #: seconds requests spent waiting in `acquire`
@@ -290,7 +305,15 @@ class Limits:
                 if started + wait > deadline:
                     raise WaitTooLong(wait)
         if bucket is not None:
-            await bucket.acquire()
+            if deadline is None or bucket.has_capacity():
+                await bucket.acquire()
+            else:
+                # The estimate above may be short (other tasks queue too):
+                # never wait on the bucket past the deadline.
+                try:
+                    await asyncio.wait_for(bucket.acquire(), max(0.0, deadline - started))
+                except asyncio.TimeoutError:
+                    raise WaitTooLong(_bucket_wait(bucket)) from None
         slot = self._slot(business_id)
         try:
             while True:
@@ -315,7 +338,7 @@ class Limits:
                         slot.release()  # spent while we queued for the slot
                         continue
                 break
-        except WaitTooLong:
+        except BaseException:  # WaitTooLong, or the call cancelled while it waits
             if bucket is not None:
                 _give_back(bucket)  # nothing is sent: the bucket keeps its token
             raise

@@ -81,19 +81,21 @@ class TracingHooks(ClientHooks):
         if held is None:
             return
         span, token = held
-        attributes: dict[str, Any] = {
-            "yamarket.attempts": call.attempts,
-            "yamarket.rate_limited": call.rate_limited,
-            "yamarket.waited_seconds": call.waited_seconds,
-        }
-        if call.status is not None:
-            attributes["http.response.status_code"] = call.status
-        span.set_attributes(attributes)
-        if call.error is not None:
-            span.record_exception(call.error)
-            span.set_status(Status(StatusCode.ERROR, type(call.error).__name__))
-        span.end()
-        context.detach(token)
+        try:
+            attributes: dict[str, Any] = {
+                "yamarket.attempts": call.attempts,
+                "yamarket.rate_limited": call.rate_limited,
+                "yamarket.waited_seconds": call.waited_seconds,
+            }
+            if call.status is not None:
+                attributes["http.response.status_code"] = call.status
+            span.set_attributes(attributes)
+            if call.error is not None:
+                span.record_exception(call.error)
+                span.set_status(Status(StatusCode.ERROR, type(call.error).__name__))
+        finally:  # the caller's context is restored whatever happened above
+            span.end()
+            context.detach(token)
 
     @staticmethod
     def _span(call: CallInfo) -> Any:

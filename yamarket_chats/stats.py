@@ -8,6 +8,7 @@ health endpoint can serialise or a Prometheus collector can read.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -136,21 +137,46 @@ class _Counters:
         )
 
 
+class _LiveWaited:
+    """`ClientStats.waited_seconds`: the limiter's live figure on a client's own stats.
+
+    A copy (``dataclasses.replace(client.stats)``) keeps the value read when
+    it was made, so two readings can be subtracted.
+    """
+
+    def __get__(self, obj: ClientStats | None, owner: type[Any] | None = None) -> float:
+        if obj is None:
+            return 0.0  # the dataclass field's default
+        read = obj._read_waited
+        return read() if read is not None else obj._waited
+
+    def __set__(self, obj: ClientStats, value: float) -> None:
+        obj._waited = value
+
+
 @dataclass
 class ClientStats:
     """Counters of one client and its views, for progress displays and metrics.
 
     The four fields are totals; :meth:`snapshot` adds the same per business
     id and method, with status classes, latency and the server's last count.
+    The object ``client.stats`` returns stays current: hold it (e.g. in a
+    Prometheus collector) and read it whenever you like.
     """
 
     requests: int = 0  #: HTTP requests sent, retries included
     retries: int = 0  #: requests sent again after a failure or a 420
     rate_limited: int = 0  #: 420 answers received
-    waited_seconds: float = 0.0  #: time spent waiting on client-side limits (all tasks)
+    #: time spent waiting on client-side limits (all tasks)
+    waited_seconds: _LiveWaited = _LiveWaited()
     _by_key: dict[tuple[int, str], _Counters] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Set by the client on its own stats: reads the limiter's running total.
+    _read_waited: Callable[[], float] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _waited: float = field(default=0.0, init=False, repr=False, compare=False)
 
     def _counters(self, business_id: int, method: str) -> _Counters:
         key = (business_id, method)
