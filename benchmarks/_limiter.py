@@ -158,24 +158,70 @@ def _redis_server() -> Any:
         proc.wait(10)
 
 
-async def _redis_overhead(url: str, businesses: int) -> dict[str, Any]:
-    """acquire + finish through Redis (two Lua round trips) against local buckets."""
+async def _redis_overhead(url: str, businesses: int, rounds: int = 3) -> dict[str, Any]:
+    """acquire + finish through Redis, against local buckets, in one run.
+
+    "merged": as the limiter works, a finish rides on the next acquire's
+    script (one round trip per request). "apart": every finish is sent on its
+    own, the limiter's former design (two round trips). Rounds alternate so
+    that both see the same machine load; each round uses fresh business ids.
+    """
     from yamarket_chats.redis_limits import RedisLimiter
 
-    ids = range(1, businesses + 1)
     calls = businesses * len(OVERHEAD_METHODS)
     headers = _answer_headers()
     local = Limits(DEFAULT_LIMITS, 4)
-    async with RedisLimiter(url) as shared:
-        await _cycle(shared, range(1, 11), OVERHEAD_METHODS, headers)  # load the scripts
-        redis_s = await _cycle(shared, ids, OVERHEAD_METHODS, headers)
-    local_s = await _cycle(local, ids, OVERHEAD_METHODS, headers)
+    merged_s: list[float] = []
+    apart_s: list[float] = []
+    async with (
+        RedisLimiter(url, prefix="bench_merged") as merged,
+        RedisLimiter(url, prefix="bench_apart") as apart,
+    ):
+        apart._defer = False
+        for limiter in (merged, apart):  # load the script, open the connections
+            await _cycle(limiter, range(-10, 0), OVERHEAD_METHODS, headers)
+        for r in range(rounds):
+            ids = range(r * businesses + 1, (r + 1) * businesses + 1)
+            apart_s.append(await _cycle(apart, ids, OVERHEAD_METHODS, headers))
+            merged_s.append(await _cycle(merged, ids, OVERHEAD_METHODS, headers))
+    local_s = await _cycle(local, range(1, businesses + 1), OVERHEAD_METHODS, headers)
     return {
         "businesses": businesses,
         "calls": calls,
+        "rounds": rounds,
         "local_us": local_s * 1e6 / calls,
-        "redis_us": redis_s * 1e6 / calls,
+        "redis_us": min(merged_s) * 1e6 / calls,
+        "redis_two_trips_us": min(apart_s) * 1e6 / calls,
+        "redis_vs_two_trips": min(merged_s) / min(apart_s),
+        "waiters": await _redis_waiters(url),
     }
+
+
+async def _redis_waiters(url: str, waiters: int = 100, hold: float = 1.0) -> dict[str, Any]:
+    """Redis commands per second while `waiters` coroutines wait for a full cap."""
+    import redis.asyncio as redis
+
+    from yamarket_chats.redis_limits import RedisLimiter
+
+    no_bucket = {"get_chat": None}
+    probe = redis.Redis.from_url(url)
+    try:
+        async with RedisLimiter(url, prefix="bench_wait", limits=no_bucket) as limiter:
+            held = [await limiter.acquire(1, "get_chat") for _ in range(4)]
+            tasks = [asyncio.create_task(limiter.acquire(1, "get_chat")) for _ in range(waiters)]
+            await asyncio.sleep(0.2)
+            before = (await probe.info("stats"))["total_commands_processed"]
+            started = time.perf_counter()
+            await asyncio.sleep(hold)
+            after = (await probe.info("stats"))["total_commands_processed"]
+            elapsed = time.perf_counter() - started
+            for lease in held:
+                await limiter.finish(lease, 200, None)
+            for task in asyncio.as_completed(tasks):
+                await limiter.finish(await task, 200, None)
+    finally:
+        await probe.aclose()
+    return {"waiters": waiters, "commands_per_s": (after - before - 1) / elapsed}
 
 
 def run(businesses: int, amount: int, window: float, windows: int) -> dict[str, Any]:

@@ -170,9 +170,28 @@ def _redis_md(r: dict[str, Any] | None) -> list[str]:
         "| backend | µs per request | vs local |",
         "|---|---:|---:|",
         f"| local buckets (`Limits`) | {r['local_us']:.1f} | 1.0x |",
-        f"| Redis (2 Lua round trips) | {r['redis_us']:.1f} |"
+        *(
+            [
+                f"| Redis, finish sent on its own (2 round trips, the former design) |"
+                f" {r['redis_two_trips_us']:.1f} | {r['redis_two_trips_us'] / r['local_us']:.0f}x |"
+            ]
+            if "redis_two_trips_us" in r
+            else []
+        ),
+        f"| Redis, finish carried by the next acquire (1 round trip) | {r['redis_us']:.1f} |"
         f" {r['redis_us'] / r['local_us']:.0f}x |",
         "",
+        *(
+            [
+                f"One round trip costs {r['redis_vs_two_trips']:.2f}x of two (target <= 0.7x)."
+                f" {r['waiters']['waiters']} coroutines waiting for a full parallel cap:"
+                f" {r['waiters']['commands_per_s']:.0f} Redis commands/s (polling every 20 ms"
+                " made ~28,000/s).",
+                "",
+            ]
+            if "waiters" in r
+            else []
+        ),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,8 @@ import pytest_asyncio
 import redis.asyncio as redis
 
 from tests.conftest import BUSINESS, FAST
-from yamarket_chats import ChatsClient, RateLimit
+from yamarket_chats import ChatsClient, RateLimit, redis_limits
+from yamarket_chats.limits import WaitTooLong
 from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
 
@@ -210,7 +213,8 @@ async def test_a_killed_worker_frees_its_slots_within_the_lease(
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
     )
-    await quota_fake.wait_in_flight(BUSINESS, 4)  # the worker holds all 4 slots
+    # the worker holds all 4 slots (bounded: a worker that failed to start must not hang us)
+    await asyncio.wait_for(quota_fake.wait_in_flight(BUSINESS, 4), 30.0)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     killed_at = time.monotonic()
@@ -220,7 +224,7 @@ async def test_a_killed_worker_frees_its_slots_within_the_lease(
         ChatsClient(api_key=quota_fake.api_key, base_url=quota_fake.url, limiter=limiter) as c,
     ):
         await asyncio.wait_for(c.get_chat(BUSINESS, chat_id), 5.0)
-    assert time.monotonic() - killed_at <= 1.0 + 0.5  # the lease, plus a poll or two
+    assert time.monotonic() - killed_at <= 1.0 + 0.5  # the lease: the waiter wakes as it ends
 
 
 async def test_redis_down_at_start_is_a_clear_error(quota_fake: FakeServer) -> None:
@@ -339,3 +343,199 @@ async def test_other_methods_in_flight_do_not_eat_this_methods_quota(
             await asyncio.wait_for(client.get_chat(BUSINESS, chat_id), 0.5)
             await asyncio.gather(*reads)
         assert [e.status for e in fake.journal.entries("get_chat")] == [200, 200]
+
+
+NO_BUCKET: dict[str, RateLimit | None] = {"get_chat": None, "get_chats": None}
+
+
+def answer_headers(remaining: int, until: float) -> dict[str, str]:
+    """The rate-limit headers of an answer, as the API sends them (`until`: epoch)."""
+    now = time.time()
+    return {
+        "X-RateLimit-Resource-Remaining": str(remaining),
+        "X-RateLimit-Resource-Until": formatdate(until, usegmt=True),
+        "Date": formatdate(now, usegmt=True),
+    }
+
+
+async def redis_stat(url: str, section: str, field: str, sub: str | None = None) -> int:
+    probe = redis.Redis.from_url(url)
+    try:
+        info = await probe.info(section)
+    finally:
+        await probe.aclose()
+    value = info.get(field, {} if sub else 0)
+    return int(value.get(sub, 0) if sub else value)
+
+
+async def script_calls(url: str) -> int:
+    return await redis_stat(url, "commandstats", "cmdstat_evalsha", "calls")
+
+
+async def test_waiters_on_a_full_cap_do_not_poll_redis(redis_server: RedisServer) -> None:
+    async with RedisLimiter(redis_server.url, prefix="poll", limits=NO_BUCKET) as limiter:
+        held = [await limiter.acquire(BUSINESS, "get_chat") for _ in range(4)]
+        waiters = {asyncio.create_task(limiter.acquire(BUSINESS, "get_chat")) for _ in range(100)}
+        await asyncio.sleep(0.2)
+        before = await redis_stat(redis_server.url, "stats", "total_commands_processed")
+        await asyncio.sleep(1.5)
+        during = await redis_stat(redis_server.url, "stats", "total_commands_processed") - before
+        # polling every 20 ms made ~28,000 commands a second here
+        print(f"100 waiters, 1.5 s: {during} Redis commands")
+        assert during <= 150, during
+        for lease in held:
+            await limiter.finish(lease, 200, None)
+        while waiters:  # each release hands its slot on, without a poll
+            done, waiters = await asyncio.wait(
+                waiters, timeout=5, return_when=asyncio.FIRST_COMPLETED
+            )
+            assert done, "a freed slot was not handed on"
+            for task in done:
+                await limiter.finish(task.result(), 200, None)
+        assert not limiter._slot_gates and not limiter._method_gates
+
+
+async def test_a_slot_freed_by_another_worker_wakes_the_waiter(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the pub/sub wake-up the waiter would look again after 5 s.
+    monkeypatch.setattr(redis_limits, "_BACKSTOP", (5.0, 5.0))
+    async with (
+        RedisLimiter(redis_server.url, prefix="wake", limits=NO_BUCKET) as one,
+        RedisLimiter(redis_server.url, prefix="wake", limits=NO_BUCKET) as other,
+    ):
+        held = [await one.acquire(BUSINESS, "get_chat") for _ in range(4)]
+        waiter = asyncio.create_task(other.acquire(BUSINESS, "get_chat"))
+        await asyncio.sleep(0.5)
+        assert not waiter.done()
+        freed_at = time.monotonic()
+        await one.finish(
+            held[0], 200, answer_headers(900, time.time() + 600)
+        )  # queued, sent within ms
+        lease = await asyncio.wait_for(waiter, 3.0)
+        woke_after = time.monotonic() - freed_at
+        assert woke_after < 1.0, woke_after
+        await other.finish(lease, 200, None)
+        for rest in held[1:]:
+            await one.finish(rest, 200, None)
+
+
+async def test_one_round_trip_per_request(redis_server: RedisServer) -> None:
+    calls_before = await script_calls(redis_server.url)
+    async with RedisLimiter(redis_server.url, prefix="rt", limits=NO_BUCKET) as limiter:
+        for _ in range(50):
+            lease = await limiter.acquire(BUSINESS, "get_chat")
+            assert await limiter.finish(lease, 200, answer_headers(900, time.time() + 600)) == 0
+    calls = await script_calls(redis_server.url) - calls_before
+    assert calls <= 50 + 2, calls  # acquire and finish apart made 100
+    probe = redis.Redis.from_url(redis_server.url)
+    try:  # every finish was applied: no lease left, the server's count merged
+        keys = sorted(k.decode() for k in await probe.keys("rt:*"))
+        assert keys == [f"rt:{BUSINESS}:get_chat:server"]
+        # 900 from the first answer, less the 49 requests that went out after it
+        assert int(await probe.hget(keys[0], "remaining") or 0) == 900 - 49
+    finally:
+        await probe.aclose()
+
+
+async def test_a_spent_quota_is_shared_at_once_and_finish_reports_it(
+    redis_server: RedisServer,
+) -> None:
+    async with (
+        RedisLimiter(redis_server.url, prefix="spent") as one,
+        RedisLimiter(redis_server.url, prefix="spent") as other,
+    ):
+        until = time.time() + 10  # the end of the server's window
+        lease = await one.acquire(BUSINESS, "get_chat")
+        assert await one.finish(lease, 200, answer_headers(900, until)) == 0
+        lease = await one.acquire(BUSINESS, "get_chat")
+        reset_in = await one.finish(lease, 420, answer_headers(0, until))
+        assert 8.0 < reset_in <= 10.5, reset_in  # a 420 of the spent kind
+        # the other worker knows it already, without waiting for a flush
+        with pytest.raises(WaitTooLong) as caught:
+            await other.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 2)
+        assert caught.value.retry_in is not None and 8.0 < caught.value.retry_in <= 10.5
+
+
+async def test_deadline_raises_at_once_for_the_bucket_and_the_window(
+    redis_server: RedisServer,
+) -> None:
+    limits = {"get_chat": RateLimit(1, 3600), "get_chats": RateLimit(100, 3600)}
+    async with RedisLimiter(redis_server.url, prefix="dl", limits=limits) as limiter:
+        lease = await limiter.acquire(BUSINESS, "get_chat")
+        await limiter.finish(lease, 200, None)
+        started = time.monotonic()
+        with pytest.raises(WaitTooLong) as caught:  # the bucket: one an hour
+            await limiter.acquire(BUSINESS, "get_chat", deadline=started + 2)
+        assert caught.value.retry_in is not None and caught.value.retry_in > 3000
+        # a coroutine waiting for that bucket without a deadline: the next
+        # one with a deadline learns the wait from it, not from Redis
+        sleeper = asyncio.create_task(limiter.acquire(BUSINESS, "get_chat"))
+        await asyncio.sleep(0.1)
+        with pytest.raises(WaitTooLong) as caught:
+            await limiter.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 2)
+        assert caught.value.retry_in is not None and caught.value.retry_in > 3000
+        sleeper.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sleeper
+        # the server's window: spent for another ten minutes
+        lease = await limiter.acquire(BUSINESS, "get_chats")
+        await limiter.finish(lease, 200, answer_headers(0, time.time() + 600))
+        with pytest.raises(WaitTooLong) as caught:
+            await limiter.acquire(BUSINESS, "get_chats", deadline=time.monotonic() + 2)
+        assert caught.value.retry_in is not None and 590 < caught.value.retry_in <= 600
+        assert time.monotonic() - started < 1.0
+        assert limiter.waited < 1.0
+
+
+async def test_deadline_ends_a_wait_for_a_slot(redis_server: RedisServer) -> None:
+    async with RedisLimiter(redis_server.url, prefix="dls", limits=NO_BUCKET) as limiter:
+        held = [await limiter.acquire(BUSINESS, "get_chat") for _ in range(4)]
+        started = time.monotonic()
+        with pytest.raises(WaitTooLong) as caught:
+            await limiter.acquire(BUSINESS, "get_chat", deadline=started + 0.3)
+        elapsed = time.monotonic() - started
+        assert caught.value.retry_in is None
+        assert 0.25 <= elapsed < 1.5, elapsed
+        # queued behind another waiter of this process: the same
+        behind = asyncio.create_task(limiter.acquire(BUSINESS, "get_chat"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(WaitTooLong):
+            await limiter.acquire(BUSINESS, "get_chats", deadline=time.monotonic() + 0.3)
+        await limiter.finish(held[0], 200, None)
+        await limiter.finish(await asyncio.wait_for(behind, 2.0), 200, None)
+        for lease in held[1:]:
+            await limiter.finish(lease, 200, None)
+
+
+async def test_cancelled_acquires_leave_no_slot_behind(redis_server: RedisServer) -> None:
+    async with RedisLimiter(redis_server.url, prefix="cx", limits=NO_BUCKET) as limiter:
+        # cancelled at every point: queued, mid-script, waiting for a slot
+        for i in range(40):
+            task = asyncio.create_task(limiter.acquire(BUSINESS, "get_chat"))
+            for _ in range(i % 4):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await limiter.finish(await task, 200, None)  # it went out first
+        held = [await limiter.acquire(BUSINESS, "get_chat") for _ in range(4)]
+        waiters = [asyncio.create_task(limiter.acquire(BUSINESS, "get_chat")) for _ in range(10)]
+        await asyncio.sleep(0.1)
+        for task in waiters:
+            task.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        for lease in held:
+            await limiter.finish(lease, 200, None)
+        assert not limiter._slot_gates and not limiter._method_gates
+        # all four slots are free again, at once
+        again = [
+            await limiter.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 0.5)
+            for _ in range(4)
+        ]
+        for lease in again:
+            await limiter.finish(lease, 200, None)
+    probe = redis.Redis.from_url(redis_server.url)
+    try:
+        assert await probe.exists(f"cx:{BUSINESS}:slots") == 0
+    finally:
+        await probe.aclose()
