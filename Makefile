@@ -24,9 +24,9 @@ test: $(VENV)/.installed-dev $(VENV)/.installed-bench
 	$(BIN)/pytest -q
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check yamarket_chats tests benchmarks _yamarket_chats_cli.py
-	$(BIN)/ruff format --check yamarket_chats tests benchmarks _yamarket_chats_cli.py
-	$(BIN)/mypy --strict yamarket_chats _yamarket_chats_cli.py
+	$(BIN)/ruff check yamarket_chats tests benchmarks
+	$(BIN)/ruff format --check yamarket_chats tests benchmarks
+	$(BIN)/mypy --strict yamarket_chats
 
 bench: $(VENV)/.installed-dev $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks

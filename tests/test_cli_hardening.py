@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
+import random
 import shutil
 import signal
 import sys
@@ -30,7 +32,9 @@ async def test_key_with_control_characters_is_refused_without_showing_it(
         code, out, err = await cli(*args, *extra, env=env)
         assert code == 2, err
         assert_clean_failure(err)
-        assert "control characters" in err and "X-Injected" not in out + err
+        assert "must be visible ASCII characters only" in err and "a line break" in err
+        assert "X-Injected" not in out + err
+        assert (env and "$YANDEX_MARKET_API_KEY" in err) or (extra and "--api-key" in err)
     assert len(fake.journal) == 0
 
 
@@ -54,7 +58,7 @@ def test_key_with_nul_is_refused(
     # argv and the environment cannot carry NUL; a caller of run() can.
     code = cli_module.run(["chats", "1", "--api-key", "ACMA:a\0b", "--base-url", "http://x"])
     err = capsys.readouterr().err
-    assert code == 2 and "control characters" in err and "\0" not in err
+    assert code == 2 and "--api-key" in err and "a control character" in err and "\0" not in err
     assert_clean_failure(err)
 
 
@@ -82,19 +86,88 @@ async def test_bad_base_url_is_refused(url: str) -> None:
     assert "--base-url" in err
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://bob:S3cretPW@example.com",
+        "http://bob:S3cretPW@example.com",
+        "https://bob:S3cretPW@[::1",
+        "http://bob:S3cretPW@example.com:99999",
+        "http://bob:S3cretPW@exa mple.com",
+        "http://bob:S3cretPW@example.com/?x=1",
+        "bob:S3cretPW@example.com",
+    ],
+)
+async def test_a_bad_base_url_never_shows_its_password(url: str) -> None:
+    """The client's own check (`_validate.base_url`) refuses it; nothing echoes the URL."""
+    code, out, err = await cli(
+        "chats", "1001", "--base-url", url, env={"YANDEX_MARKET_API_KEY": "k"}
+    )
+    assert code == 2, err
+    assert_clean_failure(err)
+    assert err.startswith("yamarket-chats chats: error: --base-url ")
+    assert "S3cretPW" not in out + err
+
+
 async def test_a_jsonl_sink_that_cannot_be_used_fails_in_one_line(
     fake: FakeServer, tmp_path: Path
 ) -> None:
     base = ["sync", str(BUSINESS), "--base-url", fake.url, "-q"]
-    code, _, err = await cli(*base, "--jsonl", str(tmp_path), env=keyed(fake))
-    assert code == 1, err
-    assert_clean_failure(err)
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(b'\x00\xff not json\n{"kind": "message"}\n')
     code, _, err = await cli(*base, "--jsonl", str(garbage), env=keyed(fake))
-    assert "Traceback" not in err
-    if code != 0:  # refused, or repaired and said where the bad lines went
+    if code == 0:  # repaired: the damaged line moved aside, and said where
+        assert f"{garbage} line 1 " in err and f"{garbage}.rejected" in err, err
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    else:  # refused as not a sink's file: one line naming it
+        assert code in (1, 2), err
         assert_clean_failure(err)
+        assert str(garbage) in err
+
+
+async def test_a_damaged_line_of_a_jsonl_sink_is_reported_with_where_it_went(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    """Issue 14.4: the sink repairs the line; the CLI, quiet or not, says where it went."""
+    path = tmp_path / "chats.jsonl"
+    args = ["sync", str(BUSINESS), "--jsonl", str(path), "--base-url", fake.url, "-q"]
+    code, _, err = await cli(*args, env=keyed(fake))
+    assert code == 0 and err == "", err
+    lines = path.read_bytes().count(b"\n")
+    with path.open("ab") as f:
+        f.write(b"junk \x1b[31m in the middle\n")
+    code, out, err = await cli(*args, env=keyed(fake))
+    assert code == 0, err
+    assert out == "" and "Traceback" not in err
+    [warning] = err.splitlines()
+    assert warning.startswith(f"yamarket-chats: WARNING: {path} line {lines + 1} "), warning
+    assert f"{path}.rejected" in warning and "\x1b" not in warning
+    assert (tmp_path / "chats.jsonl.rejected").read_bytes() == b"junk \x1b[31m in the middle\n"
+    code, _, err = await cli(*args, env=keyed(fake))  # repaired: nothing more to say
+    assert code == 0 and err == "", err
+
+
+@pytest.mark.parametrize("target", ["--jsonl", "--db"])
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device", "missing directory"])
+async def test_a_sink_path_that_is_not_a_file_fails_in_one_line(
+    fake: FakeServer, tmp_path: Path, target: str, kind: str
+) -> None:
+    """Issue 14.4 and the sinks' odd-file errors: one line naming the path, exit 1 or 2,
+    before any request, and never a wait (a FIFO with no writer)."""
+    path = {
+        "directory": tmp_path,
+        "fifo": tmp_path / "fifo",
+        "device": Path(os.devnull),
+        "missing directory": tmp_path / "missing" / "chats.out",
+    }[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    args = ["sync", str(BUSINESS), target, str(path), "--base-url", fake.url, "-q"]
+    code, out, err = await cli(*args, env=keyed(fake))
+    assert code in (1, 2), err
+    assert_clean_failure(err)
+    assert str(path) in err and out == ""
+    assert len(fake.journal) == 0
 
 
 @pytest.mark.parametrize("target", ["--jsonl", "--db"])
@@ -209,3 +282,56 @@ async def test_max_wait_gives_up_on_a_spent_quota_with_exit_5(fake: FakeServer) 
     assert code == 5, err
     assert_clean_failure(err)
     assert "rate limits still exhausted" in err and time.monotonic() - started < 15
+
+
+async def _spam_until_exit(
+    process: asyncio.subprocess.Process, pidfd: int, sig: int
+) -> tuple[int, str]:
+    """Send `sig` every millisecond or two until `process` exits; its code and stderr.
+
+    Through a pidfd (opened when the process started): never a reused pid, and
+    unlike Popen.send_signal no waitpid that would reap the child behind asyncio's back.
+    """
+    done = asyncio.ensure_future(process.communicate())
+    while not done.done():
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, sig)
+        await asyncio.wait([done], timeout=0.0015)
+    _, raw = await asyncio.wait_for(done, 30)
+    assert process.returncode is not None
+    return process.returncode, raw.decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_repeated_signals_at_any_moment_never_kill_the_process(fake: FakeServer) -> None:
+    """Signal after signal, from a random moment of a short run on, or once its output
+    is complete (Python's shutdown puts the default handlers back): the command exits
+    0, 130 or 143, never by the signal itself, and never with a traceback."""
+    script, env = _script(), {**os.environ, **keyed(fake)}
+    rng = random.Random(14)
+    chats = len(fake.market.chats(BUSINESS))
+    for attempt in range(16):
+        sig = (signal.SIGINT, signal.SIGTERM)[attempt % 2]
+        process = await asyncio.create_subprocess_exec(
+            script, "chats", str(BUSINESS), "--json", "--base-url", fake.url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        pidfd = os.pidfd_open(process.pid)
+        try:
+            assert process.stdout is not None
+            if attempt % 4 < 2:  # from a random moment on
+                deadline = time.monotonic() + 20
+                while not _catches(process.pid, signal.SIGTERM):
+                    assert time.monotonic() < deadline and process.returncode is None
+                    await asyncio.sleep(0.001)
+                await asyncio.sleep(rng.uniform(0, 0.5))
+            else:  # once the output is complete: the run is over, the process is exiting
+                for _ in range(chats):
+                    assert await asyncio.wait_for(process.stdout.readline(), 20)
+            code, err = await _spam_until_exit(process, pidfd, sig)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # a failed attempt
+            os.close(pidfd)
+        assert code in (0, 128 + sig), (attempt, code, err)
+        assert "Traceback" not in err, err

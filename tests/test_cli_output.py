@@ -108,6 +108,26 @@ async def test_tsv_escapes_tabs_newlines_and_backslashes(fake: FakeServer) -> No
     assert rows[0][3] == "col\\tumn" and rows[2][3] == "back\\\\slash\\\\t"
 
 
+# Unicode's Bidi_Control characters: an override (U+202E) makes "exe.txt" read as "txt.exe".
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+async def test_bidirectional_controls_are_escaped_in_tsv_and_tables(fake: FakeServer) -> None:
+    chat = fake.market.chats(BUSINESS)[3]
+    text = "invoice\u202etxt.exe " + BIDI
+    fake.market.add_message(BUSINESS, chat.chat_id, text)
+    last = max(m.message_id for m in fake.market.messages(BUSINESS, chat.chat_id))
+    args = ["history", str(BUSINESS), str(chat.chat_id), "--from", str(last)]
+    code, out, err = await cli(*args, "--base-url", fake.url, env=keyed(fake))
+    assert code == 0, err
+    field = out.splitlines()[1].split("\t")[3]
+    assert field.startswith("invoice\\u202etxt.exe \\u061c\\u200e")
+    assert field.isascii() and unescape_tsv(field) == text
+    code, out, err = await on_terminal(*args, "--base-url", fake.url, env=keyed(fake))
+    assert code == 0, err
+    assert "invoice\\u202etxt.exe" in out and not set(BIDI) & set(out)
+
+
 @pytest.mark.parametrize(
     "fake",
     [FakeMarketConfig(businesses=(BUSINESS,), chats_per_business=45, messages_per_chat=2)],

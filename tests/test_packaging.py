@@ -92,7 +92,8 @@ def test_sdist_ships_the_whole_test_suite_and_it_collects(built: Built, tmp_path
     }
     assert {"tests/conftest.py", "tests/fake_helpers.py", "tests/spec/chats-openapi.yaml"} <= names
     assert expected - names == set()
-    assert "Makefile" in names and "_yamarket_chats_cli.py" in names
+    assert "Makefile" in names and "yamarket_chats/_entry.py" in names
+    assert not [n for n in names if "/" not in n and n.endswith(".py") and n != "setup.py"]
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # Every module the suite imports is shipped: collection finds no missing file.
     done = subprocess.run(
@@ -117,8 +118,13 @@ def test_wheel_metadata_for_the_package_index(built: Built) -> None:
         assert any(c.startswith(prefix) for c in classifiers), prefix
     with zipfile.ZipFile(built.wheel) as zf:
         names = set(zf.namelist())
-    assert {"_yamarket_chats_cli.py", "yamarket_chats/py.typed"} <= names
-    assert not [n for n in names if n.startswith("tests/")]
+        [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = zf.read(entry_points).decode()
+    assert {"yamarket_chats/_entry.py", "yamarket_chats/py.typed"} <= names
+    # Nothing outside the package: no stray top-level module in site-packages.
+    assert {n.split("/")[0] for n in names} == {"yamarket_chats", entry_points.split("/")[0]}
+    assert "yamarket-chats = yamarket_chats._entry:main" in scripts
+    assert "yamarket_chats = yamarket_chats.testing.pytest_plugin" in scripts
 
 
 def test_readme_links_resolve_on_pypi() -> None:
@@ -145,6 +151,12 @@ def test_pytest_plugin_is_harmless_without_pytest_asyncio(built: Built, tmp_path
     (tmp_path / "test_theirs.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
     out = _run(built.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
     assert "1 passed" in out
+    # Loading the plugin (as every pytest run there does) imports neither aiohttp nor msgspec.
+    probe = (
+        "import sys, yamarket_chats.testing.pytest_plugin;"
+        " print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'msgspec')))"
+    )
+    assert _run(built.python, "-c", probe, cwd=tmp_path).strip() == "[]"
     # Our fixtures: the plain one works, the async one says what it needs.
     (tmp_path / "test_fake.py").write_text(
         textwrap.dedent("""

@@ -20,11 +20,10 @@ import signal
 import sqlite3
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TextIO
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -76,15 +75,53 @@ class _Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
+    # Only the first signal unwinds the command: a second one, arriving while the
+    # first is handled, would escape the handling as a traceback. It ends the
+    # process at once instead (the user insists; nothing is left to save).
+    for sig in _SIGNALS:
+        signal.signal(sig, _exit_now)
     raise _Interrupted(signum)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    os.write(2, b"yamarket-chats: interrupted\n")
+    os._exit(128 + signum)
 
 
 def install_signal_handlers() -> None:
     """Turn SIGINT and SIGTERM into a clean exit (130 / 143) instead of the defaults."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _SIGNALS:
         with contextlib.suppress(ValueError):  # not the main thread: leave them be
             signal.signal(sig, _raise_interrupted)
+
+
+def _ignore_signals() -> None:
+    """From here on the process is exiting with its code: signals change nothing.
+
+    Python's shutdown puts the default handlers back in place of any Python
+    handler (not of SIG_IGN), and a signal then would kill the process after
+    it has printed its result, with -SIGNAL instead of its exit code.
+    """
+    for sig in _SIGNALS:
+        with contextlib.suppress(ValueError):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (delivered on exit) while their handlers change hands."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class UsageError(Exception):
@@ -307,41 +344,35 @@ def _client(args: argparse.Namespace, limiter: Limiter | None = None) -> ChatsCl
         key_source = f"${ENV_API_KEY}" if api_key else f"${ENV_OAUTH_TOKEN}"
     if not api_key and not token:
         raise UsageError(f"no credentials: pass --api-key or set {ENV_API_KEY}")
-    _check_secret(api_key or token, key_source)
-    _check_base_url(args.base_url)
-    return ChatsClient(
-        api_key or None,
-        oauth_token=None if api_key else token,
-        base_url=args.base_url,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        limiter=limiter,
-        **({"max_wait": args.max_wait} if args.max_wait is not None else _default_max_wait(args)),
-    )
+    max_wait = _default_max_wait(args) if args.max_wait is None else {"max_wait": args.max_wait}
+    try:
+        return ChatsClient(
+            api_key or None,
+            oauth_token=None if api_key else token,
+            base_url=args.base_url,
+            timeout=args.timeout,
+            max_retries=args.max_retries,
+            limiter=limiter,
+            **max_wait,
+        )
+    except InvalidRequestError as exc:
+        # The client checks its arguments (never echoing a key, nor a URL's
+        # password); the message names its parameter: say the option instead.
+        field, _, rest = str(exc).partition(" ")
+        options = {"api_key": key_source, "oauth_token": key_source}
+        option = options.get(field, "--" + field.replace("_", "-"))
+        raise UsageError(f"{option} {rest}" if field in _CLIENT_OPTIONS else str(exc)) from None
+
+
+# The client's parameters that come from an option (or the key's variable).
+_CLIENT_OPTIONS = frozenset(
+    {"api_key", "oauth_token", "base_url", "timeout", "max_retries", "max_wait"}
+)
 
 
 def _default_max_wait(args: argparse.Namespace) -> dict[str, float | None]:
     """A sync is a bulk job: it waits out a spent quota; other commands keep the client's bound."""
     return {"max_wait": None} if args.command == "sync" else {}
-
-
-def _check_secret(secret: str, source: str) -> None:
-    """Refuse a key that cannot go into an HTTP header, without showing it."""
-    if not (secret.isascii() and secret.isprintable()) or any(c.isspace() for c in secret):
-        raise UsageError(
-            f"{source} must be printable ASCII without spaces or control characters"
-            f" (got {len(secret)} characters, not shown)"
-        )
-
-
-def _check_base_url(url: str) -> None:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parses the port, raising ValueError when it is bad
-    except ValueError as exc:
-        raise UsageError(f"--base-url {url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--base-url {url!r}: expected http(s)://host[:port][/path]")
 
 
 def _check_utf8(text: str, what: str) -> str:
@@ -433,6 +464,27 @@ def _sync_sink(args: argparse.Namespace) -> _OpenableSink:
     return SQLiteSink(args.db or DEFAULT_DB, lock_timeout=args.lock_timeout)
 
 
+class _SinkUnusable(Exception):
+    """The sink's file or database cannot be opened (exit code 1); says which."""
+
+
+async def _open_sink(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> _OpenableSink:
+    """The sync's sink, opened on `stack`; a file that cannot be used is named."""
+    path = None if args.postgres_url else args.jsonl or args.db or DEFAULT_DB
+    try:
+        sink = _sync_sink(args)
+        await stack.enter_async_context(sink)
+    except (OSError, sqlite3.Error) as exc:
+        if path is None:  # PostgreSQL: its URL may hold a password
+            raise
+        detail = str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            named = exc.filename is not None and os.fspath(exc.filename) != os.fspath(path)
+            detail = f"{exc.filename}: {exc.strerror}" if named else exc.strerror
+        raise _SinkUnusable(f"cannot use {path} as the sink: {detail}") from None
+    return sink
+
+
 def _limiter(url: str | None, limits: dict[str, RateLimit | None] | None = None) -> TimedLimiter:
     """Quotas in Redis at `url`, else in this process; timed for the progress display."""
     if url is None:
@@ -472,9 +524,8 @@ async def _cmd_sync(args: argparse.Namespace) -> int:
     client = _client(args, limiter)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(limiter.close)
-        # Opened first: a sink in use fails (exit 6) before any request.
-        sink = _sync_sink(args)
-        await stack.enter_async_context(sink)
+        # Opened first: a sink in use (exit 6) or unusable fails before any request.
+        sink = await _open_sink(args, stack)
         await stack.enter_async_context(client)
         if args.worker or args.follow:
             return await _run_fleet(args, client, sink)
@@ -497,9 +548,15 @@ async def _cmd_sync(args: argparse.Namespace) -> int:
 # would break the columns, and control characters could drive the terminal.
 _ESCAPES = {ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
 _ESCAPES.update({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in _ESCAPES})
-_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+# Line and paragraph separators; the bidirectional controls (Unicode's
+# Bidi_Control: U+061C, U+200E-200F, U+202A-202E, U+2066-2069), which reorder
+# what a terminal shows, so text could read differently from what it is.
+_BIDI_CONTROLS = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES.update({c: f"\\u{c:04x}" for c in [0x2028, 0x2029, *_BIDI_CONTROLS]})
 # In a terminal table a cell may span lines and show backslashes as they are.
 _CELL_ESCAPES = {c: e for c, e in _ESCAPES.items() if chr(c) not in "\\\t\n"}
+# A log line shows backslashes as they are.
+_LOG_ESCAPES = {c: e for c, e in _ESCAPES.items() if c != ord("\\")}
 
 
 def tsv_field(value: object) -> str:
@@ -729,6 +786,10 @@ def _failure(exc: BaseException) -> tuple[int, str]:
         return EXIT_ERROR, str(exc)
     if isinstance(exc, sqlite3.Error):
         return EXIT_ERROR, f"database error: {exc}"
+    if isinstance(exc, _SinkUnusable):
+        return EXIT_ERROR, str(exc)
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return EXIT_ERROR, f"{exc.filename}: {exc.strerror}"
     return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
 
 
@@ -755,30 +816,47 @@ async def _interruptible(coro: Awaitable[int]) -> int:
             raise _Interrupted(received[0]) from None
         raise
     finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-        if handled:
-            install_signal_handlers()  # removing put the default handlers back
+        # Removing puts the default handlers back: ours replace them before
+        # a signal can reach them.
+        with _signals_held():
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            if handled:
+                install_signal_handlers()
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
     """The library's log records on stderr: only with -v, or for long-running workers.
 
     A one-shot command reports retries and 420s in its summary and its failure
-    in one line; a fleet worker runs for days, so its warnings are shown.
+    in one line; a fleet worker runs for days, so its warnings are shown. A
+    sink's warnings are always shown: a damaged line of a JSONL file was moved
+    aside, and the user must learn where (one line each).
     """
     verbose = getattr(args, "verbose", 0)
     service = getattr(args, "follow", False) or getattr(args, "worker", False)
     level = logging.DEBUG if verbose > 1 else logging.WARNING if verbose or service else None
-    logger = logging.getLogger("yamarket_chats")
-    if level is None:
-        logger.setLevel(logging.ERROR)
-        return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("yamarket-chats: %(levelname)s: %(message)s"))
+    handler.setFormatter(_OneLineFormatter("yamarket-chats: %(levelname)s: %(message)s"))
+    if level is None:
+        handler.addFilter(_from_sinks)
+        level = logging.WARNING
+    logger = logging.getLogger("yamarket_chats")
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+def _from_sinks(record: logging.LogRecord) -> bool:
+    return record.name == "yamarket_chats.sinks" or record.name.startswith("yamarket_chats.sinks.")
+
+
+class _OneLineFormatter(logging.Formatter):
+    """A record on one line of a terminal: line breaks and control characters escaped
+    (a record may quote a file's bytes or a path)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_LOG_ESCAPES)
 
 
 def _one_line(text: str, secrets: Iterable[str | None]) -> str:
@@ -817,7 +895,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(ENV_DEBUG):
             raise
         code, reason = _failure(exc)
-        reason = _one_line(reason, secrets)
+        reason = _one_line(reason, secrets).translate(_LOG_ESCAPES)
         print(f"yamarket-chats {command}: error: {reason}", file=sys.stderr, flush=True)
         return code
 
@@ -825,9 +903,12 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: ``yamarket-chats``."""
     try:
-        install_signal_handlers()  # first: a Ctrl-C from here on exits cleanly
-        code = run(argv)
-    except _Interrupted as exc:  # in the instant before run() took over
+        try:
+            install_signal_handlers()  # first: a Ctrl-C from here on exits cleanly
+            code = run(argv)
+        finally:
+            _ignore_signals()
+    except _Interrupted as exc:  # before run() took over, or after it returned
         print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
         code = 128 + exc.signum
     sys.exit(code)

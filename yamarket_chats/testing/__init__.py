@@ -2,16 +2,26 @@
 
 >>> async with run_fake_server() as server:  # doctest: +SKIP
 ...     server.url, server.api_key
+
+The public names load on first use (PEP 562): the pytest plugin lives in this
+package and is loaded by every pytest run of an environment with yamarket-chats
+installed, so importing the package must not import the fake (aiohttp, msgspec).
 """
 
-from ._config import DEFAULT_QUOTAS, OPERATIONS, FakeMarketConfig
-from ._data import FakeChat, FakeMarket
-from ._faults import FAULT_KINDS, Fault, Faults
-from ._journal import Journal, JournalEntry
-from ._notify import FakeNotifier, NotificationDelivery
-from ._server import FakeServer, run_fake_server
-from ._tls import SelfSignedTLS, self_signed_tls
-from ._wire import FakeMessage, FakePayload
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
+    from ._config import DEFAULT_QUOTAS, OPERATIONS, FakeMarketConfig
+    from ._data import FakeChat, FakeMarket
+    from ._faults import FAULT_KINDS, Fault, Faults
+    from ._journal import Journal, JournalEntry
+    from ._notify import FakeNotifier, NotificationDelivery
+    from ._server import FakeServer, run_fake_server
+    from ._tls import SelfSignedTLS, self_signed_tls
+    from ._wire import FakeMessage, FakePayload
 
 __all__ = [
     "DEFAULT_QUOTAS",
@@ -33,3 +43,41 @@ __all__ = [
     "run_fake_server",
     "self_signed_tls",
 ]
+
+# Each public name and the module that defines it (the imports above, for run time).
+_MODULES: dict[str, str] = {
+    "DEFAULT_QUOTAS": "._config",
+    "OPERATIONS": "._config",
+    "FakeMarketConfig": "._config",
+    "FakeChat": "._data",
+    "FakeMarket": "._data",
+    "FAULT_KINDS": "._faults",
+    "Fault": "._faults",
+    "Faults": "._faults",
+    "Journal": "._journal",
+    "JournalEntry": "._journal",
+    "FakeNotifier": "._notify",
+    "NotificationDelivery": "._notify",
+    "FakeServer": "._server",
+    "run_fake_server": "._server",
+    "SelfSignedTLS": "._tls",
+    "self_signed_tls": "._tls",
+    "FakeMessage": "._wire",
+    "FakePayload": "._wire",
+}
+
+
+if not TYPE_CHECKING:  # hidden from type checkers: a misspelt name stays an error, not Any
+
+    def __getattr__(name: str) -> Any:
+        """Import a public name's module on first use, and keep the name here."""
+        module = _MODULES.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

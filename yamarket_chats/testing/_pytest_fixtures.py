@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from . import FakeMarketConfig, FakeServer, run_fake_server
+from ._config import FakeMarketConfig
+from ._server import FakeServer, run_fake_server
 
 
 @pytest_asyncio.fixture

@@ -1,0 +1,202 @@
+"""What installing the package costs others: lazy public names, the pytest plugin, the command.
+
+Every pytest run of an environment with yamarket-chats installed loads its
+pytest plugin, and the console script must catch signals from its first
+instant: neither may import aiohttp or msgspec by importing the package.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import yamarket_chats
+import yamarket_chats.testing
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("aiohttp", "msgspec", "yarl", "multidict", "aiolimiter")
+PACKAGES = [yamarket_chats, yamarket_chats.testing]
+
+
+def _python(code: str, *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "yamarket_chats",
+        "yamarket_chats.testing",
+        "yamarket_chats.testing.pytest_plugin",
+        "yamarket_chats._entry",
+    ],
+)
+def test_importing_loads_nothing_heavy(module: str) -> None:
+    out = _python(f"""
+        import sys
+        import {module}
+        heavy = {HEAVY!r}
+        print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+        print(sorted(m for m in sys.modules if m.startswith("yamarket_chats")))
+    """)
+    heavy, ours = out.splitlines()
+    assert heavy == "[]", f"import {module} loaded {heavy}"
+    assert set(ast.literal_eval(ours)) <= {
+        "yamarket_chats",
+        "yamarket_chats.testing",
+        "yamarket_chats.testing.pytest_plugin",
+        "yamarket_chats._entry",
+    }
+
+
+@pytest.mark.parametrize("package", ["yamarket_chats", "yamarket_chats.testing"])
+def test_every_public_name_resolves_from_a_fresh_interpreter(package: str) -> None:
+    out = _python(f"""
+        import importlib
+        package = importlib.import_module({package!r})
+        listed = dir(package)
+        missing = [n for n in package.__all__ if n not in listed]
+        assert not missing, f"dir() lacks {{missing}}"
+        for name in package.__all__:
+            value = getattr(package, name)
+            exec(f"from {package} import {{name}} as imported")
+            assert imported is value, name
+            assert vars(package)[name] is value, name  # kept: __getattr__ runs once
+        print(len(package.__all__))
+    """)
+    assert int(out) == len(importlib.import_module(package).__all__)
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_unknown_names_raise_attribute_error(package: object) -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        package.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(package, "__wrapped__")
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_the_lazy_map_matches_all_and_the_type_checking_imports(package: object) -> None:
+    """One list of names: ``__all__``, the name->module map and what type checkers see."""
+    assert isinstance(package.__file__, str)  # type: ignore[attr-defined]
+    tree = ast.parse(Path(package.__file__).read_text("utf-8"))  # type: ignore[attr-defined]
+    [guard] = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
+    seen = {
+        alias.name: "." * node.level + (node.module or "")
+        for node in guard.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    modules = package._MODULES  # type: ignore[attr-defined]
+    assert seen == modules
+    assert set(modules) == set(package.__all__)  # type: ignore[attr-defined]
+    assert len(package.__all__) == len(set(package.__all__))  # type: ignore[attr-defined]
+
+
+def test_mypy_strict_sees_every_public_name(tmp_path: Path) -> None:
+    """A user's module importing every public name type-checks under --strict."""
+    names = ", ".join(yamarket_chats.__all__)
+    fake_names = ", ".join(yamarket_chats.testing.__all__)
+    user = tmp_path / "user_code.py"
+    user.write_text(
+        textwrap.dedent(f"""
+            from yamarket_chats import {names}
+            from yamarket_chats.testing import {fake_names}
+            import yamarket_chats
+
+
+            async def main(api_key: str) -> int:
+                async with ChatsClient(api_key=api_key) as client:
+                    page: ChatsPage = await client.get_chats(1001)
+                    limit: RateLimit = DEFAULT_LIMITS["get_chats"] or RateLimit(1, 1.0)
+                    config = FakeMarketConfig()
+                    version: str = yamarket_chats.__version__
+                    return len(page.chats) + limit.amount + len(config.businesses) + len(version)
+        """)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+         "--cache-dir", os.devnull, str(user)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    # and a name that does not exist is still an error, not Any from __getattr__
+    user.write_text("from yamarket_chats import NoSuchName\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+         "--cache-dir", os.devnull, str(user)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1 and "NoSuchName" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_command_lives_in_the_package() -> None:
+    """No stray top-level module: the console script is ``yamarket_chats._entry:main``."""
+    [script] = [
+        ep
+        for ep in importlib.metadata.entry_points(group="console_scripts")
+        if ep.name == "yamarket-chats"
+    ]
+    assert script.value == "yamarket_chats._entry:main"
+    assert not (ROOT / "_yamarket_chats_cli.py").exists()
+    pyproject = (ROOT / "pyproject.toml").read_text("utf-8")
+    assert "_yamarket_chats_cli" not in pyproject and "py-modules" not in pyproject
+    assert "_yamarket_chats_cli" not in (ROOT / "Makefile").read_text("utf-8")
+
+
+# -- the pytest plugin, loaded by hand (PYTEST_DISABLE_PLUGIN_AUTOLOAD) -------------------
+
+_USER_TESTS = """
+import pytest
+
+@pytest.mark.asyncio
+async def test_fake(yamarket_fake):
+    assert yamarket_fake.url.startswith("http://127.0.0.1:")
+
+def test_config(yamarket_fake_config):
+    assert yamarket_fake_config.businesses
+"""
+
+
+def _pytest(tmp_path: Path, *plugins: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "test_user.py").write_text(_USER_TESTS)
+    options = [arg for plugin in plugins for arg in ("-p", plugin)]
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         *options, "-p", "yamarket_chats.testing.pytest_plugin", "test_user.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("asyncio_plugin", ["pytest_asyncio.plugin", "asyncio"])
+def test_plugin_finds_pytest_asyncio_loaded_by_hand(tmp_path: Path, asyncio_plugin: str) -> None:
+    """pytest-asyncio registered under its module's name (not "asyncio") still counts."""
+    if asyncio_plugin == "asyncio" and tuple(map(int, pytest.__version__.split(".")[:2])) < (8, 4):
+        pytest.skip("-p ENTRY_POINT_NAME needs pytest 8.4")
+    done = _pytest(tmp_path, asyncio_plugin)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
+def test_plugin_without_pytest_asyncio_says_what_to_do(tmp_path: Path) -> None:
+    # `-p pytest_asyncio` imports the package, which registers none of its hooks.
+    done = _pytest(tmp_path, "pytest_asyncio")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the yamarket_fake fixture needs pytest-asyncio" in done.stdout
+    assert "-p pytest_asyncio.plugin" in done.stdout
