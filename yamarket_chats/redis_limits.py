@@ -314,6 +314,12 @@ class RedisLimiter:
     Clocks: the workers' clocks are never compared with Redis's or with each
     other. Redis's ``TIME`` is the one clock of every bucket, lease and
     window; the server's reset is carried into Redis as a duration.
+
+    Connections: requests use the client's pool; while a coroutine waits for
+    a full parallel cap, the limiter holds one more connection subscribed to
+    the businesses' slot channels (so the Redis user needs ``PUBLISH`` and
+    ``SUBSCRIBE`` as well as ``EVALSHA``). If pub/sub fails, such waits
+    re-check every second instead. `close` sends the finishes still queued.
     """
 
     def __init__(
