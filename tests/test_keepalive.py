@@ -9,12 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import BUSINESS
-from yamarket_chats import ChatsClient, RateLimit, TransportError
+from yamarket_chats import (
+    ChatsClient,
+    InvalidRequestError,
+    RateLimit,
+    TransportError,
+    YandexMarketError,
+)
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server, self_signed_tls
 
 
@@ -136,6 +143,32 @@ async def test_a_callers_force_close_session_and_tls_settings_carry_sends() -> N
         sends = [e for e in fake.journal if e.operation.startswith("send_")]
         assert [e.status for e in sends] == [200, 200]
         assert not any(e.reused for e in sends)
+
+
+async def test_a_pooling_connector_that_cannot_be_copied_refuses_sends(tmp_path: Path) -> None:
+    # A Unix-socket (or SOCKS proxy) connector that pools: the client cannot
+    # make a faithful force-close copy for sends, so it says so up front.
+    connector = aiohttp.UnixConnector(path=str(tmp_path / "nowhere.sock"))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = ChatsClient(api_key="k", base_url="http://127.0.0.1:9", session=session)
+        async with client:
+            with pytest.raises(InvalidRequestError, match=r"UnixConnector.*force_close=True"):
+                await client.send_message_to_chat(BUSINESS, 1, "hello")
+        assert client.stats.requests == 0
+
+
+@pytest.mark.parametrize("fake", [keep_alive()], indirect=True)
+async def test_a_closed_callers_session_stops_reads_and_sends(fake: FakeServer) -> None:
+    chat_id = fake.market.chats(BUSINESS)[0].chat_id
+    session = aiohttp.ClientSession()
+    async with ChatsClient(api_key=fake.api_key, base_url=fake.url, session=session) as client:
+        await client.send_message_to_chat(BUSINESS, chat_id, "hello")
+        await session.close()
+        with pytest.raises(YandexMarketError, match="session= is closed; nothing was sent"):
+            await client.send_message_to_chat(BUSINESS, chat_id, "hello")
+        with pytest.raises(YandexMarketError, match="session= is closed"):
+            await client.get_chat(BUSINESS, chat_id)
+    assert len(fake.journal) == 1
 
 
 @pytest.mark.parametrize("fake", [keep_alive(max_requests_per_connection=1)], indirect=True)

@@ -313,13 +313,13 @@ class Transport:
         started = time.monotonic()
         max_wait = policy.max_wait
         deadline = None if max_wait is None else started + max_wait
-        own = self._session is None
+        callers = self._session
+        own = callers is None
         session: aiohttp.ClientSession
-        if not own:
-            assert self._session is not None
-            session = self._session
+        if callers is not None:
+            session = callers
             if not op.idempotent:
-                session = self._callers_send_session(session)
+                session = self._callers_send_session(callers)
         elif op.idempotent and self.keep_alive:
             session = self._pooled_session()
         else:
@@ -358,8 +358,8 @@ class Transport:
                     for hook in hooks.on_request:
                         await hook(call)
                     now = time.monotonic()
-                if self.closed or session.closed:
-                    raise self._closed_error(session)
+                if self.closed or (callers is not None and callers.closed):
+                    raise self._closed_error()
                 timeout = full_timeout
                 if deadline is not None and deadline - now < policy.timeout:
                     if op.idempotent:
@@ -570,7 +570,7 @@ class Transport:
                 await hook(info, reason, delay)
         await asyncio.sleep(delay)
 
-    def _closed_error(self, session: aiohttp.ClientSession) -> YandexMarketError:
+    def _closed_error(self) -> YandexMarketError:
         if self.closed:
             return YandexMarketError("this ChatsClient is closed")
         return YandexMarketError(
