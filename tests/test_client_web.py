@@ -167,6 +167,28 @@ async def test_slow_server_and_retries_stay_inside_max_wait(
     assert len(fake.journal) >= 3
 
 
+async def test_a_bucket_wait_never_overruns_max_wait(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    # The estimate made before queueing on the bucket says 0.2 s; then other
+    # callers barge in and take what frees up (aiolimiter lets a newcomer
+    # take free capacity ahead of those queued): played here by filling the
+    # bucket directly. The call gives up at its deadline instead of waiting ~2 s.
+    chat_id, _ = chat_path(fake)
+    client = make_client(max_wait=0.6, limits={"get_chat": RateLimit(1, 0.2, burst=1)})
+    await client.get_chat(BUSINESS, chat_id)  # the bucket's one token
+    bucket = client._limits._quota(BUSINESS, "get_chat").limiter  # type: ignore[attr-defined]
+    started = time.monotonic()
+    waiting = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
+    await asyncio.sleep(0.05)  # it waits on the bucket
+    bucket._level += 10  # ten barging requests
+    with pytest.raises(RateLimitError) as info:
+        await waiting
+    assert time.monotonic() - started < 0.6 + 0.3
+    assert [e.code for e in info.value.errors] == [CLIENT_QUOTA_WAIT]
+    assert len(fake.journal) == 1  # nothing more was sent
+
+
 async def test_backoff_that_would_pass_max_wait_raises_the_error_now(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
