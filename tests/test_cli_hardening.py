@@ -302,7 +302,7 @@ async def _spam_until_exit(
     return process.returncode, raw.decode()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="Linux: /proc and pidfds")
 async def test_repeated_signals_at_any_moment_never_kill_the_process(fake: FakeServer) -> None:
     """Signal after signal, from a random moment of a short run on, or once its output
     is complete (Python's shutdown puts the default handlers back): the command exits
