@@ -389,6 +389,7 @@ class Transport:
                 counters.retries += 1
             status: int | None = None
             answer_headers = None
+            stale = False
             if session is self._pooled:
                 _reused.set(False)  # until the connector says otherwise
             sent = time.monotonic()
@@ -418,10 +419,12 @@ class Transport:
                     ):
                         # The server had closed the pooled connection: the
                         # request never reached it, nor spent its quota.
-                        status = NOT_SENT
+                        stale = True
                     raise
                 finally:  # before any backoff below: a sleeping retry holds no slot
-                    reset_in = await limiter.finish(lease, status, answer_headers)
+                    reset_in = await limiter.finish(
+                        lease, NOT_SENT if stale else status, answer_headers
+                    )
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 elapsed = time.monotonic() - sent
                 counters.transport_errors += 1
@@ -438,7 +441,7 @@ class Transport:
                 if call is not None and hooks is not None:
                     for response_hook in hooks.on_response:
                         await response_hook(call, None, elapsed, exc)
-                if status == NOT_SENT:
+                if stale:
                     # Again at once, on a new connection; not a failure.
                     session = self._fresh_session()
                     if call is not None and hooks is not None:
