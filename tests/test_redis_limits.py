@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from email.utils import formatdate
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import pytest_asyncio
@@ -27,6 +28,7 @@ from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 WINDOW = 2.0
 
 
@@ -368,6 +370,11 @@ async def redis_stat(url: str, section: str, field: str, sub: str | None = None)
     return int(value.get(sub, 0) if sub else value)
 
 
+async def within(call: Awaitable[T], seconds: float = 5.0) -> T:
+    """`call`, bounded: a limiter that ignored a deadline fails the test, not hangs it."""
+    return await asyncio.wait_for(call, seconds)
+
+
 async def script_calls(url: str) -> int:
     return await redis_stat(url, "commandstats", "cmdstat_evalsha", "calls")
 
@@ -453,7 +460,7 @@ async def test_a_spent_quota_is_shared_at_once_and_finish_reports_it(
         assert 8.0 < reset_in <= 10.5, reset_in  # a 420 of the spent kind
         # the other worker knows it already, without waiting for a flush
         with pytest.raises(WaitTooLong) as caught:
-            await other.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 2)
+            await within(other.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 2))
         assert caught.value.retry_in is not None and 8.0 < caught.value.retry_in <= 10.5
 
 
@@ -466,14 +473,14 @@ async def test_deadline_raises_at_once_for_the_bucket_and_the_window(
         await limiter.finish(lease, 200, None)
         started = time.monotonic()
         with pytest.raises(WaitTooLong) as caught:  # the bucket: one an hour
-            await limiter.acquire(BUSINESS, "get_chat", deadline=started + 2)
+            await within(limiter.acquire(BUSINESS, "get_chat", deadline=started + 2))
         assert caught.value.retry_in is not None and caught.value.retry_in > 3000
         # a coroutine waiting for that bucket without a deadline: the next
         # one with a deadline learns the wait from it, not from Redis
         sleeper = asyncio.create_task(limiter.acquire(BUSINESS, "get_chat"))
         await asyncio.sleep(0.1)
         with pytest.raises(WaitTooLong) as caught:
-            await limiter.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 2)
+            await within(limiter.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 2))
         assert caught.value.retry_in is not None and caught.value.retry_in > 3000
         sleeper.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -482,7 +489,7 @@ async def test_deadline_raises_at_once_for_the_bucket_and_the_window(
         lease = await limiter.acquire(BUSINESS, "get_chats")
         await limiter.finish(lease, 200, answer_headers(0, time.time() + 600))
         with pytest.raises(WaitTooLong) as caught:
-            await limiter.acquire(BUSINESS, "get_chats", deadline=time.monotonic() + 2)
+            await within(limiter.acquire(BUSINESS, "get_chats", deadline=time.monotonic() + 2))
         assert caught.value.retry_in is not None and 590 < caught.value.retry_in <= 600
         assert time.monotonic() - started < 1.0
         assert limiter.waited < 1.0
@@ -493,7 +500,7 @@ async def test_deadline_ends_a_wait_for_a_slot(redis_server: RedisServer) -> Non
         held = [await limiter.acquire(BUSINESS, "get_chat") for _ in range(4)]
         started = time.monotonic()
         with pytest.raises(WaitTooLong) as caught:
-            await limiter.acquire(BUSINESS, "get_chat", deadline=started + 0.3)
+            await within(limiter.acquire(BUSINESS, "get_chat", deadline=started + 0.3))
         elapsed = time.monotonic() - started
         assert caught.value.retry_in is None
         assert 0.25 <= elapsed < 1.5, elapsed
@@ -501,7 +508,7 @@ async def test_deadline_ends_a_wait_for_a_slot(redis_server: RedisServer) -> Non
         behind = asyncio.create_task(limiter.acquire(BUSINESS, "get_chat"))
         await asyncio.sleep(0.05)
         with pytest.raises(WaitTooLong):
-            await limiter.acquire(BUSINESS, "get_chats", deadline=time.monotonic() + 0.3)
+            await within(limiter.acquire(BUSINESS, "get_chats", deadline=time.monotonic() + 0.3))
         await limiter.finish(held[0], 200, None)
         await limiter.finish(await asyncio.wait_for(behind, 2.0), 200, None)
         for lease in held[1:]:
@@ -529,7 +536,7 @@ async def test_cancelled_acquires_leave_no_slot_behind(redis_server: RedisServer
         assert not limiter._slot_gates and not limiter._method_gates
         # all four slots are free again, at once
         again = [
-            await limiter.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 0.5)
+            await within(limiter.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 0.5))
             for _ in range(4)
         ]
         for lease in again:
