@@ -83,6 +83,9 @@ class ChatsClient:
         ``0`` turns all retrying off, 420 waits included.
     :param timeout: seconds for one request.
     :param session: an ``aiohttp.ClientSession`` the caller owns and closes.
+        Reads use it as configured; sends never take one of its pooled
+        connections (when its connector pools, they go through a force-close
+        copy of its settings that the client makes and closes).
     :param backoff: first retry delay in seconds; it doubles up to `max_backoff`.
     :param limiter: where quotas live instead of this process, e.g. a
         :class:`~yamarket_chats.redis_limits.RedisLimiter` shared by several
@@ -93,6 +96,7 @@ class ChatsClient:
         call that cannot finish in time raises at once rather than sleeping
         in vain: `RateLimitError` (with ``retry_at``) for a quota or slot
         wait, `TransportError` or the last error when attempts ran out of time.
+        A send that went out is never cut short: it has its full `timeout`.
     :param keep_alive: let reads reuse pooled connections when the server
         allows it; sends always go on a fresh connection. ``False``: every
         request opens and closes its own connection. (A caller's `session`
