@@ -608,7 +608,8 @@ def _own_session(connector: aiohttp.BaseConnector, **options: Any) -> aiohttp.Cl
     pooled connection drops; the request loop decides retries itself (counted,
     charged, bounded by ``max_retries``), so that one must not happen behind
     it. aiohttp has no public switch for it (3.14): the attribute is private,
-    hence the guard and the upper bound on aiohttp in pyproject.toml.
+    hence the guard; no upper bound on aiohttp (a pin would fight the user's
+    environment): tests/test_keepalive.py fails if a release moves it.
     """
     session = aiohttp.ClientSession(connector=connector, **options)
     if hasattr(session, "_retry_connection"):
