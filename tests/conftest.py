@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
 
+from tests.pg_server import PostgresServer, server_or_skip
 from yamarket_chats import ChatsClient
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
+
+if TYPE_CHECKING:
+    import asyncpg
 
 BUSINESS = 1001
 
@@ -48,3 +52,28 @@ async def make_client(fake: FakeServer) -> AsyncIterator[Callable[..., ChatsClie
 async def client(make_client: Callable[..., ChatsClient]) -> ChatsClient:
     """A client with default limits against `fake`."""
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL for the whole run (skips locally, fails in CI, if missing)."""
+    server = server_or_skip()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg: PostgresServer) -> str:
+    """A fresh database of the run's server."""
+    return pg.create_database()
+
+
+@pytest_asyncio.fixture
+async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to `pg_url` (asyncpg is imported only by the tests that use it)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url)
+    yield conn
+    await conn.close()

@@ -55,6 +55,7 @@ def test_importing_loads_nothing_heavy(module: str) -> None:
     assert heavy == "[]", f"import {module} loaded {heavy}"
     assert set(ast.literal_eval(ours)) <= {
         "yamarket_chats",
+        "yamarket_chats._lazy",
         "yamarket_chats.testing",
         "yamarket_chats.testing.pytest_plugin",
         "yamarket_chats._entry",

@@ -12,15 +12,12 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
-import pytest_asyncio
 
-from tests.pg_server import PostgresServer, server_or_skip
 from tests.test_postgres import assert_no_overlapping_walks, expected, same_host, stored
 from yamarket_chats import ChatsClient, SQLiteSink
 from yamarket_chats.fleet import follow, run_worker
@@ -31,26 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BUSINESSES = (1001, 1002, 1003, 1004, 1005, 1006)
 FLEET = FakeMarketConfig(businesses=BUSINESSES, chats_per_business=3, messages_per_chat=500)
 PAGE_DELAY = 0.08  # latency of each history page, so that syncs overlap in time
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    server = server_or_skip()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pg_url(pg: PostgresServer) -> str:
-    return pg.create_database()
-
-
-@pytest_asyncio.fixture
-async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_url)
-    yield conn
-    await conn.close()
 
 
 @contextlib.asynccontextmanager

@@ -6,27 +6,18 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.conftest import BUSINESS
-from tests.pg_server import PASSWORD, PostgresServer, server_or_skip
+from tests.pg_server import PASSWORD, PostgresServer
 from tests.test_postgres import expected, stored
 from yamarket_chats.testing import FakeServer
 
 ROOT = Path(__file__).resolve().parent.parent
 BUSINESSES = (BUSINESS, 2002)
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    server = server_or_skip()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def cli(fake: FakeServer, *args: str) -> asyncio.subprocess.Process:

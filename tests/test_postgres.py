@@ -12,14 +12,13 @@ import signal
 import sys
 import time
 from asyncio.subprocess import DEVNULL
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import msgspec
 import pytest
-import pytest_asyncio
 
 from tests import pg_server
 from tests.conftest import BUSINESS
@@ -35,27 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BUSINESSES = (BUSINESS, 2002)  # the `fake` fixture: 5 chats x 230 messages each
 
 Rows = tuple[set[tuple[Any, ...]], list[tuple[Any, ...]]]
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    server = server_or_skip()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pg_url(pg: PostgresServer) -> str:
-    """A fresh database of the module's server."""
-    return pg.create_database()
-
-
-@pytest_asyncio.fixture
-async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(pg_url)
-    yield conn
-    await conn.close()
 
 
 def expected(fake: FakeServer, businesses: Sequence[int]) -> Rows:

@@ -6,10 +6,7 @@ import asyncio
 import contextlib
 import math
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -22,6 +19,7 @@ import pytest_asyncio
 import redis.asyncio as redis
 
 from tests.conftest import BUSINESS, FAST
+from tests.servers import RedisServer, free_port
 from yamarket_chats import ChatsClient, RateLimit, redis_limits
 from yamarket_chats.limits import WaitTooLong
 from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
@@ -30,44 +28,6 @@ from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 WINDOW = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A throwaway redis-server on a free loopback port, no persistence."""
-
-    def __init__(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            if os.environ.get("CI"):
-                pytest.fail("redis-server is missing: .ci/run should have installed it")
-            pytest.skip("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._exe = exe
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = [self._exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        self._proc = subprocess.Popen([*args, "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(10)
-            self._proc = None
 
 
 @pytest.fixture

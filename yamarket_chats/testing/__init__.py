@@ -10,8 +10,9 @@ installed, so importing the package must not import the fake (aiohttp, msgspec).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
     from ._config import DEFAULT_QUOTAS, OPERATIONS, FakeMarketConfig
@@ -68,16 +69,4 @@ _MODULES: dict[str, str] = {
 
 
 if not TYPE_CHECKING:  # hidden from type checkers: a misspelt name stays an error, not Any
-
-    def __getattr__(name: str) -> Any:
-        """Import a public name's module on first use, and keep the name here."""
-        module = _MODULES.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, __name__), name)
-        globals()[name] = value  # later lookups skip __getattr__
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = attach(__name__, _MODULES, __all__)
