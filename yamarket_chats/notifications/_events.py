@@ -1,7 +1,8 @@
 """The notification events, decoded to the letter of Market's notification spec.
 
-Field names and types follow ``/work/shared/spec/notification-api`` (the
-``*NotificationDTO`` schemas): ids are JSON integers (``businessId`` >= 1,
+Field names and types follow Market's notification API spec (its
+``*NotificationDTO`` schemas; a copy is in ``tests/spec/notification-api/``):
+ids are JSON integers (``businessId`` >= 1,
 other ids any int64), ``messageId`` is a JSON string, times are ISO 8601
 strings with an offset. Anything else is a :class:`NotificationFormatError`,
 answered ``400 WRONG_EVENT_FORMAT``. Bodies are bounded in size and nesting
