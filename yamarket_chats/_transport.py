@@ -55,6 +55,14 @@ _error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 _UTC = dt.timezone.utc
 _SECRET_HEADERS = frozenset({"api-key", "authorization"})
 
+# Reads on the pooled session after this many answers in a row said
+# `Connection: close` go through the fresh (force-close) session instead, which
+# skips the pool's bookkeeping for connections that never get reused; one read
+# in `_REPROBE_EVERY` still tries the pool, and one answer keeping the
+# connection open switches reads back to it.
+_CLOSE_STREAK: Final = 8
+_REPROBE_EVERY: Final = 64
+
 # Set by `_PoolConnector.connect` in the task that sends a request: whether the
 # connection came from the pool (True) or was opened for it (False).
 _reused: contextvars.ContextVar[bool] = contextvars.ContextVar("yamarket_reused", default=False)
@@ -164,6 +172,8 @@ class Transport:
         self._callers_fresh: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._closes = 0  # pooled reads answered `Connection: close` in a row
+        self._bypassed = 0  # reads sent fresh since the streak was reached
         self.closed = False
 
     # -- sessions --------------------------------------------------------------
@@ -196,6 +206,14 @@ class Transport:
                 raise YandexMarketError("this ChatsClient is closed")
             session = self._pooled = _own_session(_PoolConnector(limit=0))
         return session
+
+    def _read_session(self) -> aiohttp.ClientSession:
+        """Where an own read goes when pooling: the pool, unless the server never keeps one."""
+        if self._closes >= _CLOSE_STREAK:
+            self._bypassed += 1
+            if self._bypassed % _REPROBE_EVERY:
+                return self._fresh_session()
+        return self._pooled_session()
 
     def _callers_send_session(self, caller: aiohttp.ClientSession) -> aiohttp.ClientSession:
         """Where a send goes when the caller gave a session: on a fresh connection.
@@ -321,7 +339,7 @@ class Transport:
             if not op.idempotent:
                 session = self._callers_send_session(callers)
         elif op.idempotent and self.keep_alive:
-            session = self._pooled_session()
+            session = self._read_session()
         else:
             session = self._fresh_session()
         headers = (self._read_headers if op.idempotent else self._send_headers)[body is not None]
@@ -330,7 +348,6 @@ class Transport:
         stats = self.stats
         hooks = self.hooks
         name = op.name
-        state = _CallState(name, business_id, policy, deadline, counters, call)
         debug_enabled = logger.isEnabledFor
         full_timeout = self._timeout(policy.timeout)
         failures = limited = attempts = 0
@@ -464,9 +481,21 @@ class Transport:
                 if not retry or failures >= policy.max_retries:
                     raise error from exc
                 failures += 1
-                await self._backoff(state, failures, type(exc).__name__, error, exc)
+                await self._backoff(
+                    _CallState(name, business_id, policy, deadline, counters, call),
+                    failures,
+                    type(exc).__name__,
+                    error,
+                    exc,
+                )
                 continue
             elapsed = time.monotonic() - sent
+            if session is self._pooled:
+                connection = answer_headers.get("Connection")
+                if connection is not None and connection.lower() == "close":
+                    self._closes += 1
+                else:
+                    self._closes = self._bypassed = 0
             counters.answered(status, elapsed, answer_headers)
             if debug_enabled(logging.DEBUG):
                 _log(name, business_id, status, elapsed)
@@ -488,7 +517,13 @@ class Transport:
                     if failures >= policy.max_retries:
                         raise error from exc
                     failures += 1
-                    await self._backoff(state, failures, "unreadable answer", error, exc)
+                    await self._backoff(
+                        _CallState(name, business_id, policy, deadline, counters, call),
+                        failures,
+                        "unreadable answer",
+                        error,
+                        exc,
+                    )
                     continue
                 if envelope.status == "ERROR":
                     raise error_for_status(
@@ -528,11 +563,23 @@ class Transport:
                     _warn(name, business_id, _PARALLEL_420, "retries used up; giving up")
                     raise api_error
                 limited += 1
-                await self._backoff(state, limited, _PARALLEL_420, api_error, None)
+                await self._backoff(
+                    _CallState(name, business_id, policy, deadline, counters, call),
+                    limited,
+                    _PARALLEL_420,
+                    api_error,
+                    None,
+                )
                 continue
             if status >= 500 and op.idempotent and failures < policy.max_retries:
                 failures += 1
-                await self._backoff(state, failures, f"HTTP {status}", api_error, None)
+                await self._backoff(
+                    _CallState(name, business_id, policy, deadline, counters, call),
+                    failures,
+                    f"HTTP {status}",
+                    api_error,
+                    None,
+                )
                 continue
             raise api_error
 
