@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -238,3 +239,26 @@ async def test_a_callers_session_is_used_as_configured(fake: FakeServer) -> None
             await read_a_lot(client, fake, 20)
         assert not session.closed
     assert fake.connections <= 4 + 2
+
+
+async def test_reads_leave_the_pool_while_the_server_closes_every_connection(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    # The default fake closes every connection, like the API: after a streak
+    # of `Connection: close` answers reads skip the pool (its bookkeeping buys
+    # nothing), and come back to it once a re-probe finds a connection kept.
+    client = make_client(limits={"get_chat": None})
+    chat = fake.market.chats(BUSINESS)[0].chat_id
+    transport = client._transport
+    for _ in range(20):
+        await client.get_chat(BUSINESS, chat)
+    assert transport._closes >= 8
+    assert transport._bypassed > 0  # sent through the force-close session
+    # The server starts keeping connections: a re-probe of the pool notices.
+    fake._api.config = dataclasses.replace(fake._api.config, keep_alive=True)
+    before = len(fake.journal)
+    for _ in range(100):
+        await client.get_chat(BUSINESS, chat)
+    tail = [e.connection for e in fake.journal][before + 80 :]
+    assert [e.status for e in fake.journal] == [200] * (before + 100)
+    assert len(set(tail)) == 1, tail  # back on one pooled connection
