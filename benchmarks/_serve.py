@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from ._fake import fake_server
 
 MODES = ("close", "keep-alive", "tls")
 
@@ -37,28 +37,13 @@ def serve(mode: str, chats: int, messages: int) -> Iterator[Served]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as folder:
-        command = [sys.executable, "-m", "yamarket_chats.testing", "--host", "127.0.0.1"]
-        command += ["--port", "0"]
-        command += ["--no-limits", "--chats", str(chats), "--messages", str(messages)]
+        extra: list[str] = []
         env = dict(os.environ)
         if mode != "close":
-            command.append("--keep-alive")
+            extra.append("--keep-alive")
         if mode == "tls":
             ca = Path(folder, "ca.pem")
-            command += ["--tls-ca", str(ca)]
+            extra += ["--tls-ca", str(ca)]
             env["SSL_CERT_FILE"] = str(ca)
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        try:
-            assert process.stdout is not None
-            lines = [process.stdout.readline() for _ in range(3)]
-            if not lines[0].startswith("Fake Yandex Market"):
-                raise RuntimeError(f"the fake did not start: {lines!r}")
-            url = lines[0].split(" at ", 1)[1].strip()
-            business = int(lines[1].split(": ", 1)[1].split(",")[0])
-            key = lines[2].split(": ", 1)[1].strip()
-            yield Served(url, key, business, process.pid, env)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-            if process.stdout is not None:
-                process.stdout.close()
+        with fake_server(chats, messages, *extra) as fake:
+            yield Served(fake.url, fake.api_key, fake.business_id, fake.pid, env)
