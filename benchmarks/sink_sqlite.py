@@ -37,26 +37,17 @@ from yamarket_chats import ChatsClient, SQLiteSink
 from yamarket_chats.ingest import ChatState, sync
 from yamarket_chats.limits import METHODS
 from yamarket_chats.models import Chat, ChatMessage
-from yamarket_chats.sinks.sqlite import SCHEMA
+from yamarket_chats.sinks.sqlite import _UPSERT_MESSAGE, _UPSERT_STATE, SCHEMA
 
 from ._fake import Fake, fake_server
 
 Page = tuple[int, int, Sequence[ChatMessage], ChatState]
 CONCURRENCY = 4
 
-# What someone writes by hand: the sink's tables, plain upserts.
-MESSAGE_SQL = """
-INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (chat_id, message_id) DO UPDATE SET
-    business_id = excluded.business_id, created_at = excluded.created_at,
-    sender = excluded.sender, message = excluded.message, payload = excluded.payload
-"""
-STATE_SQL = """
-INSERT INTO sync_state VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (chat_id) DO UPDATE SET
-    business_id = excluded.business_id, last_message_id = excluded.last_message_id,
-    updated_at = excluded.updated_at, synced_at = excluded.synced_at
-"""
+# What someone writes by hand: the sink's tables and upserts (the same SQL, so
+# the comparison is of the path around it), run inline.
+MESSAGE_SQL = _UPSERT_MESSAGE
+STATE_SQL = _UPSERT_STATE
 CHAT_SQL = """
 INSERT INTO chats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (chat_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at
