@@ -642,3 +642,17 @@ def test_dedup_keys_hash_non_ascii_and_control_characters() -> None:
         key = dedup_key(decode_notification(message_body(raw)))
         assert key.isascii() and key.isprintable() and len(key) <= 200
         assert raw not in key
+
+
+async def test_an_unknown_type_is_logged_on_one_line_whatever_it_holds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver = NotificationReceiver(Inbox(), name=NAME, version=VERSION, business_ids={BUSINESS})
+    forged = "X\nCRITICAL a forged record\x1b[31m" + "y" * 5_000
+    body = json.dumps({"notificationType": forged, "businessId": 999})
+    with caplog.at_level(logging.WARNING, logger="yamarket_chats.notifications"):
+        assert (await receiver.handle(body)).status == 403
+    [record] = [r for r in caplog.records if "refused" in r.getMessage()]
+    line = record.getMessage()
+    assert "\n" not in line and "\x1b" not in line and len(line) < 200, line
+    await receiver.aclose()

@@ -30,6 +30,7 @@ from ._events import (
     NotificationFormatError,
     PingNotification,
     UnknownNotification,
+    _short,
     business_of,
     decode_notification,
     dedup_key,
@@ -534,8 +535,12 @@ class NotificationReceiver:
 
 
 def event_type(event: Notification) -> str:
-    """The ``notificationType`` of any decoded event."""
-    return event.notification_type
+    """The ``notificationType`` of any decoded event, fit for a log line.
+
+    An unknown type is the sender's text, of any length and with any
+    characters: long or unprintable, it is shown as its digest.
+    """
+    return _short(event.notification_type)
 
 
 def _show(value: object) -> str:
