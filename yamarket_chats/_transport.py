@@ -194,7 +194,7 @@ class Transport:
         session = self._fresh
         if session is None:
             if self.closed:
-                raise YandexMarketError("this ChatsClient is closed")
+                raise self._closed_error()
             connector = aiohttp.TCPConnector(force_close=True, limit=0)
             session = self._fresh = _own_session(connector)
         return session
@@ -203,7 +203,7 @@ class Transport:
         session = self._pooled
         if session is None:
             if self.closed:
-                raise YandexMarketError("this ChatsClient is closed")
+                raise self._closed_error()
             session = self._pooled = _own_session(_PoolConnector(limit=0))
         return session
 
@@ -231,7 +231,7 @@ class Transport:
         if session is not None:
             return session
         if self.closed:
-            raise YandexMarketError("this ChatsClient is closed")
+            raise self._closed_error()
         if type(connector) is not aiohttp.TCPConnector:
             # A proxy or socket connector of another kind cannot be copied faithfully.
             raise InvalidRequestError(
@@ -289,7 +289,7 @@ class Transport:
         if asyncio.get_running_loop() is not self._loop:
             self._bind(asyncio.get_running_loop())
         if self.closed:
-            raise YandexMarketError("this ChatsClient is closed")
+            raise self._closed_error()
         counters = self.stats._counters(business_id, op.name)
         counters.calls += 1
         hooks = self.hooks
@@ -332,7 +332,6 @@ class Transport:
         max_wait = policy.max_wait
         deadline = None if max_wait is None else started + max_wait
         callers = self._session
-        own = callers is None
         session: aiohttp.ClientSession
         if callers is not None:
             session = callers
@@ -348,7 +347,6 @@ class Transport:
         stats = self.stats
         hooks = self.hooks
         name = op.name
-        debug_enabled = logger.isEnabledFor
         full_timeout = self._timeout(policy.timeout)
         failures = limited = attempts = 0
         while True:
@@ -428,9 +426,7 @@ class Transport:
                         answer_headers = resp.headers
                 except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                     if (
-                        own
-                        and op.idempotent
-                        and session is self._pooled
+                        session is self._pooled  # only our own reads use it
                         and not isinstance(exc, aiohttp.ClientConnectorError)
                         and _reused.get()
                     ):
@@ -497,8 +493,7 @@ class Transport:
                 else:
                     self._closes = self._bypassed = 0
             counters.answered(status, elapsed, answer_headers)
-            if debug_enabled(logging.DEBUG):
-                _log(name, business_id, status, elapsed)
+            _log(name, business_id, status, elapsed)
             if call is not None and hooks is not None:
                 call.status = status
                 for response_hook in hooks.on_response:

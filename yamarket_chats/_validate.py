@@ -13,13 +13,13 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final, TypeGuard, TypeVar
+from typing import Final, TypeVar
 
 import aiohttp
 from yarl import URL
 
 from .errors import InvalidRequestError
-from .limits import METHODS, Limiter, RateLimit
+from .limits import METHODS, Limiter, RateLimit, _is_int
 from .models import (
     ChatContext,
     ChatContextIdentifiableType,
@@ -107,10 +107,6 @@ def _show(value: object) -> str:
         text = _exact_str(value)
         return repr(text) if len(text) <= 40 else f"a string of {len(text)} characters"
     return f"a value of type {type(value).__name__}"
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _exact_int(value: int) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeGuard, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
@@ -98,7 +98,8 @@ _MIN_PERIOD = 0.001
 _MAX_PERIOD = 1e9
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
+    """An int that is not a bool (``True`` is no count)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
