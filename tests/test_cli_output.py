@@ -187,3 +187,18 @@ async def test_waits_are_measured_on_the_wall_clock_not_summed_over_tasks() -> N
     assert 0.3 <= limiter.clock.seconds <= elapsed + 0.01  # the clock: about 0.3 s
     await limiter.acquire(1, "get_chats")
     assert 0.6 <= limiter.clock.seconds <= time.monotonic() - started + 0.01
+
+
+def test_running_the_cli_twice_in_one_process_adds_one_log_handler() -> None:
+    import logging
+
+    from yamarket_chats.cli import run
+
+    logger = logging.getLogger("yamarket_chats")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        for _ in range(3):  # refused before any request: a bad base URL
+            assert run(["chats", "1001", "--api-key", "k", "--base-url", "ftp://example.com"]) == 2
+        assert sum(type(h) is logging.StreamHandler for h in logger.handlers) == 1
+    finally:  # the rest of the suite reads these records through propagation
+        logger.handlers[:], logger.level, logger.propagate = saved

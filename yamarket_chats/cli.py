@@ -59,7 +59,7 @@ EXIT_SINK_LOCKED = 6
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130; SIGTERM gives 143
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
 
-_encode = msgspec.json.Encoder().encode
+_encoder = msgspec.json.Encoder()
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -515,7 +515,8 @@ async def _run_fleet(args: argparse.Namespace, client: ChatsClient, sink: Sink) 
     else:
         done = await follow(client, args.business_ids, sink, interval=interval, **options)
     for business_id, error in done.failed.items():
-        print(f"yamarket-chats sync: business {business_id} failed: {error}", file=sys.stderr)
+        reason = _one_line(str(error), ()).translate(_LOG_ESCAPES)  # the server's text
+        print(f"yamarket-chats sync: business {business_id} failed: {reason}", file=sys.stderr)
     return EXIT_ERROR if done.failed else EXIT_OK
 
 
@@ -593,7 +594,7 @@ async def _json_lines(pages: AsyncIterator[Sequence[msgspec.Struct]]) -> None:
     sys.stdout.flush()
     out = sys.stdout.buffer
     async for items in pages:
-        out.write(b"".join(_encode(item) + b"\n" for item in items))
+        out.write(_encoder.encode_lines(items))
         out.flush()
 
 
@@ -649,7 +650,7 @@ async def _cmd_send(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         if args.file is not None:
             await client.send_file_to_chat(args.business_id, args.chat_id, args.file)
-            print(f"sent file {args.file.name} to chat {args.chat_id}")
+            print(f"sent file {args.file.name.translate(_LOG_ESCAPES)} to chat {args.chat_id}")
         else:
             await client.send_message_to_chat(args.business_id, args.chat_id, args.message)
             print(f"sent message to chat {args.chat_id}")
@@ -842,6 +843,8 @@ def _configure_logging(args: argparse.Namespace) -> None:
         handler.addFilter(_from_sinks)
         level = logging.WARNING
     logger = logging.getLogger("yamarket_chats")
+    for old in [h for h in logger.handlers if isinstance(h.formatter, _OneLineFormatter)]:
+        logger.removeHandler(old)  # an earlier run() in this process (tests, embedding)
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
