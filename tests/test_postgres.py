@@ -517,3 +517,13 @@ def test_a_sinks_lock_options_are_checked() -> None:
         PostgresSink("postgresql://u@db/x", lock_timeout=-1)
     with pytest.raises(ValueError, match="lease_seconds"):
         PostgresSink("postgresql://u@db/x", lease_seconds=0)
+
+
+async def test_entering_the_sink_opens_it_so_a_dead_database_fails_before_any_request() -> None:
+    from tests.servers import free_port
+
+    sink = PostgresSink(f"postgresql://sync:{PASSWORD}@127.0.0.1:{free_port()}/market")
+    with pytest.raises(PostgresSinkError, match="cannot connect") as failed:
+        async with sink:
+            raise AssertionError("entered a sink whose database is down")
+    assert PASSWORD not in str(failed.value)

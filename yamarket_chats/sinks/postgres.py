@@ -444,7 +444,12 @@ class PostgresSink:
             await pool.close()
 
     async def __aenter__(self) -> PostgresSink:
-        return self
+        """Open at once: an unreachable database or a bad schema fails before any request."""
+        try:
+            return await self.open()
+        except BaseException:
+            await self.close()  # a pool made before the schema failed
+            raise
 
     async def __aexit__(
         self,
