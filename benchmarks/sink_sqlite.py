@@ -31,27 +31,23 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import msgspec
-
 from yamarket_chats import ChatsClient, SQLiteSink
 from yamarket_chats.ingest import ChatState, sync
 from yamarket_chats.limits import METHODS
 from yamarket_chats.models import Chat, ChatMessage
-from yamarket_chats.sinks.sqlite import _UPSERT_MESSAGE, _UPSERT_STATE, SCHEMA
+from yamarket_chats.sinks.sqlite import (
+    _UPSERT_CHAT,
+    _UPSERT_MESSAGE,
+    _UPSERT_STATE,
+    SCHEMA,
+    _chat_row,
+    _message_rows,
+)
 
 from ._fake import Fake, fake_server
 
 Page = tuple[int, int, Sequence[ChatMessage], ChatState]
 CONCURRENCY = 4
-
-# What someone writes by hand: the sink's tables and upserts (the same SQL, so
-# the comparison is of the path around it), run inline.
-MESSAGE_SQL = _UPSERT_MESSAGE
-STATE_SQL = _UPSERT_STATE
-CHAT_SQL = """
-INSERT INTO chats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (chat_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at
-"""
 
 
 class Baseline:
@@ -64,7 +60,6 @@ class Baseline:
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.executescript(SCHEMA)
-        self.encode = msgspec.json.Encoder().encode
 
     def close(self) -> None:
         self.db.close()
@@ -72,24 +67,13 @@ class Baseline:
     def write_page(
         self, business_id: int, chat_id: int, messages: Sequence[ChatMessage], state: ChatState
     ) -> None:
-        encode = self.encode
-        rows = [
-            (
-                chat_id,
-                m.message_id,
-                business_id,
-                m.created_at.isoformat(),
-                m.sender,
-                m.message,
-                encode(m.payload).decode() if m.payload is not None else None,
-            )
-            for m in messages
-        ]
+        # The sink's own rows and SQL: what differs is only the path around them.
+        rows = _message_rows(business_id, chat_id, messages)
         updated = state.updated_at.isoformat() if state.updated_at else None
         self.db.execute("BEGIN")
-        self.db.executemany(MESSAGE_SQL, rows)
+        self.db.executemany(_UPSERT_MESSAGE, rows)
         self.db.execute(
-            STATE_SQL, (chat_id, business_id, state.last_message_id, updated, state.synced_at)
+            _UPSERT_STATE, (chat_id, business_id, state.last_message_id, updated, state.synced_at)
         )
         self.db.execute("COMMIT")
 
@@ -98,15 +82,8 @@ class Baseline:
         return {}
 
     async def save_chats(self, business_id: int, chats: Sequence[Chat]) -> None:
-        rows = [
-            (
-                c.chat_id, business_id, c.order_id, c.type, c.status, c.created_at.isoformat(),
-                c.updated_at.isoformat(), c.context.type, None, None, None, None, None,
-            )
-            for c in chats
-        ]  # fmt: skip
         self.db.execute("BEGIN")
-        self.db.executemany(CHAT_SQL, rows)
+        self.db.executemany(_UPSERT_CHAT, [_chat_row(business_id, c) for c in chats])
         self.db.execute("COMMIT")
 
     async def save_page(
