@@ -188,8 +188,6 @@ def _pytest(tmp_path: Path, *plugins: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("asyncio_plugin", ["pytest_asyncio.plugin", "asyncio"])
 def test_plugin_finds_pytest_asyncio_loaded_by_hand(tmp_path: Path, asyncio_plugin: str) -> None:
     """pytest-asyncio registered under its module's name (not "asyncio") still counts."""
-    if asyncio_plugin == "asyncio" and tuple(map(int, pytest.__version__.split(".")[:2])) < (8, 4):
-        pytest.skip("-p ENTRY_POINT_NAME needs pytest 8.4")
     done = _pytest(tmp_path, asyncio_plugin)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout

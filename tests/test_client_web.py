@@ -409,7 +409,6 @@ async def test_hooks_that_cannot_be_called_are_refused(
 async def test_opentelemetry_one_span_per_call(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
-    pytest.importorskip("opentelemetry.sdk")
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -491,7 +490,6 @@ async def test_a_hook_that_awaits_or_raises_leaks_no_slot_and_no_token(
 async def test_an_on_start_hook_that_raises_still_ends_the_call(
     fake: FakeServer, make_client: Callable[..., ChatsClient]
 ) -> None:
-    pytest.importorskip("opentelemetry.sdk")
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
