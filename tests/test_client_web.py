@@ -439,7 +439,11 @@ async def test_opentelemetry_one_span_per_call(
 
 
 class SlowRequestHook(ClientHooks):
+    def __init__(self) -> None:
+        self.inside = asyncio.Event()
+
     async def on_request(self, call: CallInfo) -> None:
+        self.inside.set()
         await asyncio.sleep(0.3)  # e.g. an async audit log
 
 
@@ -469,8 +473,8 @@ async def test_a_hook_that_awaits_or_raises_leaks_no_slot_and_no_token(
     if hook == "on_wait_raises":
         await client.get_chat(BUSINESS, chat_id)  # takes the token: the next call waits
     task = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
-    if hook == "slow_cancelled":
-        await asyncio.sleep(0.1)  # inside on_request: the slot and a token are taken
+    if isinstance(hooks, SlowRequestHook):
+        await asyncio.wait_for(hooks.inside.wait(), 5)  # the slot and a token are taken
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
