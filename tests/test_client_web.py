@@ -180,7 +180,8 @@ async def test_a_bucket_wait_never_overruns_max_wait(
     bucket = client._limits._quota(BUSINESS, "get_chat").limiter  # type: ignore[attr-defined]
     started = time.monotonic()
     waiting = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
-    await asyncio.sleep(0.05)  # it waits on the bucket
+    while not bucket._waiters:  # until it waits on the bucket
+        await asyncio.sleep(0.005)
     bucket._level += 10  # ten barging requests
     with pytest.raises(RateLimitError) as info:
         await waiting
