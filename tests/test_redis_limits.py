@@ -20,7 +20,7 @@ import redis.asyncio as redis
 
 from tests.conftest import BUSINESS, FAST
 from tests.servers import RedisServer, free_port
-from yamarket_chats import ChatsClient, RateLimit, redis_limits
+from yamarket_chats import ChatsClient, InvalidRequestError, RateLimit, redis_limits
 from yamarket_chats.limits import WaitTooLong
 from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
@@ -506,3 +506,18 @@ async def test_cancelled_acquires_leave_no_slot_behind(redis_server: RedisServer
         assert await probe.exists(f"cx:{BUSINESS}:slots") == 0
     finally:
         await probe.aclose()
+
+
+@pytest.mark.parametrize(
+    ("option", "field"),
+    [
+        ({"limits": {"get_chta": RateLimit(5)}}, "limits"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"lease_seconds": float("nan")}, "lease_seconds"),
+        ({"local_fraction": 2}, "local_fraction"),
+        ({"on_error": "ignore"}, "on_error"),
+    ],
+)
+def test_bad_options_are_refused_like_the_clients(option: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidRequestError, match=field):
+        RedisLimiter("redis://127.0.0.1:1/0", **option)  # type: ignore[arg-type]

@@ -44,7 +44,8 @@ from urllib.parse import urlsplit
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from .errors import YandexMarketError
+from . import _validate
+from .errors import InvalidRequestError, YandexMarketError
 from .limits import DEFAULT_LIMITS, METHODS, Limits, RateLimit, WaitTooLong, server_count
 
 __all__ = ["QuotaBackendError", "RedisLimiter"]
@@ -334,12 +335,17 @@ class RedisLimiter:
         on_error: Literal["raise", "local"] = "raise",
         local_fraction: float = 0.25,
     ) -> None:
+        # The client's own rules (InvalidRequestError, a ValueError too): a
+        # misspelt method in `limits` must not pass here either.
         if (redis_url is None) == (client is None):
-            raise ValueError("pass exactly one of redis_url or client")
+            raise InvalidRequestError("pass exactly one of redis_url or client")
         if on_error not in ("raise", "local"):
-            raise ValueError(f"on_error must be 'raise' or 'local', got {on_error!r}")
-        if not 0 < local_fraction <= 1:
-            raise ValueError(f"local_fraction must be in (0, 1], got {local_fraction}")
+            raise InvalidRequestError(f"on_error must be 'raise' or 'local', got {on_error!r}")
+        if not 0 < _validate.seconds("local_fraction", local_fraction) <= 1:
+            raise InvalidRequestError(f"local_fraction must be in (0, 1], got {local_fraction}")
+        _validate.limits(limits)
+        _validate.max_concurrency(max_concurrency)
+        _validate.seconds("lease_seconds", lease_seconds)
         self._redis = client if client is not None else redis.Redis.from_url(str(redis_url))
         self._owns_redis = client is None
         self._where = _redacted(redis_url) if redis_url else "the given Redis client"
