@@ -180,8 +180,11 @@ async def test_a_bucket_wait_never_overruns_max_wait(
     bucket = client._limits._quota(BUSINESS, "get_chat").limiter  # type: ignore[attr-defined]
     started = time.monotonic()
     waiting = asyncio.create_task(client.get_chat(BUSINESS, chat_id))
-    while not bucket._waiters:  # until it waits on the bucket
+    for _ in range(1000):  # until it waits on the bucket
+        if bucket._waiters:
+            break
         await asyncio.sleep(0.005)
+    assert bucket._waiters
     bucket._level += 10  # ten barging requests
     with pytest.raises(RateLimitError) as info:
         await waiting
