@@ -606,3 +606,19 @@ async def test_an_odd_payload_does_not_stop_the_fake_notifier(fake: FakeServer) 
             assert [json.loads(b) for b in bodies] == [{"notificationType": "X", "n": 2}]
         finally:
             await notifier.aclose()
+
+
+def test_the_aiohttp_route_takes_every_option_of_the_receiver() -> None:
+    import inspect
+
+    from aiohttp import web
+
+    from yamarket_chats.notifications import NotificationReceiver, add_notification_route
+
+    receiver = set(inspect.signature(NotificationReceiver).parameters)
+    route = set(inspect.signature(add_notification_route).parameters) - {"app", "path"}
+    assert receiver == route
+    made = add_notification_route(
+        web.Application(), "/n", print, name="n", version="1", seen_timeout=1.5
+    )
+    assert made.seen_timeout == 1.5

@@ -181,7 +181,7 @@ class QuotaBackendError(YandexMarketError):
 class _Lease:
     __slots__ = ("business_id", "id", "keys", "local", "method")
 
-    def __init__(self, business_id: int, method: str, lease_id: str, keys: list[str]) -> None:
+    def __init__(self, business_id: int, method: str, lease_id: str, keys: tuple[str, ...]) -> None:
         self.business_id = business_id
         self.method = method
         self.id = lease_id
@@ -355,6 +355,7 @@ class RedisLimiter:
         self._cap = max_concurrency or 0
         self._urgent_below = max(self._cap, 1)  # a count this low is shared at once
         self._prefix = prefix
+        self._key_cache: dict[tuple[int, str], tuple[str, ...]] = {}
         self._lease_seconds = lease_seconds
         self._on_error = on_error
         self._script = self._redis.register_script(_SCRIPT)
@@ -410,15 +411,21 @@ class RedisLimiter:
         if self._owns_redis:
             await self._redis.aclose()
 
-    def _keys(self, business_id: int, method: str) -> list[str]:
-        """The bucket, the server's count, the business's slots, the method's in-flight."""
-        base = f"{self._prefix}:{business_id}"
-        return [
-            f"{base}:{method}:tat",
-            f"{base}:{method}:server",
-            f"{base}:slots",
-            f"{base}:{method}:flight",
-        ]
+    def _keys(self, business_id: int, method: str) -> tuple[str, ...]:
+        """The bucket, the server's count, the business's slots, the method's in-flight.
+
+        Made once per (business, method): every request of it needs them.
+        """
+        keys = self._key_cache.get((business_id, method))
+        if keys is None:
+            base = f"{self._prefix}:{business_id}"
+            keys = self._key_cache[business_id, method] = (
+                f"{base}:{method}:tat",
+                f"{base}:{method}:server",
+                f"{base}:slots",
+                f"{base}:{method}:flight",
+            )
+        return keys
 
     # -- acquire -------------------------------------------------------------
 

@@ -574,6 +574,7 @@ def add_notification_route(
     callback_timeout: float | None = None,
     seen: SeenStore | None = None,
     reject_duplicates: bool = False,
+    seen_timeout: float = 5.0,
 ) -> NotificationReceiver:
     """Receive notifications on ``POST path`` of an aiohttp app; return the receiver.
 
@@ -605,6 +606,7 @@ def add_notification_route(
         callback_timeout=callback_timeout,
         seen=seen,
         reject_duplicates=reject_duplicates,
+        seen_timeout=seen_timeout,
     )
     app.router.add_post(path, receiver.aiohttp_handler)
 
