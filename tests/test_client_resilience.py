@@ -294,7 +294,7 @@ async def test_closing_the_client_ends_its_calls_with_a_clear_error(fake: FakeSe
     assert [o.failed_calls for o in client.stats.snapshot().operations] == [2]
     with pytest.raises(YandexMarketError, match="this ChatsClient is closed"):
         await client.get_chat(BUSINESS, chat_id)  # (refused before it counts as a call)
-    assert client._transport._fresh is None and client._transport._pooled is None
+    assert client._transport.sessions._fresh is None and client._transport.sessions._pooled is None
 
 
 async def test_no_unclosed_session_warnings(fake: FakeServer) -> None:

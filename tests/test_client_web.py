@@ -259,7 +259,10 @@ async def test_views_share_the_bucket_session_and_stats(
     await fast.close()
     with pytest.raises(RateLimitError):  # still usable: closing a view closed nothing
         await client.with_options(max_wait=0.2).get_chat(BUSINESS, chat_id)
-    assert client._transport._pooled is not None and not client._transport._pooled.closed
+    assert (
+        client._transport.sessions._pooled is not None
+        and not client._transport.sessions._pooled.closed
+    )
 
 
 async def test_a_view_keeps_the_parents_other_options(

@@ -139,7 +139,7 @@ async def test_a_callers_force_close_session_and_tls_settings_carry_sends() -> N
             ):
                 await client.get_chat(BUSINESS, chat_id)
                 await client.send_message_to_chat(BUSINESS, chat_id, "hello")
-                made = client._transport._callers_fresh
+                made = client._transport.sessions._callers_fresh
                 assert (made is None) is force_close
         sends = [e for e in fake.journal if e.operation.startswith("send_")]
         assert [e.status for e in sends] == [200, 200]
@@ -252,8 +252,8 @@ async def test_reads_leave_the_pool_while_the_server_closes_every_connection(
     transport = client._transport
     for _ in range(20):
         await client.get_chat(BUSINESS, chat)
-    assert transport._closes >= 8
-    assert transport._bypassed > 0  # sent through the force-close session
+    assert transport.sessions._closes >= 8
+    assert transport.sessions._bypassed > 0  # sent through the force-close session
     # The server starts keeping connections: a re-probe of the pool notices.
     fake._api.config = dataclasses.replace(fake._api.config, keep_alive=True)
     before = len(fake.journal)

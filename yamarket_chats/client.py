@@ -13,11 +13,13 @@ import aiohttp
 import msgspec
 
 from . import _validate
-from ._transport import Operation, Policy, Transport
+from ._operations import OPERATIONS, Operation
+from ._transport.loop import Transport
+from ._transport.retry import Policy
 from ._validate import MAX_CHATS_PAGE, MAX_HISTORY_PAGE
 from .errors import InvalidRequestError, TransportError
 from .files import FileInput, read_upload
-from .hooks import ClientHooks, HookSet
+from .hooks import ClientHooks
 from .limits import DEFAULT_LIMITS, Limiter, Limits, RateLimit
 from .models import (
     Chat,
@@ -37,29 +39,18 @@ __all__ = ["ChatsClient", "ClientStats"]
 T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
-_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
-    cls: msgspec.json.Decoder(_Envelope[cls])  # type: ignore[valid-type]
-    for cls in (Chat, ChatsPage, ChatHistoryPage, ChatMessage, CreateChatResult)
+# One decoder per result model of the table, made once.
+_decoders: Final[dict[type[Any], msgspec.json.Decoder[Any]]] = {
+    op.result: msgspec.json.Decoder(_Envelope[op.result])  # type: ignore[name-defined]
+    for op in OPERATIONS.values()
+    if op.result is not None
 }
 
-
-_Op = Operation
 # Options a view leaves as its parent's.
 _SAME: Any = object()
 
-
-_OPS: Final = {
-    op.name: op
-    for op in (
-        _Op("create_chat", "POST", "/chats/new", True),
-        _Op("get_chats", "POST", "/chats", True),
-        _Op("get_chat", "GET", "/chat", True),
-        _Op("get_chat_history", "POST", "/chats/history", True),
-        _Op("get_chat_message", "GET", "/chats/message", True),
-        _Op("send_message_to_chat", "POST", "/chats/message", False),
-        _Op("send_file_to_chat", "POST", "/chats/file/send", False),
-    )
-}
+_OPS: Final = OPERATIONS
+_Op = Operation
 
 
 class ChatsClient:
@@ -156,7 +147,7 @@ class ChatsClient:
             limiter=self._limits,
             session=session,
             keep_alive=keep_alive,
-            hooks=HookSet.build(hooks),
+            hooks=hooks,
         )
         self._is_view = False
         self._auth_kind = "api_key" if api_key is not None else "oauth_token"

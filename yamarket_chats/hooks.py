@@ -1,4 +1,4 @@
-"""Request hooks: let users see every operation, attempt, retry and wait.
+"""Request hooks: the one channel through which every operation, attempt, retry and wait is told.
 
 Pass ``ChatsClient(..., hooks=MyHooks())`` (or a list of them). A hook object
 has any of the methods of :class:`ClientHooks`; subclass it and override the
@@ -7,14 +7,19 @@ the task that made the call (so ``contextvars`` such as the current
 OpenTelemetry span carry over from ``on_start`` to ``on_end``); keep them
 quick, and do not raise from them: an exception from a hook ends the call with
 it (before the request went out: nothing sent, slot and quota given back), and
-``on_end`` still runs for every hook. With no hooks the loop skips all of this.
+``on_end`` still runs for every hook.
+
+The client's own counters (``client.stats``) are a built-in hook on these same
+events, told first; users' hooks follow in the order given. Only methods a
+hook overrides are called, so with no hooks of the user's the loop calls the
+stats' alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +44,16 @@ class CallInfo:
     rate_limited: int = 0  #: 420 answers so far
     waited_seconds: float = 0.0  #: on limits and backoffs so far
     status: int | None = None  #: the last HTTP status (``None``: no answer yet)
+    #: the last answer's headers (``X-RateLimit-Resource-*`` among them)
+    headers: Mapping[str, str] | None = None
+    #: what the last attempt came to: ``"ok"``, ``"420, quota spent"``,
+    #: ``"420, quota left (parallel cap)"``, ``"5xx"``, ``"no answer"``... (set
+    #: before ``on_response``)
+    outcome: str | None = None
     error: BaseException | None = None  #: what the call raised (set before ``on_end``)
     data: dict[str, Any] = field(default_factory=dict)
+    # The built-in stats' counters of this call's (business, method), found once.
+    _counters: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 class ClientHooks:
@@ -82,6 +95,7 @@ class HookSet:
     on_retry: tuple[_Hook, ...]
     on_wait: tuple[_Hook, ...]
     on_end: tuple[_Hook, ...]
+    items: tuple[object, ...]  #: the hook objects, in order
 
     def __init__(self, hooks: Sequence[object]) -> None:
         for hook in hooks:
@@ -104,10 +118,11 @@ class HookSet:
                     )
                 found.append(method)
             setattr(self, name, tuple(found))
+        self.items = tuple(hooks)
 
     @staticmethod
     def build(hooks: object | Sequence[object] | None) -> HookSet | None:
-        """A `HookSet`, or ``None`` when there is nothing to call."""
+        """A `HookSet` of the user's hooks, or ``None`` when there is nothing to call."""
         if hooks is None:
             return None
         items = list(hooks) if isinstance(hooks, (list, tuple)) else [hooks]

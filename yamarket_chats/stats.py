@@ -1,17 +1,22 @@
 """Counters of what a client did, per business id and method, as plain data.
 
-The request loop bumps a few integers per request (no locks: one event loop);
-:meth:`ClientStats.snapshot` copies them into frozen dataclasses that a
+The counters are a built-in hook (`StatsHooks`) on the same events users'
+hooks see, told first: a few integers bumped per request (no locks: one event
+loop). :meth:`ClientStats.snapshot` copies them into frozen dataclasses that a
 health endpoint can serialise or a Prometheus collector can read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Final
+
+from ._transport.retry import Kind
+from .errors import YandexMarketError
+from .hooks import CallInfo, ClientHooks
 
 __all__ = ["ClientStats", "OperationStats", "StatsSnapshot"]
 
@@ -24,7 +29,7 @@ class OperationStats:
     method: str
     calls: int  #: operations started (a page of a walk is one)
     failed_calls: int  #: operations that raised (cancellations not counted)
-    requests: int  #: HTTP requests sent, retries included
+    requests: int  #: HTTP requests sent (counted as they end), retries included
     retries: int  #: requests sent again after a failure or a 420
     responses_2xx: int
     responses_4xx: int  #: 420s included
@@ -89,7 +94,7 @@ class _Counters:
         self.server_remaining: str | None = None  # raw header values, parsed on snapshot
         self.server_until: str | None = None
 
-    def answered(self, status: int, seconds: float, headers: Any) -> None:
+    def answered(self, status: int, seconds: float, headers: Mapping[str, str] | None) -> None:
         """Count an answer: its status class, its time, the server's count."""
         if status < 300:
             self.s2xx += 1
@@ -101,8 +106,9 @@ class _Counters:
         self.latency_sum += seconds
         if seconds > self.latency_max:
             self.latency_max = seconds
-        remaining = headers.get("X-RateLimit-Resource-Remaining")
+        remaining = None if headers is None else headers.get("X-RateLimit-Resource-Remaining")
         if remaining is not None:
+            assert headers is not None
             self.server_remaining = remaining
             self.server_until = headers.get("X-RateLimit-Resource-Until")
 
@@ -137,23 +143,6 @@ class _Counters:
         )
 
 
-class _LiveWaited:
-    """`ClientStats.waited_seconds`: the limiter's live figure on a client's own stats.
-
-    A copy (``dataclasses.replace(client.stats)``) keeps the value read when
-    it was made, so two readings can be subtracted.
-    """
-
-    def __get__(self, obj: ClientStats | None, owner: type[Any] | None = None) -> float:
-        if obj is None:
-            return 0.0  # the dataclass field's default
-        read = obj._read_waited
-        return read() if read is not None else obj._waited
-
-    def __set__(self, obj: ClientStats, value: float) -> None:
-        obj._waited = value
-
-
 @dataclass
 class ClientStats:
     """Counters of one client and its views, for progress displays and metrics.
@@ -164,19 +153,13 @@ class ClientStats:
     Prometheus collector) and read it whenever you like.
     """
 
-    requests: int = 0  #: HTTP requests sent, retries included
+    requests: int = 0  #: HTTP requests sent (counted as they end), retries included
     retries: int = 0  #: requests sent again after a failure or a 420
     rate_limited: int = 0  #: 420 answers received
-    #: time spent waiting on client-side limits (all tasks)
-    waited_seconds: _LiveWaited = _LiveWaited()
+    waited_seconds: float = 0.0  #: time spent waiting on client-side limits (summed over tasks)
     _by_key: dict[tuple[int, str], _Counters] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    # Set by the client on its own stats: reads the limiter's running total.
-    _read_waited: Callable[[], float] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _waited: float = field(default=0.0, init=False, repr=False, compare=False)
 
     def _counters(self, business_id: int, method: str) -> _Counters:
         key = (business_id, method)
@@ -194,3 +177,53 @@ class ClientStats:
             waited_seconds=self.waited_seconds,
             operations=tuple(c.freeze(b, m) for (b, m), c in sorted(self._by_key.items())),
         )
+
+
+_QUOTA_SPENT: Final = Kind.QUOTA_SPENT.value  # CallInfo.outcome of a 420 that waits for -Until
+
+
+class StatsHooks(ClientHooks):
+    """The built-in hook that keeps a `ClientStats` current, told first of every event."""
+
+    def __init__(self, stats: ClientStats) -> None:
+        self.stats = stats
+
+    async def on_start(self, call: CallInfo) -> None:
+        """Count the call, and find its counters once."""
+        counters = call._counters = self.stats._counters(call.business_id, call.method)
+        counters.calls += 1
+
+    async def on_wait(self, call: CallInfo, reason: str, seconds: float) -> None:
+        """Add a wait on limits."""
+        call._counters.waited_seconds += seconds
+        self.stats.waited_seconds += seconds
+
+    async def on_response(
+        self, call: CallInfo, status: int | None, seconds: float, error: BaseException | None
+    ) -> None:
+        """Count a request that went out, and its answer (status, time, the server's count)."""
+        stats, counters = self.stats, call._counters
+        stats.requests += 1
+        counters.requests += 1
+        if call.attempts > 1:
+            stats.retries += 1
+            counters.retries += 1
+        if status is None:
+            counters.transport_errors += 1
+            return
+        counters.answered(status, seconds, call.headers)
+        if status == 420:
+            stats.rate_limited += 1
+            if call.outcome == _QUOTA_SPENT:
+                counters.quota_420 += 1
+            else:
+                counters.parallel_420 += 1
+
+    async def on_retry(self, call: CallInfo, reason: str, delay: float) -> None:
+        """Add a backoff."""
+        call._counters.backoff_seconds += delay
+
+    async def on_end(self, call: CallInfo) -> None:
+        """Count a call that raised (a cancellation is no failure)."""
+        if isinstance(call.error, YandexMarketError):
+            call._counters.failed_calls += 1
