@@ -28,7 +28,7 @@ import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .client import ChatsClient
 from .models import Chat, ChatMessage, ChatsPage
@@ -94,6 +94,37 @@ class Sink(Protocol):
 
 Claim = Callable[[int], AbstractAsyncContextManager[Sink]]
 """A sink's optional ``claim(business_id)``: hold the business for one sync (see `Sink`)."""
+
+
+class Page(NamedTuple):
+    """One `Sink.save_page` call as a value: a chat's new messages and their checkpoint."""
+
+    business_id: int
+    chat_id: int
+    messages: Sequence[ChatMessage]
+    state: ChatState
+
+
+class PageSink:
+    """Base of the library's sinks: `Sink.save_page` written once, handing over one `Page`.
+
+    A subclass writes `_write_page`. A sink whose writes may carry more than
+    the page (a lease's fence) can take it as a keyword of its own
+    ``_write_page`` and pass it from where it has it.
+    """
+
+    async def save_page(
+        self,
+        business_id: int,
+        chat_id: int,
+        messages: Sequence[ChatMessage],
+        state: ChatState,
+    ) -> None:
+        """Store one page of a chat's new messages and the checkpoint covering it."""
+        await self._write_page(Page(business_id, chat_id, messages, state))
+
+    async def _write_page(self, page: Page) -> None:
+        raise NotImplementedError
 
 
 @dataclasses.dataclass
