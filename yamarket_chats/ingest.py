@@ -17,6 +17,11 @@ second and the two clocks differ, so a message posted in the same second as
 the previous one, just after our walk, would leave ``updated_at`` unchanged.
 Chats whose last message is that recent are always walked (a cheap request
 that returns nothing new). ``skip_unchanged=False`` walks every chat.
+
+`Sink` is the contract a sink fulfils. It lives here, below the sinks that
+import it, and so does `PageSink`, which writes the contract's ``save_page``
+once for the library's sinks (each of them writes only what it does with a
+`Page`).
 """
 
 from __future__ import annotations
