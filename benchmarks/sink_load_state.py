@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from yamarket_chats import Chat, ChatMessage, JsonlSink, SQLiteSink
-from yamarket_chats.ingest import ChatState
+from yamarket_chats.ingest import ChatState, Page
 from yamarket_chats.models import ChatCustomer, ChatFullContext
 from yamarket_chats.sinks.sqlite import (
     _UPSERT_CHAT,
@@ -80,7 +80,7 @@ def fill_jsonl(path: Path, businesses: int, chats: int) -> None:
         ids = range(business * chats, business * chats + chats)
         sink._save_chats(business, [chat(c) for c in ids])  # on this thread: no hand-offs
         for c in ids:
-            sink._save_page(business, c, [message(c)], ChatState(c * 7, WHEN, synced_at))
+            sink._save_page(Page(business, c, [message(c)], ChatState(c * 7, WHEN, synced_at)))
     asyncio.run(sink.close())
 
 

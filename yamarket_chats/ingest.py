@@ -17,6 +17,11 @@ second and the two clocks differ, so a message posted in the same second as
 the previous one, just after our walk, would leave ``updated_at`` unchanged.
 Chats whose last message is that recent are always walked (a cheap request
 that returns nothing new). ``skip_unchanged=False`` walks every chat.
+
+`Sink` is the contract a sink fulfils. It lives here, below the sinks that
+import it, and so does `PageSink`, which writes the contract's ``save_page``
+once for the library's sinks (each of them writes only what it does with a
+`Page`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .client import ChatsClient
 from .models import Chat, ChatMessage, ChatsPage
@@ -94,6 +99,37 @@ class Sink(Protocol):
 
 Claim = Callable[[int], AbstractAsyncContextManager[Sink]]
 """A sink's optional ``claim(business_id)``: hold the business for one sync (see `Sink`)."""
+
+
+class Page(NamedTuple):
+    """One `Sink.save_page` call as a value: a chat's new messages and their checkpoint."""
+
+    business_id: int
+    chat_id: int
+    messages: Sequence[ChatMessage]
+    state: ChatState
+
+
+class PageSink:
+    """Base of the library's sinks: `Sink.save_page` written once, handing over one `Page`.
+
+    A subclass writes `_write_page`. A sink whose writes may carry more than
+    the page (a lease's fence) can take it as a keyword of its own
+    ``_write_page`` and pass it from where it has it.
+    """
+
+    async def save_page(
+        self,
+        business_id: int,
+        chat_id: int,
+        messages: Sequence[ChatMessage],
+        state: ChatState,
+    ) -> None:
+        """Store one page of a chat's new messages and the checkpoint covering it."""
+        await self._write_page(Page(business_id, chat_id, messages, state))
+
+    async def _write_page(self, page: Page) -> None:
+        raise NotImplementedError
 
 
 @dataclasses.dataclass

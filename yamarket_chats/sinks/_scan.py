@@ -1,32 +1,39 @@
 """Reading a JSONL sink's file back: its checkpoints, and the repair of damaged lines.
 
 The file is the JSONL sink's only checkpoint, so a damaged line must neither
-stop the sink (issue 14.4) nor lose a message nor let one be written twice:
+stop the sink (issue 14.4) nor lose a message nor let one be written twice.
+`scan` reads the whole file first (`_Reading.read`, each line classified by
+`_Reading._damaged` when it does not decode), then repairs:
 
-* a torn last line (a crash mid-write) is cut off: its page is fetched again;
+* a torn last line (a crash mid-write) is cut off: its page is fetched again
+  (`_cut_torn`);
 * a torn write glued to the next line keeps that line; the torn bytes go
-  (were they a whole message line, its chat is fetched again, as below);
+  (`_glued`; were they a whole message line, its chat is fetched again, as
+  below);
 * any other invalid line (not JSON, not a valid line, not UTF-8) is replaced
   in place by ``{"kind":"rejected"}`` padded with spaces to the same length,
   or by spaces alone if it is shorter (so the file stays JSON Lines and
-  nothing after it moves). If it still shows which chat's message it held
-  (from the JSON, or else from the fixed start of a message line), that chat
-  is fetched again from the last message before it, and the messages already
-  in the file are not written twice.
+  nothing after it moves; `_blank`). If it still shows which chat's message
+  it held (from the JSON, or else from the fixed start of a message line:
+  `_message_of`), that chat is fetched again from the last message before
+  it, and the messages already in the file are not written twice
+  (`_resume`).
 
 That re-fetch is itself durable: before the line is blanked, a marker
 ``{"kind":"rejected","businessId":B,"chatId":C,"refetchFrom":N}`` is
-appended to the file. Until a ``synced`` line of that chat follows the marker
-(the end of a complete walk), every scan resumes the chat from ``N``, however
-many runs end (401, network down, SIGKILL) before the chat is walked.
+appended to the file (`_mark`). Until a ``synced`` line of that chat follows
+the marker (the end of a complete walk), every scan resumes the chat from
+``N``, however many runs end (401, network down, SIGKILL) before the chat is
+walked (`_Reading.to_resume`).
 
-Whatever is removed is first appended to ``<path>.rejected`` (and synced),
-and each repair is logged as a WARNING with its line number.
+Whatever is removed is first appended to ``<path>.rejected`` (and synced;
+`_reject`), and each repair is logged as a WARNING with its line number.
 
 A file that is not a sink's is refused (`InvalidRequestError` naming it)
 before anything in it changes: one whose first non-blank line does not start
-like a sink line, or with more than `MAX_DAMAGED_LINES` damaged lines making
-up more than `MAX_DAMAGED_SHARE` of its lines.
+like a sink line (`_check_first`), or with more than `MAX_DAMAGED_LINES`
+damaged lines making up more than `MAX_DAMAGED_SHARE` of its lines
+(`_Reading.refuse_if_foreign`).
 """
 
 from __future__ import annotations
@@ -138,114 +145,162 @@ def _check_first(raw: bytes, path: str) -> None:
 
 
 def scan(file: IO[bytes], path: str) -> Index:
-    """Read ``file`` (open for appending) into an `Index`, repairing it as above."""
-    index = Index()
-    damaged: dict[int, tuple[int, int]] = {}  # chat -> (business, resume) for new damage
-    marked: dict[int, int] = {}  # chat -> resume, from its unresolved markers
-    # chat -> lowest resume of its markers: after a re-fetch the file holds its
-    # messages out of order, so the highest id before a damaged line may be
-    # past it; the message it held is above the marker's resume, though.
-    floors: dict[int, int] = {}
+    """Read ``file`` (open for appending) into an `Index`, repairing it as above.
 
-    def resume_of(chat_id: int) -> int:
-        """Where a chat with a damaged line resumes: below any message it held."""
-        return min(last_ids.get(chat_id, 0), floors.get(chat_id, 2**63))
+    Nothing in the file changes until all of it is read and judged a sink's.
+    """
+    reading = _Reading(path)
+    reading.read(file)
+    reading.refuse_if_foreign()
+    _cut_torn(file, reading)
+    if reading.repairs:
+        _repair(file, reading)
+    marked = reading.to_resume()
+    if marked:
+        _resume(file, reading.index, marked)
+    file.seek(0, os.SEEK_END)
+    return reading.index
 
-    repairs: list[_Repair] = []
-    last_ids, synced, business_of = index.last_ids, index.synced, index.business_of
-    file.seek(0)
-    offset = 0
-    lines = 0
-    torn: bytes | None = None
-    newline = False
-    for number, raw in enumerate(file, 1):
-        at, offset = offset, offset + len(raw)
-        if lines == 0 and raw.strip():
-            _check_first(raw, path)
-        try:
-            line = _decode(raw)
-        except _BAD as exc:
+
+class _Reading:
+    """One pass over the file: what its lines say, and the damage found in it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.index = Index()
+        self.lines = 0  # non-blank lines read
+        self.end = 0  # where the file's kept part ends
+        self.torn: tuple[int, bytes] | None = None  # (number, bytes) of a torn last line
+        self.newline = False  # the last line lost only its newline: it is kept
+        self.repairs: list[_Repair] = []
+        self.damaged: dict[int, tuple[int, int]] = {}  # chat -> (business, resume), new damage
+        self.marked: dict[int, int] = {}  # chat -> resume, from its unresolved markers
+        # chat -> lowest resume of its markers: after a re-fetch the file holds its
+        # messages out of order, so the highest id before a damaged line may be
+        # past it; the message it held is above the marker's resume, though.
+        self.floors: dict[int, int] = {}
+
+    def read(self, file: IO[bytes]) -> None:
+        """Read every line into the index; a damaged one into `repairs`, a torn end into `torn`."""
+        file.seek(0)
+        offset = 0
+        for number, raw in enumerate(file, 1):
+            at, offset = offset, offset + len(raw)
+            if self.lines == 0 and raw.strip():
+                _check_first(raw, self.path)
+            try:
+                line = _decode(raw)
+            except _BAD as exc:
+                if not raw.endswith(b"\n"):
+                    # A torn last line: its page is not complete, fetch it again.
+                    self.torn, offset = (number, raw), at
+                    break
+                kept = self._damaged(number, at, raw, str(exc))
+                if kept is None:
+                    continue
+                line, raw = kept
+            else:
+                self.lines += 1
             if not raw.endswith(b"\n"):
-                # A torn last line: its page is not complete, fetch it again.
-                torn, offset = raw, at
-                break
-            if not raw.strip():
-                continue
-            lines += 1
-            glued = _glued(raw)
-            if glued is None:
-                chat = _message_of(raw)
-                if chat is not None:
-                    damaged.setdefault(chat[1], (chat[0], resume_of(chat[1])))
-                repairs.append(_Repair(number, at, raw, len(raw) - 1, str(exc), chat))
-                continue
-            cut, line = glued
-            # The bytes before it are torn, or a whole message line that lost
-            # its newline: then its chat is fetched again, as below.
-            chat = _message_of(raw[:cut])
-            if chat is not None:
-                damaged.setdefault(chat[1], (chat[0], resume_of(chat[1])))
-            repairs.append(_Repair(number, at, raw, cut, str(exc), chat))
-            raw = raw[cut:]
-        else:
-            lines += 1
-        if not raw.endswith(b"\n"):
-            newline = True  # whole but for its newline (a write cut just before it): keep it
-            raw += b"\n"
+                self.newline = True  # whole but for its newline (a write cut just before it)
+                raw += b"\n"
+            self._record(line, raw)
+        self.end = offset
+
+    def _damaged(self, number: int, at: int, raw: bytes, error: str) -> tuple[_Line, bytes] | None:
+        """A whole line that does not decode: blank, a torn write + a line, or invalid.
+
+        Returns the glued line to keep (and its bytes), if there is one.
+        """
+        if not raw.strip():
+            return None
+        self.lines += 1
+        glued = _glued(raw)
+        # What goes: all but the newline, or the torn bytes before a glued line.
+        cut = len(raw) - 1 if glued is None else glued[0]
+        # A whole message line, or one that lost its newline and had the next
+        # glued to it: its chat is fetched again.
+        chat = _message_of(raw[:cut])
+        if chat is not None:
+            self.damaged.setdefault(chat[1], (chat[0], self._resume_of(chat[1])))
+        self.repairs.append(_Repair(number, at, raw, cut, error, chat))
+        return None if glued is None else (glued[1], raw[cut:])
+
+    def _resume_of(self, chat_id: int) -> int:
+        """Where a chat with a damaged line resumes: below any message it held."""
+        return min(self.index.last_ids.get(chat_id, 0), self.floors.get(chat_id, 2**63))
+
+    def _record(self, line: _Line, raw: bytes) -> None:
+        """Put what a valid line says into the index (``raw`` ends with its newline)."""
+        index = self.index
         kind, chat_id = line.kind, line.chat_id
         if kind == "message":
-            if line.message_id > last_ids.get(chat_id, 0):
-                last_ids[chat_id] = line.message_id
+            if line.message_id > index.last_ids.get(chat_id, 0):
+                index.last_ids[chat_id] = line.message_id
         elif kind == "chat":
             index.chats[chat_id] = hash(raw.rstrip(b"\n"))
         elif kind == "synced" and line.updated_at is not None:
-            synced[chat_id] = (line.updated_at, line.synced_at or 0.0)
-            marked.pop(chat_id, None)  # walked to its end after the marker
+            index.synced[chat_id] = (line.updated_at, line.synced_at or 0.0)
+            self.marked.pop(chat_id, None)  # walked to its end after the marker
         elif kind == "rejected" and chat_id:
             resume = line.refetch_from
-            marked[chat_id] = min(marked.get(chat_id, resume), resume)
-            floors[chat_id] = min(floors.get(chat_id, resume), resume)
-            if chat_id not in business_of:
+            self.marked[chat_id] = min(self.marked.get(chat_id, resume), resume)
+            self.floors[chat_id] = min(self.floors.get(chat_id, resume), resume)
+            if chat_id not in index.business_of:
                 index.own(line.business_id, chat_id)
-            continue
+            return
         else:
-            continue
-        if business_of.get(chat_id) != line.business_id:  # inline `own`: every line
+            return
+        if index.business_of.get(chat_id) != line.business_id:  # inline `own`: every line
             index.own(line.business_id, chat_id)
-    if len(repairs) > MAX_DAMAGED_LINES and len(repairs) > MAX_DAMAGED_SHARE * lines:
-        shown = ", ".join(str(r.number) for r in repairs[:5])
-        raise InvalidRequestError(
-            f"{path} does not look like a JSONL sink file: {len(repairs)} of its {lines}"
-            f" lines are not valid sink lines (lines {shown}"
-            f"{', ...' if len(repairs) > 5 else ''}); refusing to repair it (at most"
-            f" {MAX_DAMAGED_LINES} lines or {MAX_DAMAGED_SHARE:.0%} are). Move it aside"
-            " or pass another path"
-        )
-    # Nothing changed so far; now the repairs, each copy made durable first.
-    if torn is not None:
+
+    def refuse_if_foreign(self) -> None:
+        """`InvalidRequestError` if too many lines are damaged for a sink's file."""
+        repairs, lines = self.repairs, self.lines
+        if len(repairs) > MAX_DAMAGED_LINES and len(repairs) > MAX_DAMAGED_SHARE * lines:
+            shown = ", ".join(str(r.number) for r in repairs[:5])
+            raise InvalidRequestError(
+                f"{self.path} does not look like a JSONL sink file: {len(repairs)} of its {lines}"
+                f" lines are not valid sink lines (lines {shown}"
+                f"{', ...' if len(repairs) > 5 else ''}); refusing to repair it (at most"
+                f" {MAX_DAMAGED_LINES} lines or {MAX_DAMAGED_SHARE:.0%} are). Move it aside"
+                " or pass another path"
+            )
+
+    def to_resume(self) -> dict[int, int]:
+        """Chat -> resume point, for every chat with unresolved damage (old markers and new)."""
+        marked, index = self.marked, self.index
+        for chat_id, (business_id, resume) in self.damaged.items():
+            if chat_id not in index.business_of:
+                index.own(business_id, chat_id)
+            marked[chat_id] = min(marked.get(chat_id, resume), resume)
+        return marked
+
+
+def _cut_torn(file: IO[bytes], reading: _Reading) -> None:
+    """Cut off a torn last line (copied to ``.rejected`` first); restore a lost newline."""
+    path = reading.path
+    if reading.torn is not None:
+        number, torn = reading.torn
         _reject(path, [torn])
         log.warning(
             "%s: cut off a torn last line %d (%d bytes, copied to %s.rejected): its page"
             " is fetched again",
             path, number, len(torn), path,
         )  # fmt: skip
-    file.truncate(offset)
-    if newline:
+    file.truncate(reading.end)
+    if reading.newline:
         os.write(file.fileno(), b"\n")
-    if repairs:
-        _reject(path, [r.raw[: r.cut] for r in repairs])
-        _mark(file, damaged)
-        for repair in repairs:
-            _repair(path, repair)
-            index.rejected.append(repair.number)
-    for chat_id, (business_id, resume) in damaged.items():
-        if chat_id not in business_of:
-            index.own(business_id, chat_id)
-        marked[chat_id] = min(marked.get(chat_id, resume), resume)
-    if marked:
-        _resume(file, index, marked)
-    file.seek(0, os.SEEK_END)
-    return index
+
+
+def _repair(file: IO[bytes], reading: _Reading) -> None:
+    """Copy the damaged bytes to ``.rejected``, mark their chats, then blank them in place."""
+    path, index = reading.path, reading.index
+    _reject(path, [r.raw[: r.cut] for r in reading.repairs])
+    _mark(file, reading.damaged)
+    for repair in reading.repairs:
+        _blank(path, repair)
+        index.rejected.append(repair.number)
 
 
 def _resume(file: IO[bytes], index: Index, marked: dict[int, int]) -> None:
@@ -323,7 +378,8 @@ def _mark(file: IO[bytes], damaged: dict[int, tuple[int, int]]) -> None:
     os.fsync(fd)
 
 
-def _repair(path: str, repair: _Repair) -> None:
+def _blank(path: str, repair: _Repair) -> None:
+    """Overwrite the bytes that go with the placeholder or spaces, durably; log it."""
     whole = repair.cut == len(repair.raw) - 1
     filler = _PLACEHOLDER if whole and repair.cut >= len(_PLACEHOLDER) else b""
     # Not through the sink's descriptor: with O_APPEND, Linux pwrite appends.

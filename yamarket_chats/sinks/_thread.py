@@ -17,9 +17,9 @@ import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
 from typing import Any, TypeVar
 
+from .._closing import AsyncClosing
 from ..errors import InvalidRequestError
 from ._lock import locked_error, try_lock, wait_lock
 
@@ -66,7 +66,7 @@ def check_regular_file(path: str | os.PathLike[str]) -> None:
         )
 
 
-class _ThreadSink:
+class _ThreadSink(AsyncClosing):
     """An async facade over blocking work done in order on one thread.
 
     Subclasses open their files, then call ``super().__init__`` with the
@@ -156,17 +156,3 @@ class _ThreadSink:
         # thread (the lock is released when it is done), and a later close()
         # waits for it again.
         await asyncio.shield(asyncio.wrap_future(self._closing))
-
-    async def __aenter__(self: _S) -> _S:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-_S = TypeVar("_S", bound=_ThreadSink)

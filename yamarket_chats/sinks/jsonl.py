@@ -10,8 +10,8 @@ from typing import IO
 
 import msgspec
 
-from ..ingest import ChatState
-from ..models import Chat, ChatMessage
+from ..ingest import ChatState, Page, PageSink
+from ..models import Chat
 from ._scan import Index, check_start, scan
 from ._thread import _ThreadSink, check_lock_timeout, check_regular_file
 
@@ -20,7 +20,7 @@ __all__ = ["JsonlSink"]
 _encode = msgspec.json.Encoder().encode
 
 
-class JsonlSink(_ThreadSink):
+class JsonlSink(PageSink, _ThreadSink):
     """Append-only JSON Lines, one object per line, for pipelines.
 
     Lines are ``{"kind": "chat", "businessId": ..., <Chat fields>}``,
@@ -117,23 +117,12 @@ class JsonlSink(_ThreadSink):
             index.chats[chat_id] = hash(line)
             index.own(business_id, chat_id)
 
-    async def save_page(
-        self,
-        business_id: int,
-        chat_id: int,
-        messages: Sequence[ChatMessage],
-        state: ChatState,
-    ) -> None:
+    async def _write_page(self, page: Page) -> None:
         """Append the page's message lines (and a ``synced`` line at a walk's end)."""
-        await self._run(self._save_page, business_id, chat_id, messages, state)
+        await self._run(self._save_page, page)
 
-    def _save_page(
-        self,
-        business_id: int,
-        chat_id: int,
-        messages: Sequence[ChatMessage],
-        state: ChatState,
-    ) -> None:
+    def _save_page(self, page: Page) -> None:
+        business_id, chat_id, messages, state = page
         index = self._scan()
         last = index.last_ids.get(chat_id, 0)
         present = index.present.get(chat_id)  # refetched after a damaged line

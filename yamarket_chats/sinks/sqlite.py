@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ..ingest import ChatState
+from ..ingest import ChatState, Page, PageSink
 from ..models import Chat, ChatMessage
 from ._thread import _ThreadSink, check_lock_timeout, check_regular_file
 
@@ -149,7 +149,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc)
 
 
-class SQLiteSink(_ThreadSink):
+class SQLiteSink(PageSink, _ThreadSink):
     """Chats, messages and checkpoints in one SQLite file (stdlib ``sqlite3``).
 
     Tables ``chats`` (key ``chat_id``), ``messages`` (key ``chat_id,
@@ -265,14 +265,9 @@ class SQLiteSink(_ThreadSink):
         rows = [_chat_row(business_id, chat) for chat in chats]
         await self._execute(self._write, _UPSERT_CHAT, rows, None)
 
-    async def save_page(
-        self,
-        business_id: int,
-        chat_id: int,
-        messages: Sequence[ChatMessage],
-        state: ChatState,
-    ) -> None:
+    async def _write_page(self, page: Page) -> None:
         """Upsert a page of messages and the chat's checkpoint in one transaction."""
+        business_id, chat_id, messages, state = page
         rows = _message_rows(business_id, chat_id, messages)
         updated = state.updated_at.isoformat() if state.updated_at is not None else None
         state_row = (chat_id, business_id, state.last_message_id, updated, state.synced_at)
