@@ -53,7 +53,9 @@ def _child(mode: str, fake: Any, expect: int, **options: Any) -> dict[str, Any]:
     command += ["--key", fake.api_key, "--business", str(fake.business_id)]
     command += ["--expect", str(expect)]
     for name, value in options.items():
-        if value is not None:
+        if value is True:
+            command.append(f"--{name.replace('_', '-')}")
+        elif value is not None and value is not False:
             command += [f"--{name}", str(value)]
     env = getattr(fake, "env", None)
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
@@ -76,7 +78,7 @@ def throughput(args: argparse.Namespace, variants: list[str], mode: str) -> dict
         if "yamarket_chats_baseline" in variants:
             baseline = export_baseline(args.baseline, Path(folder) / "baseline")
         print(f"throughput, mode {mode}", flush=True)
-        with serve(mode, args.chats, args.messages) as fake:
+        with serve(mode, args.chats, args.messages, limits=args.as_users) as fake:
             # One unrecorded read first: the fake generates each page once and
             # then serves it from its cache, so no variant pays that alone.
             _child("throughput", fake, expect, variant=FLOOR, concurrency=args.concurrency)
@@ -93,6 +95,7 @@ def throughput(args: argparse.Namespace, variants: list[str], mode: str) -> dict
                         concurrency=args.concurrency,
                         generated=generated if variant == "generated" else None,
                         baseline=baseline if variant == "yamarket_chats_baseline" else None,
+                        as_users=args.as_users,
                     )
                     runs[variant].append(run)
                     load.append(os.getloadavg()[0])
@@ -143,6 +146,7 @@ def throughput(args: argparse.Namespace, variants: list[str], mode: str) -> dict
         "messages_per_chat": args.messages,
         "concurrency": args.concurrency,
         "rounds": args.rounds,
+        "as_users": args.as_users,
         "generator_log": generator_log,
         "load_average_1min": {"min": min(load), "max": max(load)},
         "variants": summary,
@@ -206,6 +210,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also run the library as it was at this commit (variant yamarket_chats_baseline)",
     )
     parser.add_argument("--skip", action="append", choices=("throughput", "memory", "limiter"))
+    parser.add_argument(
+        "--as-users",
+        action="store_true",
+        help="the library as users run it: client buckets and slots at work (quotas too high to "
+        "throttle), the fake's quotas and parallel cap on, its rate-limit headers on every answer",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a small run (seconds) to check the harness"
     )

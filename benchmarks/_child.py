@@ -35,7 +35,13 @@ def _rss_mb() -> float:
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     target = Target(
-        args.url, args.key, args.business, args.concurrency, args.generated, args.baseline
+        args.url,
+        args.key,
+        args.business,
+        args.concurrency,
+        args.generated,
+        args.baseline,
+        args.as_users,
     )
     read = FACTORIES[args.variant](target)
     count = Count()
@@ -118,6 +124,7 @@ def main() -> None:
     parser.add_argument("--generated", default=None, help="folder of the generated client")
     parser.add_argument("--baseline", default=None, help="folder of the baseline library")
     parser.add_argument("--expect", type=int, required=True, help="messages to read")
+    parser.add_argument("--as-users", action="store_true", help="the library with limits at work")
     args = parser.parse_args()
     result = throughput(args) if args.mode == "throughput" else memory(args)
     json.dump(result, sys.stdout)

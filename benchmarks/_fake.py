@@ -30,10 +30,16 @@ class Fake:
 
 
 @contextlib.contextmanager
-def fake_server(chats: int, messages: int, *extra: str) -> Iterator[Fake]:
-    """``python -m yamarket_chats.testing`` on a free loopback port, limits off."""
+def fake_server(chats: int, messages: int, *extra: str, limits: bool = False) -> Iterator[Fake]:
+    """``python -m yamarket_chats.testing`` on a free loopback port, limits off.
+
+    With `limits`, the fake keeps quotas and the parallel cap of 4, and sends
+    its ``X-RateLimit-Resource-*`` headers on every answer, as the API does;
+    its windows last one second, so its hourly quotas never throttle a run.
+    """
     command = [sys.executable, "-m", "yamarket_chats.testing", "--host", "127.0.0.1"]
-    command += ["--port", "0", "--no-limits", "--chats", str(chats), "--messages", str(messages)]
+    command += ["--port", "0", "--chats", str(chats), "--messages", str(messages)]
+    command += ["--quota-window", "1"] if limits else ["--no-limits"]
     command += list(extra)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:

@@ -65,13 +65,20 @@ TARGETS = {"close": (0.9, 1.1), "keep-alive": (0.9, 1.15), "tls": (0.9, 1.15)}
 def _throughput_md(data: dict[str, Any]) -> list[str]:
     variants = data["variants"]
     mode = data.get("mode", "close")
+    limits = (
+        "quotas and the parallel cap of 4 on (one-second windows: never throttling), its"
+        " X-RateLimit-Resource-* headers on every answer; the library with a bucket on every"
+        " method (10^9 an hour: asked and charged, never waiting) and 4 slots"
+        if data.get("as_users")
+        else "limits off"
+    )
     lines = [
         f"## Reading {data['chats']} chats x {data['messages_per_chat']:,} messages, mode `{mode}`",
         "",
         f"{data['rounds']} round(s), variants in rotated order each round, each variant in its"
         f" own client process; {data['concurrency']} chats in flight at a time for every variant;"
         " pages of 100 messages (20 chats for the list). Fake server in a separate process on"
-        f" loopback, limits off, no added latency, {MODE_TEXT[mode]}."
+        f" loopback, {limits}, no added latency, {MODE_TEXT[mode]}."
         " messages/s: median [min-max] over rounds; CPU: client process user+sys seconds per"
         " 100k messages, around the read only; RSS: peak of the client process.",
         "",

@@ -32,8 +32,8 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(mode: str, chats: int, messages: int) -> Iterator[Served]:
-    """Start the fake for `mode` (limits off) and stop it when done."""
+def serve(mode: str, chats: int, messages: int, *, limits: bool = False) -> Iterator[Served]:
+    """Start the fake for `mode` (limits off unless `limits`) and stop it when done."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as folder:
@@ -45,5 +45,5 @@ def serve(mode: str, chats: int, messages: int) -> Iterator[Served]:
             ca = Path(folder, "ca.pem")
             extra += ["--tls-ca", str(ca)]
             env["SSL_CERT_FILE"] = str(ca)
-        with fake_server(chats, messages, *extra) as fake:
+        with fake_server(chats, messages, *extra, limits=limits) as fake:
             yield Served(fake.url, fake.api_key, fake.business_id, fake.pid, env)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Coroutine, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -13,6 +12,7 @@ import aiohttp
 import msgspec
 
 from . import _validate
+from ._closing import AsyncClosing
 from ._operations import OPERATIONS, Operation
 from ._transport.loop import Transport
 from ._transport.retry import Policy
@@ -53,7 +53,7 @@ _OPS: Final = OPERATIONS
 _Op = Operation
 
 
-class ChatsClient:
+class ChatsClient(AsyncClosing):
     """Async client of the chat methods of the Yandex Market Partner API.
 
     One client is meant to be shared by every task of a process: it keeps the
@@ -192,14 +192,6 @@ class ChatsClient:
         if not self._is_view:
             await self._limits.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the client's own sessions (never a caller's). Idempotent.
