@@ -8,9 +8,9 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import shutil
 import ssl
-from collections.abc import Sequence
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +24,7 @@ from yamarket_chats.testing import (
     self_signed_tls,
 )
 from yamarket_chats.testing.__main__ import add_arguments, config_from_args
+from yamarket_chats.testing.__main__ import main as fake_main
 
 from .fake_helpers import BUSINESS, Api
 
@@ -144,25 +145,14 @@ def test_bad_connection_options_are_refused(config: dict[str, object]) -> None:
 # -- TLS -----------------------------------------------------------------------------
 
 
-# Under CI both must be there (.ci/run installs them): nothing skips, a missing one fails.
-IN_CI = bool(os.environ.get("CI"))
-HAS_CRYPTOGRAPHY = IN_CI or importlib.util.find_spec("cryptography") is not None
-HAS_OPENSSL = IN_CI or shutil.which("openssl") is not None
-needs_tls = pytest.mark.skipif(
-    not (HAS_CRYPTOGRAPHY or HAS_OPENSSL), reason="neither cryptography nor openssl"
-)
-TOOLS = [
-    pytest.param(
-        "cryptography",
-        marks=pytest.mark.skipif(not HAS_CRYPTOGRAPHY, reason="cryptography not installed"),
-    ),
-    pytest.param("openssl", marks=pytest.mark.skipif(not HAS_OPENSSL, reason="no openssl tool")),
-]
+# Under CI trustme must be there (make test installs the dev extra): nothing skips.
+HAS_TRUSTME = bool(os.environ.get("CI")) or importlib.util.find_spec("trustme") is not None
+needs_tls = pytest.mark.skipif(not HAS_TRUSTME, reason="trustme not installed")
 
 
-@pytest.mark.parametrize("tool", TOOLS)
-async def test_fake_serves_https_with_a_throwaway_certificate(tool: str) -> None:
-    tls = self_signed_tls(tool=tool)
+@needs_tls
+async def test_fake_serves_https_with_a_throwaway_certificate() -> None:
+    tls = self_signed_tls()
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
         assert fake.url.startswith("https://127.0.0.1:")
         connector = aiohttp.TCPConnector(ssl=tls.client_context)
@@ -222,8 +212,8 @@ def test_tls_pair_is_fresh_and_repr_is_short() -> None:
     assert "BEGIN" not in repr(first)
     assert isinstance(first.server_context, ssl.SSLContext)
     assert isinstance(first, SelfSignedTLS)
-    with pytest.raises(ValueError, match="tool"):
-        self_signed_tls(tool="gnutls")
+    with pytest.raises(TypeError, match="tool"):  # one maker now: nothing to choose
+        self_signed_tls(tool="gnutls")  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="hosts"):
         self_signed_tls(())
 
@@ -239,26 +229,30 @@ def test_command_line_options_set_the_connection_behaviour() -> None:
         config_from_args(parser.parse_args(["--keep-alive-timeout", "0.5"]))
 
 
-@pytest.mark.skipif(not HAS_OPENSSL, reason="no openssl tool")
-def test_without_cryptography_the_openssl_tool_makes_the_certificate(
-    monkeypatch: pytest.MonkeyPatch,
+@needs_tls
+async def test_the_certificates_pass_the_strict_x509_checks() -> None:
+    # Python 3.13+ sets these flags in every default context; set them here on any version.
+    tls = self_signed_tls()
+    context = tls.client_context
+    context.verify_flags |= ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
+    async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
+        connector = aiohttp.TCPConnector(ssl=context)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await _get_chats(Api(fake, session), 1)
+        assert len(fake.journal) == 1
+
+
+def test_without_any_maker_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from yamarket_chats.testing import _tls
-
-    made: list[str] = []
-    monkeypatch.setattr(_tls, "_has_cryptography", lambda: False)
-    real = _tls._with_openssl
-
-    def with_openssl(hosts: Sequence[str]) -> tuple[str, str, str]:
-        made.append("openssl")
-        return real(hosts)
-
-    monkeypatch.setattr(_tls, "_with_openssl", with_openssl)
-    assert isinstance(self_signed_tls(), SelfSignedTLS)
-    assert made == ["openssl"]
-
-
-def test_without_any_maker_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match="cryptography package nor the openssl tool"):
-        self_signed_tls(tool="openssl")
+    monkeypatch.setitem(sys.modules, "trustme", None)  # import trustme: ImportError
+    with pytest.raises(RuntimeError, match="pip install trustme"):
+        self_signed_tls()
+    # The fake's --tls-ca says it too, as a usage error rather than a traceback.
+    with pytest.raises(SystemExit) as exited:
+        fake_main(["--port", "0", "--tls-ca", str(tmp_path / "ca.pem")])
+    assert exited.value.code == 2
+    assert "--tls-ca: throwaway TLS certificates need trustme: pip install trustme" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "ca.pem").exists()

@@ -608,17 +608,30 @@ async def test_an_odd_payload_does_not_stop_the_fake_notifier(fake: FakeServer) 
             await notifier.aclose()
 
 
-def test_the_aiohttp_route_takes_every_option_of_the_receiver() -> None:
+def test_the_receiver_and_the_route_are_built_from_one_options_object() -> None:
+    import dataclasses
     import inspect
 
     from aiohttp import web
 
-    from yamarket_chats.notifications import NotificationReceiver, add_notification_route
+    from yamarket_chats.notifications import (
+        NotificationReceiver,
+        ReceiverOptions,
+        add_notification_route,
+    )
 
+    options = set(inspect.signature(ReceiverOptions).parameters)
     receiver = set(inspect.signature(NotificationReceiver).parameters)
     route = set(inspect.signature(add_notification_route).parameters) - {"app", "path"}
-    assert receiver == route
+    assert receiver == route == options
     made = add_notification_route(
-        web.Application(), "/n", print, name="n", version="1", seen_timeout=1.5
+        web.Application(), "/n", print, name="n", version="1", seen_timeout=1.5, business_ids=[7]
     )
-    assert made.seen_timeout == 1.5
+    assert isinstance(made.options, ReceiverOptions)
+    assert made.options.seen_timeout == 1.5
+    assert made.options.business_ids == frozenset({7})  # checked once, kept as a set
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.options.max_pending = 1  # type: ignore[misc]
+    secret = "s" * 20
+    shown = repr(ReceiverOptions(print, name="n", version="1", secret=secret))
+    assert secret not in shown and "secret_key" not in shown

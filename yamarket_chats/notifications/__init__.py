@@ -13,10 +13,14 @@ allow-list of source addresses, and bounds what any request can cost::
     message = await fetcher.fetch_message(event)  # capped per business
 
 Modules: ``_events`` (decoding to the spec), ``_seen`` (the seen-set),
-``_guards`` (secret, allow-list), ``_receiver`` (answers, callbacks, aiohttp),
-``_fetch`` (fetching what an event is about). See ``docs/notifications.md``.
+``_guards`` (secret, allow-list), ``_options`` (the receiver's options, checked),
+``_answers`` (the answers' JSON), ``_receiver`` (answers, callbacks),
+``_aiohttp`` (the receiver in an aiohttp app), ``_fetch`` (fetching what an
+event is about). See ``docs/notifications.md``.
 """
 
+from ._aiohttp import add_notification_route
+from ._answers import CONTENT_TYPE, NotificationAnswer
 from ._events import (
     MAX_BODY_BYTES,
     MAX_DEPTH,
@@ -41,14 +45,8 @@ from ._fetch import (
     fetch_message,
 )
 from ._guards import AllowHook, allow_networks
-from ._receiver import (
-    CONTENT_TYPE,
-    DEFAULT_MAX_PENDING,
-    Callback,
-    NotificationAnswer,
-    NotificationReceiver,
-    add_notification_route,
-)
+from ._options import DEFAULT_MAX_PENDING, Callback, ReceiverOptions
+from ._receiver import NotificationReceiver
 from ._seen import MemorySeenStore, SeenStore
 
 __all__ = [
@@ -72,6 +70,7 @@ __all__ = [
     "NotificationFormatError",
     "NotificationReceiver",
     "PingNotification",
+    "ReceiverOptions",
     "SeenStore",
     "UnknownNotification",
     "add_notification_route",

@@ -22,7 +22,7 @@ from ..errors import InvalidRequestError, YandexMarketError
 from ..limits import RateLimit
 from ..models import Chat, ChatMessage
 from ._events import ChatEvent, ChatMessageSentNotification
-from ._receiver import business_set
+from ._options import business_set
 
 __all__ = [
     "DEFAULT_FETCH_RATE",

@@ -90,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(exc))
     context = None
     if args.tls_ca is not None:
-        tls = self_signed_tls(tuple(dict.fromkeys((args.host, *DEFAULT_HOSTS))))
+        try:
+            tls = self_signed_tls(tuple(dict.fromkeys((args.host, *DEFAULT_HOSTS))))
+        except RuntimeError as exc:  # trustme is missing: say what to install
+            parser.error(f"--tls-ca: {exc}")
         args.tls_ca.write_text(tls.ca_pem, encoding="ascii")
         context = tls.server_context
     try:
