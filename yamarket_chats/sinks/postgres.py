@@ -18,42 +18,49 @@ first use under a transaction-level advisory lock (so N workers starting at
 once create it once), and a later version adds its migration to
 `_MIGRATIONS`.
 
-The fleet (`yamarket_chats.fleet`) keeps its business leases in the same
+The fleet's business leases (`yamarket_chats.fleet.leases`) live in the same
 schema; a page written for a lease is fenced by the lease's token in the same
 statement, so a worker that lost its lease can never write again. A plain
 `sync` takes the same lease on each business it syncs (`PostgresSink.claim`),
 so two overlapping syncs, or a sync and a worker, never walk one business at
-once, while different businesses proceed side by side.
+once, while different businesses proceed side by side. The lease code sits
+below this module and reaches the database only through `PostgresSink.query`;
+the fleet's worker sits above it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import math
-import os
 import re
-import socket
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 
 from ..errors import SinkLockedError, YandexMarketError
+from ..fleet.leases import (
+    DEFAULT_LEASE_SECONDS,
+    Fetch,
+    Holder,
+    Lease,
+    LeaseLostError,
+    Leases,
+    default_worker_id,
+    fence,
+    keep_renewed,
+    release_surely,
+)
 from ..ingest import ChatState
 from ..models import Chat, ChatMessage
 from ._thread import check_lock_timeout
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "LeaseLostError", "PostgresSink", "PostgresSinkError"]
 
-#: Seconds a lease outlives a sync or worker that stopped renewing it (killed, hung, cut off).
-DEFAULT_LEASE_SECONDS = 30.0
-
 _encode = msgspec.json.Encoder().encode
+_FETCH: dict[Fetch, str] = {"val": "fetchval", "row": "fetchrow", "all": "fetch"}
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -72,23 +79,6 @@ def _db_errors() -> tuple[type[BaseException], ...]:
 
 class PostgresSinkError(YandexMarketError):
     """PostgreSQL failed (unreachable, refused, or an SQL error); never shows the password."""
-
-
-class LeaseLostError(YandexMarketError):
-    """A write for a business lease that another worker has taken over since."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Lease:
-    """A worker's claim on one business (see `yamarket_chats.fleet`).
-
-    ``token`` grows by one at every claim: writes carry it, and the database
-    refuses them once a newer claim exists.
-    """
-
-    business_id: int
-    owner: str
-    token: int
 
 
 # -- schema -------------------------------------------------------------------
@@ -152,15 +142,6 @@ _CHAT_COLUMNS = (
     "business_id, chat_id, order_id, type, status, created_at, updated_at, context_type,"
     " customer_name, customer_public_id, campaign_id, context_order_id, return_id"
 )
-
-# A lease check as a CTE: locks the lease row against a concurrent claim for
-# the rest of the statement, and yields no row when the lease was taken over.
-_FENCE = """
-fence AS (
-    SELECT 1 FROM {s}.leases
-    WHERE business_id = $1 AND owner = $F1 AND token = $F2
-    FOR SHARE
-),"""
 
 _SAVE_PAGE = """
 WITH {fence} page AS (
@@ -232,11 +213,10 @@ def _without_nul(value: Any) -> Any:
 
 def _statement(template: str, schema: str, fenced: bool, first_free: int) -> str:
     """`template` with or without the lease fence (its parameters numbered after the rest)."""
-    fence = _FENCE.replace("$F1", f"${first_free}").replace("$F2", f"${first_free + 1}")
     return template.format(
         s=schema,
         columns=_CHAT_COLUMNS,
-        fence=fence.format(s=schema) if fenced else "",
+        fence=fence(schema, first_free, first_free + 1) if fenced else "",
         where="WHERE EXISTS (SELECT FROM fence)" if fenced else "",
         ok="EXISTS (SELECT FROM fence)" if fenced else "true",
     )
@@ -451,22 +431,24 @@ class PostgresSink:
             await self.close()  # a pool made before the schema failed
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _query(self, doing: str, how: str, sql: str, *args: Any) -> Any:
-        """``pool.fetch{how}(sql, *args)``; database errors become `PostgresSinkError`.
+    async def query(
+        self, sql: str, *args: Any, fetch: Fetch = "val", doing: str = "run a query"
+    ) -> Any:
+        """Run one statement on the sink's pool (opened first): its value, first row or rows.
 
-        For the fleet's lease queries too: they share the pool and the error wording.
+        ``fetch`` is ``"val"``, ``"row"`` or ``"all"`` (asyncpg's ``fetchval``,
+        ``fetchrow``, ``fetch``). A database error is raised as
+        `PostgresSinkError` ("PostgreSQL at host:port/db: cannot ``doing``:
+        ..."), the password scrubbed. The sink's own reads go through it, and
+        the fleet's leases (`yamarket_chats.fleet.leases`), which share the
+        pool, the schema and the error wording.
         """
         await self.open()
         try:
-            return await getattr(self.pool, f"fetch{how}")(sql, *args)
+            return await getattr(self.pool, _FETCH[fetch])(sql, *args)
         except _db_errors() as exc:
             raise self._error(exc, f"cannot {doing}") from None
 
@@ -476,17 +458,16 @@ class PostgresSink:
         sql = self._sql.get((key, fenced))
         if sql is None:
             sql = self._sql[(key, fenced)] = _statement(template, self.schema, fenced, first_free)
-        return await self._query(key.replace("_", " "), "val", sql, *args)
+        return await self.query(sql, *args, doing=key.replace("_", " "))
 
-    def _locked(
-        self, business_id: int, holder: str, left: float | None, waited: float
-    ) -> SinkLockedError:
+    def _locked(self, business_id: int, holder: Holder, waited: float) -> SinkLockedError:
         where = _where(self._dsn) if self._dsn else "the pool's database"
+        left = holder.seconds_left
         expires = f", its lease expires in {max(left, 0.0):.1f} s unless renewed" if left else ""
         wait = f"; waited {waited:g} s" if waited > 0 else ""
         return SinkLockedError(
             f"business {business_id} in PostgreSQL at {where} (schema {self.schema}) is in use"
-            f" by another sync: {self._scrub(holder)} holds it{expires}{wait}. The lease is"
+            f" by another sync: {self._scrub(holder.owner)} holds it{expires}{wait}. The lease is"
             f" released when that sync ends (or lapses when its holder dies);"
             f" pass lock_timeout (seconds) to wait for it"
         )
@@ -506,33 +487,26 @@ class PostgresSink:
         """
         leases = Leases(self, self._owner, self.lease_seconds)
         lease = await leases.take(business_id, self.lock_timeout)
-        renewing = asyncio.ensure_future(_renew(leases, lease))
+        if isinstance(lease, Holder):
+            raise self._locked(business_id, lease, self.lock_timeout)
+        # The sync's own writes report the database's trouble: renewal retries.
+        renewing = asyncio.ensure_future(keep_renewed(leases, lease, tolerate=(PostgresSinkError,)))
         try:
             yield Fenced(self, lease)
         finally:
             renewing.cancel()
-            release = asyncio.ensure_future(leases.release(lease, finished=False))
-            cancelled = False
-            while not release.done():  # released even when cancelled (Ctrl-C)
-                try:
-                    await asyncio.wait([release])
-                except asyncio.CancelledError:
-                    cancelled = True
-            if not release.cancelled():
-                release.exception()  # failed: the lease lapses after lease_seconds
-            if cancelled:
-                raise asyncio.CancelledError
+            await release_surely(leases, lease)
 
     # -- the Sink protocol -----------------------------------------------------------
 
     async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
         """The checkpoints of a business's chats, by chat id."""
-        rows = await self._query(
-            "load state",
-            "",
+        rows = await self.query(
             f"SELECT chat_id, last_message_id, updated_at, synced_at"
             f" FROM {self.schema}.sync_state WHERE business_id = $1",
             business_id,
+            fetch="all",
+            doing="load state",
         )
         return {r[0]: ChatState(r[1], r[2], r[3]) for r in rows}
 
@@ -582,14 +556,6 @@ class PostgresSink:
             raise LeaseLostError(f"the lease on business {business_id} was taken over")
 
 
-# -- leases (the fleet's, and a plain sync's claim) ---------------------------------
-
-
-def default_worker_id() -> str:
-    """``host:pid:random``, the owner name a worker writes into its leases."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
 class Fenced:
     """The sink as one leased sync sees it: every write carries the lease (the fence)."""
 
@@ -597,124 +563,15 @@ class Fenced:
         self.sink, self.lease = sink, lease
 
     async def load_state(self, business_id: int) -> Mapping[int, ChatState]:
+        """The checkpoints of a business's chats, by chat id."""
         return await self.sink.load_state(business_id)
 
     async def save_chats(self, business_id: int, chats: Sequence[Chat]) -> None:
+        """`PostgresSink.save_chats` under the lease."""
         await self.sink.save_chats(business_id, chats, lease=self.lease)
 
     async def save_page(
         self, business_id: int, chat_id: int, messages: Sequence[ChatMessage], state: ChatState
     ) -> None:
+        """`PostgresSink.save_page` under the lease."""
         await self.sink.save_page(business_id, chat_id, messages, state, lease=self.lease)
-
-
-class Leases:
-    """The lease queries of one owner, on the sink's pool and schema (fleet and plain syncs)."""
-
-    def __init__(self, sink: PostgresSink, owner: str, lease_seconds: float) -> None:
-        s = sink.schema
-        self.sink, self.owner, self.seconds = sink, owner, lease_seconds
-        self._claim = f"""
-            UPDATE {s}.leases AS l
-            SET owner = $1, token = l.token + 1, claimed_at = now(),
-                expires_at = now() + make_interval(secs => $2)
-            WHERE l.business_id = (
-                SELECT business_id FROM {s}.leases
-                WHERE business_id = ANY($3::bigint[])
-                  AND (owner IS NULL OR expires_at < now())
-                  AND (finished_at IS NULL
-                       OR finished_at < coalesce($4, now() - make_interval(secs => $5)))
-                  AND (failed_at IS NULL
-                       OR failed_at < coalesce($4, now() - make_interval(secs => $5)))
-                ORDER BY greatest(finished_at, failed_at) NULLS FIRST, business_id
-                LIMIT 1
-                FOR UPDATE SKIP LOCKED
-            )
-            RETURNING business_id, token"""
-        self._renew = f"""
-            UPDATE {s}.leases SET expires_at = now() + make_interval(secs => $4)
-            WHERE business_id = $1 AND owner = $2 AND token = $3 RETURNING 1"""
-        self._release = f"""
-            UPDATE {s}.leases SET owner = NULL, expires_at = NULL,
-                finished_at = CASE WHEN $4 THEN now() ELSE finished_at END,
-                failed_at = CASE WHEN $5::text IS NOT NULL THEN now() ELSE failed_at END,
-                error = CASE WHEN $4 THEN NULL ELSE coalesce($5, error) END
-            WHERE business_id = $1 AND owner = $2 AND token = $3"""
-        self._pending = f"""
-            SELECT count(*) FROM {s}.leases
-            WHERE business_id = ANY($1::bigint[])
-              AND NOT coalesce(finished_at >= $2, false)
-              AND NOT coalesce(failed_at >= $2, false)"""
-        self._register = f"""
-            INSERT INTO {s}.leases (business_id) SELECT unnest($1::bigint[])
-            ON CONFLICT DO NOTHING"""
-        self._take = f"""
-            UPDATE {s}.leases SET owner = $2, token = token + 1, claimed_at = now(),
-                expires_at = now() + make_interval(secs => $3)
-            WHERE business_id = $1 AND (owner IS NULL OR expires_at < now())
-            RETURNING token"""
-        self._holder = f"""
-            SELECT owner, extract(epoch FROM expires_at - now())::float8 FROM {s}.leases
-            WHERE business_id = $1"""
-
-    async def _call(self, doing: str, sql: str, *args: Any) -> Any:
-        return await self.sink._query(doing, "val", sql, *args)
-
-    async def register(self, business_ids: Sequence[int]) -> Any:
-        """Add a lease row for each business; the database's ``now()``."""
-        await self._call("register leases", self._register, list(business_ids))
-        return await self._call("read the clock", "SELECT now()")
-
-    async def claim(self, business_ids: Sequence[int], since: Any, interval: float) -> Lease | None:
-        args = (self.owner, self.seconds, list(business_ids), since, interval)
-        row = await self.sink._query("claim a lease", "row", self._claim, *args)
-        return None if row is None else Lease(row[0], self.owner, row[1])
-
-    async def renew(self, lease: Lease) -> bool:
-        args = (lease.business_id, lease.owner, lease.token, self.seconds)
-        return bool(await self._call("renew a lease", self._renew, *args))
-
-    async def release(self, lease: Lease, *, finished: bool, error: str | None = None) -> None:
-        args = (lease.business_id, lease.owner, lease.token, finished, error)
-        await self._call("release a lease", self._release, *args)
-
-    async def pending(self, business_ids: Sequence[int], since: Any) -> int:
-        return int(await self._call("count pending", self._pending, list(business_ids), since))
-
-    async def take(self, business_id: int, timeout: float) -> Lease:
-        """The lease of one business, whatever its schedule: a plain sync's claim.
-
-        Waits up to ``timeout`` seconds for its holder to release it (or to
-        die and let it lapse), then raises `SinkLockedError` naming the holder.
-        """
-        await self._call("register a lease", self._register, [business_id])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.05
-        while True:
-            args = (business_id, self.owner, self.seconds)
-            token = await self._call("claim a lease", self._take, *args)
-            if token is not None:
-                return Lease(business_id, self.owner, token)
-            left = deadline - loop.time()
-            if left <= 0:
-                row = await self.sink._query("read a lease", "row", self._holder, business_id)
-                if row is not None and row[0] is not None:  # else: just released, try again
-                    raise self.sink._locked(business_id, row[0], row[1], timeout)
-            await asyncio.sleep(max(0.0, min(delay, left)))
-            delay = min(delay * 2, 1.0)
-
-
-async def _renew(leases: Leases, lease: Lease) -> None:
-    """Renew ``lease`` every third of its time until cancelled or taken over.
-
-    A lease that lapses anyway (the database unreachable too long) is safe:
-    the fence refuses the holder's next write with `LeaseLostError`.
-    """
-    while True:
-        await asyncio.sleep(leases.seconds / 3)
-        try:
-            if not await leases.renew(lease):
-                return
-        except PostgresSinkError:
-            continue  # the sync's own writes report the database's trouble
