@@ -23,9 +23,7 @@ from .leases import (
     Lease,
     LeaseLostError,
     Leases,
-    default_worker_id,
-    keep_renewed,
-    release_surely,
+    holding,
     wait_out,
 )
 
@@ -69,9 +67,9 @@ async def run_worker(
     if lease_seconds <= 0:
         raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
     check_options(interval, max_businesses)
-    report = WorkerReport(worker_id=worker_id or default_worker_id())
+    leases = Leases(sink, lease_seconds, worker_id)
+    report = WorkerReport(worker_id=leases.owner)
     await sink.open()
-    leases = Leases(sink, report.worker_id, lease_seconds)
     ids = list(dict.fromkeys(business_ids))
     started_at = await leases.register(ids)
     worker = _Worker(client, sink, leases, report, on_synced, sync_options)
@@ -106,23 +104,18 @@ class _Worker:
     async def sync_leased(self, lease: Lease) -> None:
         """Sync one business under ``lease``; stopped at once if the lease is lost."""
         fenced = Fenced(self.sink, lease)
-        task = asyncio.ensure_future(
-            sync(self.client, [lease.business_id], fenced, **self.sync_options)
-        )
-        renewal = asyncio.ensure_future(keep_renewed(self.leases, lease))
-        renewal.add_done_callback(lambda _: task.cancel())
-        released = False
-        try:
-            await asyncio.wait([task])
+        async with holding(self.leases, lease) as renewal:
+            task = asyncio.ensure_future(
+                sync(self.client, [lease.business_id], fenced, **self.sync_options)
+            )
+            renewal.add_done_callback(lambda _: task.cancel())
+            try:
+                await asyncio.wait([task])
+            finally:
+                if not task.done():
+                    task.cancel()
+                    await wait_out(task)  # pages handed to the sink are finished first
             await self._settle(lease, task, renewal)
-            released = True
-        finally:
-            renewal.cancel()
-            if not task.done():
-                task.cancel()
-                await wait_out(task)  # pages handed to the sink are finished first
-            if not released:
-                await release_surely(self.leases, lease)
 
     async def _settle(
         self,
@@ -130,7 +123,11 @@ class _Worker:
         task: asyncio.Future[SyncReport],
         renewal: asyncio.Future[Exception | None],
     ) -> None:
-        """Count the end of ``lease``'s sync and release it; a fatal error is raised unreleased."""
+        """Count the end of ``lease``'s sync and release the lease with its outcome.
+
+        A fatal error (the database under the renewal, anything but an API
+        error) is raised instead: `holding` then releases the lease unfinished.
+        """
         business_id = lease.business_id
         if renewal.done():  # the renewal ended: the database failed, or the lease is lost
             failure = renewal.result()

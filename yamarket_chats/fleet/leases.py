@@ -22,11 +22,12 @@ migrations: one schema, one version number.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal, NamedTuple, Protocol
 
 from ..errors import YandexMarketError
@@ -40,8 +41,10 @@ __all__ = [
     "Leases",
     "default_worker_id",
     "fence",
+    "holding",
     "keep_renewed",
     "release_surely",
+    "wait_out",
 ]
 
 #: Seconds a lease outlives a sync or worker that stopped renewing it (killed, hung, cut off).
@@ -102,11 +105,14 @@ fence AS (
 
 
 class Leases:
-    """The lease statements of one owner on one database (fleet workers and plain syncs)."""
+    """The lease statements of one owner on one database (fleet workers and plain syncs).
 
-    def __init__(self, db: Database, owner: str, lease_seconds: float) -> None:
+    ``owner`` is the name written into the leases (default `default_worker_id`).
+    """
+
+    def __init__(self, db: Database, lease_seconds: float, owner: str | None = None) -> None:
         s = db.schema
-        self.db, self.owner, self.seconds = db, owner, lease_seconds
+        self.db, self.seconds, self.owner = db, lease_seconds, owner or default_worker_id()
         self._claim = f"""
             UPDATE {s}.leases AS l
             SET owner = $1, token = l.token + 1, claimed_at = now(),
@@ -225,6 +231,20 @@ async def keep_renewed(
             continue
         except Exception as exc:
             return exc
+
+
+@contextlib.asynccontextmanager
+async def holding(
+    leases: Leases, lease: Lease, *, tolerate: tuple[type[Exception], ...] = ()
+) -> AsyncIterator[asyncio.Future[Exception | None]]:
+    """Hold ``lease`` for the body: renewed (`keep_renewed`, yielded) until the body ends,
+    then released even when cancelled (`release_surely`; a no-op if already released)."""
+    renewal = asyncio.ensure_future(keep_renewed(leases, lease, tolerate=tolerate))
+    try:
+        yield renewal
+    finally:
+        renewal.cancel()
+        await release_surely(leases, lease)
 
 
 async def wait_out(future: asyncio.Future[Any]) -> bool:
