@@ -1,7 +1,7 @@
 """`run_worker`: one process of a fleet, syncing the businesses whose leases it claims.
 
 The loop claims due businesses up to ``max_businesses``, syncs each under its
-lease (renewed by `leases.keep_renewed`, every write fenced by it), releases
+lease (`leases.holding` renews it; every write is fenced by it), releases
 it with the outcome, and polls for more until nothing is pending (or, in
 follow mode, until stopped).
 """

@@ -7,16 +7,20 @@ takes the one it was asked for). A claim bumps the row's ``token``; every
 write made under the lease carries it (`fence`) and the database refuses the
 write once a newer claim exists. Time is the database's ``now()``.
 
+Every holder holds its lease through `holding`: the one renew loop, and a
+release that survives cancellation.
+
 Where this module sits, so that every import goes downwards: below the
 PostgreSQL sink, which needs the lease for a plain sync's claim and the fence
-for its writes, and below the worker, which is built on both. It imports
+for its writes, and so below the worker, which is built on both. It imports
 only `yamarket_chats.errors`, and reaches the database through `Database`, a
 small public interface the sink offers (its ``schema`` and
 `PostgresSink.query`: one statement on its pool, with its error wording and
-password scrubbing). The ``yamarket_chats.fleet`` package loads its worker
-lazily, so importing this module from the sink loads neither the client nor
-`yamarket_chats.ingest`. The table itself is created by the sink's
-migrations: one schema, one version number.
+password scrubbing), never a private method of the sink. The
+``yamarket_chats.fleet`` package loads its modules lazily, so the sink's
+import of this module does not load the worker (which imports the sink).
+The table itself is created by the sink's migrations: one schema, one
+version number.
 """
 
 from __future__ import annotations
@@ -42,8 +46,6 @@ __all__ = [
     "default_worker_id",
     "fence",
     "holding",
-    "keep_renewed",
-    "release_surely",
     "wait_out",
 ]
 
@@ -93,9 +95,13 @@ def default_worker_id() -> str:
 
 
 def fence(schema: str, owner: int, token: int) -> str:
-    """A lease check as a CTE named ``fence``, the lease's owner and token in parameters
-    ``$owner`` and ``$token``: locks the lease row against a concurrent claim for the
-    rest of the statement, and yields no row when the lease was taken over."""
+    """The CTE ``fence`` that a write under a lease starts with.
+
+    The lease's owner and token are the statement's parameters number
+    ``owner`` and ``token`` (the business id is ``$1``). It locks the lease
+    row against a concurrent claim for the rest of the statement, and yields
+    no row when the lease was taken over.
+    """
     return f"""
 fence AS (
     SELECT 1 FROM {schema}.leases
@@ -212,16 +218,10 @@ class Leases:
             delay = min(delay * 2, 1.0)
 
 
-async def keep_renewed(
+async def _keep_renewed(
     leases: Leases, lease: Lease, *, tolerate: tuple[type[Exception], ...] = ()
 ) -> Exception | None:
-    """Renew ``lease`` every third of its time, until cancelled or it ends.
-
-    Returns ``None`` once the lease was taken over, or the error of a failed
-    renewal (errors of the ``tolerate`` types are retried at the next beat
-    instead). A lease that lapses anyway is safe: the fence refuses its
-    holder's next write with `LeaseLostError`.
-    """
+    """Renew ``lease`` every third of its time: ``None`` once it is lost, or the error."""
     while True:
         await asyncio.sleep(leases.seconds / 3)
         try:
@@ -237,14 +237,22 @@ async def keep_renewed(
 async def holding(
     leases: Leases, lease: Lease, *, tolerate: tuple[type[Exception], ...] = ()
 ) -> AsyncIterator[asyncio.Future[Exception | None]]:
-    """Hold ``lease`` for the body: renewed (`keep_renewed`, yielded) until the body ends,
-    then released even when cancelled (`release_surely`; a no-op if already released)."""
-    renewal = asyncio.ensure_future(keep_renewed(leases, lease, tolerate=tolerate))
+    """Hold ``lease`` for the body of an ``async with``: the one renew loop of every holder.
+
+    The lease is renewed every third of its time until the body ends, then
+    released (unfinished) even when cancelled meanwhile, e.g. by Ctrl-C; that
+    is a no-op when the body released it already or lost it. Yields the
+    renewal: done when the lease was taken over (result ``None``) or a
+    renewal failed (the error; errors of the ``tolerate`` types are retried
+    at the next beat instead). A lease that lapses anyway is safe: the fence
+    refuses its holder's next write with `LeaseLostError`.
+    """
+    renewal = asyncio.ensure_future(_keep_renewed(leases, lease, tolerate=tolerate))
     try:
         yield renewal
     finally:
         renewal.cancel()
-        await release_surely(leases, lease)
+        await _release_surely(leases, lease)
 
 
 async def wait_out(future: asyncio.Future[Any]) -> bool:
@@ -258,8 +266,8 @@ async def wait_out(future: asyncio.Future[Any]) -> bool:
     return cancelled
 
 
-async def release_surely(leases: Leases, lease: Lease) -> None:
-    """Release ``lease`` (unfinished) even when cancelled meanwhile (Ctrl-C), then re-raise that.
+async def _release_surely(leases: Leases, lease: Lease) -> None:
+    """Release ``lease`` (unfinished) even when cancelled meanwhile, then re-raise that.
 
     A failed release is dropped: the lease lapses after ``lease_seconds``.
     """
