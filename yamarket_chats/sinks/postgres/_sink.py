@@ -199,13 +199,19 @@ class PostgresSink:
         except db_errors() as exc:
             raise self._error(exc, f"cannot {doing}") from None
 
-    async def _fetchval(self, key: str, template: str, first_free: int, *args: Any) -> Any:
-        """Run one cached statement of a sink method, fenced when the lease is in ``args``."""
-        fenced = len(args) > first_free - 1
+    async def _write(
+        self, key: str, template: str, lease: Lease | None, business_id: int, *args: Any
+    ) -> None:
+        """Run one write (its statement made once), fenced by ``lease`` when there is one."""
+        fenced = lease is not None
         sql = self._sql.get((key, fenced))
         if sql is None:
-            sql = self._sql[(key, fenced)] = statement(template, self.schema, fenced, first_free)
-        return await self.query(sql, *args, doing=key.replace("_", " "))
+            sql = statement(template, self.schema, fenced, first_free=len(args) + 2)
+            self._sql[(key, fenced)] = sql
+        if lease is not None:
+            args = (*args, lease.owner, lease.token)
+        if not await self.query(sql, business_id, *args, doing=key.replace("_", " ")):
+            raise LeaseLostError(f"the lease on business {business_id} was taken over")
 
     def _locked(self, business_id: int, holder: Holder, waited: float) -> SinkLockedError:
         left = holder.seconds_left
@@ -260,12 +266,8 @@ class PostgresSink:
         With ``lease``, nothing is written and `LeaseLostError` is raised if
         the lease was taken over.
         """
-        if not chats:
-            return
-        fence = (lease.owner, lease.token) if lease is not None else ()
-        ok = await self._fetchval("save_chats", SAVE_CHATS, 3, business_id, to_json(chats), *fence)
-        if not ok:
-            raise LeaseLostError(f"the lease on business {business_id} was taken over")
+        if chats:
+            await self._write("save_chats", SAVE_CHATS, lease, business_id, to_json(chats))
 
     async def save_page(
         self,
@@ -281,21 +283,17 @@ class PostgresSink:
         With ``lease``, nothing is written and `LeaseLostError` is raised if
         the lease was taken over.
         """
-        fence = (lease.owner, lease.token) if lease is not None else ()
-        ok = await self._fetchval(
+        await self._write(
             "save_page",
             SAVE_PAGE,
-            7,
+            lease,
             business_id,
             chat_id,
             to_json(messages),
             state.last_message_id,
             state.updated_at,
             state.synced_at,
-            *fence,
         )
-        if not ok:
-            raise LeaseLostError(f"the lease on business {business_id} was taken over")
 
 
 class Fenced:
