@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from tests.test_postgres import assert_no_overlapping_walks, expected, same_host, stored
 from yamarket_chats import ChatsClient, SQLiteSink
 from yamarket_chats.fleet import follow, run_worker
+from yamarket_chats.ingest import sync
 from yamarket_chats.sinks import PostgresSink
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, Journal, run_fake_server
 
@@ -267,3 +269,40 @@ async def test_a_worker_whose_lease_was_taken_over_stops_writing(
         assert await db.fetchval("SELECT count(*) FROM yamarket_chats.messages") == stored_then
     assert report.leases_lost == 1 and report.synced == 0
     assert await db.fetchval("SELECT owner FROM yamarket_chats.leases") == "other"
+
+
+async def test_a_cancelled_worker_or_sync_releases_its_lease_at_once(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    config = FakeMarketConfig(businesses=(1001, 1002), chats_per_business=1, messages_per_chat=1000)
+    async with (
+        run_fake_server(config) as fake,
+        ChatsClient(api_key=fake.api_key, base_url=fake.url) as client,
+        PostgresSink(pg_url, lease_seconds=60) as sink,
+    ):
+        fake.faults.add("latency", delay=0.1, operations={"get_chat_history"})
+        worker = asyncio.ensure_future(
+            run_worker(client, [1001], sink, lease_seconds=60, worker_id="w-1")
+        )
+        syncing = asyncio.ensure_future(sync(client, [1002], sink))
+        deadline = time.monotonic() + 30
+        while True:  # until each holds its business and has stored a page of it
+            assert time.monotonic() < deadline, "the syncs never stored a page of each business"
+            await asyncio.sleep(0.01)
+            if await db.fetchval("SELECT to_regclass('yamarket_chats.messages')") and (
+                await db.fetchval("SELECT count(DISTINCT business_id) FROM yamarket_chats.messages")
+                == 2
+            ):
+                break
+        held = await db.fetch("SELECT owner FROM yamarket_chats.leases ORDER BY business_id")
+        worker.cancel()
+        syncing.cancel()
+        for task in (worker, syncing):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        rows = await db.fetch(
+            "SELECT owner, expires_at, finished_at FROM yamarket_chats.leases ORDER BY business_id"
+        )
+    assert held[0]["owner"] == "w-1" and held[1]["owner"] is not None
+    # Released, not left to lapse after the 60 s lease; and not counted as a finished sync.
+    assert [tuple(r) for r in rows] == [(None, None, None), (None, None, None)]

@@ -276,6 +276,35 @@ def test_importing_the_package_does_not_import_asyncpg() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_the_sink_loads_the_leases_but_not_the_fleets_worker() -> None:
+    code = (
+        "import sys, yamarket_chats.sinks.postgres; "
+        "assert 'yamarket_chats.fleet.leases' in sys.modules; "
+        "assert 'yamarket_chats.fleet._worker' not in sys.modules, 'the worker was imported'; "
+        "from yamarket_chats.fleet import run_worker, LeaseLostError; "
+        "from yamarket_chats.sinks.postgres import LeaseLostError as same; "
+        "assert same is LeaseLostError"
+    )
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+async def test_query_runs_one_statement_with_the_sinks_errors(pg_url: str) -> None:
+    async with PostgresSink(pg_url) as sink:
+        assert await sink.query("SELECT $1::int + 1", 41) == 42
+        row = await sink.query("SELECT 1 AS a, 2 AS b", fetch="row")
+        assert (row["a"], row["b"]) == (1, 2)
+        rows = await sink.query("SELECT generate_series(1, 3)", fetch="all")
+        assert [r[0] for r in rows] == [1, 2, 3]
+        with pytest.raises(PostgresSinkError) as failed:
+            await sink.query(f"SELECT '{PASSWORD}'::int", doing="count sheep")
+    text = str(failed.value)
+    assert text.startswith("PostgreSQL at 127.0.0.1:") and ": cannot count sheep: " in text, text
+    assert PASSWORD not in text and "***" in text and failed.value.__cause__ is None
+
+
 # -- crashes ------------------------------------------------------------------------
 
 KILL_CONFIG = FakeMarketConfig(

@@ -1,0 +1,150 @@
+"""`run_worker`: one process of a fleet, syncing the businesses whose leases it claims.
+
+The loop claims due businesses up to ``max_businesses``, syncs each under its
+lease (`leases.holding` renews it; every write is fenced by it), releases
+it with the outcome, and polls for more until nothing is pending (or, in
+follow mode, until stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from ..client import ChatsClient
+from ..ingest import SyncReport, sync
+from ..sinks.postgres import Fenced, PostgresSink
+from ._report import BUSINESS_ERRORS, Synced, WorkerReport, count_failed, count_synced, logger
+from ._running import DEFAULT_INTERVAL, RunningSyncs, check_options
+from .leases import (
+    DEFAULT_LEASE_SECONDS,
+    Lease,
+    LeaseLostError,
+    Leases,
+    holding,
+    wait_out,
+)
+
+
+async def run_worker(
+    client: ChatsClient,
+    business_ids: Iterable[int],
+    sink: PostgresSink,
+    *,
+    follow: bool = False,
+    interval: float = DEFAULT_INTERVAL,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_businesses: int = 4,
+    stop: asyncio.Event | None = None,
+    worker_id: str | None = None,
+    on_synced: Synced | None = None,
+    **sync_options: Any,
+) -> WorkerReport:
+    """Sync ``business_ids`` into ``sink`` as one worker of a fleet (see `yamarket_chats.fleet`).
+
+    :param follow: keep running; each business is synced again ``interval``
+        seconds after its last sync finished (or failed).
+    :param lease_seconds: how long a business stays locked after its worker
+        stops renewing the lease (killed, hung, cut off from the database);
+        the lease is renewed every third of it.
+    :param max_businesses: businesses this worker syncs at the same time.
+    :param stop: when set, claim nothing more, finish the syncs in progress
+        and return.
+    :param on_synced: called with the business id and its `SyncReport` after
+        each completed sync.
+    :param sync_options: passed to `yamarket_chats.ingest.sync` (filters,
+        ``concurrency``, ``skip_unchanged``, ``settle_seconds``).
+
+    A business whose sync fails with an API error is recorded in
+    ``report.failed`` (and the lease row's ``error``) and retried after
+    ``interval`` in follow mode; without follow it counts as done. Any other
+    error (database, Redis) stops the worker: its leases are released and
+    the error is raised. Cancelling the worker releases its leases at once,
+    after the pages in flight are committed.
+    """
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+    check_options(interval, max_businesses)
+    leases = Leases(sink, lease_seconds, worker_id)
+    report = WorkerReport(worker_id=leases.owner)
+    await sink.open()
+    ids = list(dict.fromkeys(business_ids))
+    started_at = await leases.register(ids)
+    worker = _Worker(client, sink, leases, report, on_synced, sync_options)
+    poll = min(1.0, lease_seconds / 4, interval / 2 if follow and interval > 0 else 1.0)
+    since = None if follow else started_at
+    async with RunningSyncs[Lease](stop or asyncio.Event()) as running:
+        while True:
+            if not running.stop.is_set():
+                while len(running) < max_businesses:
+                    lease = await leases.claim(ids, since, interval)
+                    if lease is None:
+                        break
+                    running.start(lease, worker.sync_leased(lease))
+            if not running and (
+                running.stop.is_set() or not (follow or await leases.pending(ids, since))
+            ):
+                return report
+            await running.wait(poll)
+
+
+@dataclasses.dataclass
+class _Worker:
+    """One worker's syncs: each under the lease it claimed, released with its outcome."""
+
+    client: ChatsClient
+    sink: PostgresSink
+    leases: Leases
+    report: WorkerReport
+    on_synced: Synced | None
+    sync_options: dict[str, Any]
+
+    async def sync_leased(self, lease: Lease) -> None:
+        """Sync one business under ``lease``; stopped at once if the lease is lost."""
+        fenced = Fenced(self.sink, lease)
+        async with holding(self.leases, lease) as renewal:
+            task = asyncio.ensure_future(
+                sync(self.client, [lease.business_id], fenced, **self.sync_options)
+            )
+            renewal.add_done_callback(lambda _: task.cancel())
+            try:
+                await asyncio.wait([task])
+            finally:
+                if not task.done():
+                    task.cancel()
+                    await wait_out(task)  # pages handed to the sink are finished first
+            await self._settle(lease, task, renewal)
+
+    async def _settle(
+        self,
+        lease: Lease,
+        task: asyncio.Future[SyncReport],
+        renewal: asyncio.Future[Exception | None],
+    ) -> None:
+        """Count the end of ``lease``'s sync and release the lease with its outcome.
+
+        A fatal error (the database under the renewal, anything but an API
+        error) is raised instead: `holding` then releases the lease unfinished.
+        """
+        business_id = lease.business_id
+        if renewal.done():  # the renewal ended: the database failed, or the lease is lost
+            failure = renewal.result()
+            if failure is not None:
+                raise failure
+        if renewal.done() or (
+            not task.cancelled() and isinstance(task.exception(), LeaseLostError)
+        ):
+            self.report.leases_lost += 1
+            logger.warning("lost the lease on business %s", business_id)
+            return  # it is someone else's now
+        exc = task.exception()
+        if exc is None:
+            await self.leases.release(lease, finished=True)
+            count_synced(self.report, business_id, task.result(), self.on_synced)
+        elif isinstance(exc, BUSINESS_ERRORS):
+            await self.leases.release(lease, finished=False, error=str(exc))
+            count_failed(self.report, business_id, exc)
+        else:
+            raise exc

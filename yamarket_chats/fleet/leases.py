@@ -1,0 +1,279 @@
+"""Business leases in PostgreSQL: claim, take, renew, fence, release; one renew loop.
+
+Each business has one row in the sink's ``leases`` table. Whoever syncs a
+business holds its row: a fleet worker (`yamarket_chats.fleet.run_worker`
+claims whichever business is due) and a plain sync (`PostgresSink.claim`
+takes the one it was asked for). A claim bumps the row's ``token``; every
+write made under the lease carries it (`fence`) and the database refuses the
+write once a newer claim exists. Time is the database's ``now()``.
+
+Every holder holds its lease through `holding`: the one renew loop, and a
+release that survives cancellation.
+
+Where this module sits, so that every import goes downwards: below the
+PostgreSQL sink, which needs the lease for a plain sync's claim and the fence
+for its writes, and so below the worker, which is built on both. It imports
+only `yamarket_chats.errors`, and reaches the database through `Database`, a
+small public interface the sink offers (its ``schema`` and
+`PostgresSink.query`: one statement on its pool, with its error wording and
+password scrubbing), never a private method of the sink. The
+``yamarket_chats.fleet`` package loads its modules lazily, so the sink's
+import of this module does not load the worker (which imports the sink).
+The table itself is created by the sink's migrations: one schema, one
+version number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal, NamedTuple, Protocol
+
+from ..errors import YandexMarketError
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "Database",
+    "Holder",
+    "Lease",
+    "LeaseLostError",
+    "Leases",
+    "default_worker_id",
+    "fence",
+    "holding",
+    "wait_out",
+]
+
+#: Seconds a lease outlives a sync or worker that stopped renewing it (killed, hung, cut off).
+DEFAULT_LEASE_SECONDS = 30.0
+
+Fetch = Literal["val", "row", "all"]
+
+
+class LeaseLostError(YandexMarketError):
+    """A write for a business lease that another worker has taken over since."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """A worker's claim on one business (see `yamarket_chats.fleet`).
+
+    ``token`` grows by one at every claim: writes carry it, and the database
+    refuses them once a newer claim exists.
+    """
+
+    business_id: int
+    owner: str
+    token: int
+
+
+class Holder(NamedTuple):
+    """Who holds a lease that could not be taken, and its seconds left (``None``: unknown)."""
+
+    owner: str
+    seconds_left: float | None
+
+
+class Database(Protocol):
+    """What the leases need of PostgreSQL: `PostgresSink` offers it."""
+
+    schema: str
+
+    async def query(self, sql: str, *args: Any, fetch: Fetch = ..., doing: str = ...) -> Any:
+        """Run one statement; the value, row or rows ``fetch`` names."""
+        ...
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``, the owner name a worker writes into its leases."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def fence(schema: str, owner: int, token: int) -> str:
+    """The CTE ``fence`` that a write under a lease starts with.
+
+    The lease's owner and token are the statement's parameters number
+    ``owner`` and ``token`` (the business id is ``$1``). It locks the lease
+    row against a concurrent claim for the rest of the statement, and yields
+    no row when the lease was taken over.
+    """
+    return f"""
+fence AS (
+    SELECT 1 FROM {schema}.leases
+    WHERE business_id = $1 AND owner = ${owner} AND token = ${token}
+    FOR SHARE
+),"""
+
+
+class Leases:
+    """The lease statements of one owner on one database (fleet workers and plain syncs).
+
+    ``owner`` is the name written into the leases (default `default_worker_id`).
+    """
+
+    def __init__(self, db: Database, lease_seconds: float, owner: str | None = None) -> None:
+        s = db.schema
+        self.db, self.seconds, self.owner = db, lease_seconds, owner or default_worker_id()
+        self._claim = f"""
+            UPDATE {s}.leases AS l
+            SET owner = $1, token = l.token + 1, claimed_at = now(),
+                expires_at = now() + make_interval(secs => $2)
+            WHERE l.business_id = (
+                SELECT business_id FROM {s}.leases
+                WHERE business_id = ANY($3::bigint[])
+                  AND (owner IS NULL OR expires_at < now())
+                  AND (finished_at IS NULL
+                       OR finished_at < coalesce($4, now() - make_interval(secs => $5)))
+                  AND (failed_at IS NULL
+                       OR failed_at < coalesce($4, now() - make_interval(secs => $5)))
+                ORDER BY greatest(finished_at, failed_at) NULLS FIRST, business_id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING business_id, token"""
+        self._renew = f"""
+            UPDATE {s}.leases SET expires_at = now() + make_interval(secs => $4)
+            WHERE business_id = $1 AND owner = $2 AND token = $3 RETURNING 1"""
+        self._release = f"""
+            UPDATE {s}.leases SET owner = NULL, expires_at = NULL,
+                finished_at = CASE WHEN $4 THEN now() ELSE finished_at END,
+                failed_at = CASE WHEN $5::text IS NOT NULL THEN now() ELSE failed_at END,
+                error = CASE WHEN $4 THEN NULL ELSE coalesce($5, error) END
+            WHERE business_id = $1 AND owner = $2 AND token = $3"""
+        self._pending = f"""
+            SELECT count(*) FROM {s}.leases
+            WHERE business_id = ANY($1::bigint[])
+              AND NOT coalesce(finished_at >= $2, false)
+              AND NOT coalesce(failed_at >= $2, false)"""
+        self._register = f"""
+            INSERT INTO {s}.leases (business_id) SELECT unnest($1::bigint[])
+            ON CONFLICT DO NOTHING"""
+        self._take = f"""
+            UPDATE {s}.leases SET owner = $2, token = token + 1, claimed_at = now(),
+                expires_at = now() + make_interval(secs => $3)
+            WHERE business_id = $1 AND (owner IS NULL OR expires_at < now())
+            RETURNING token"""
+        self._holder = f"""
+            SELECT owner, extract(epoch FROM expires_at - now())::float8 FROM {s}.leases
+            WHERE business_id = $1"""
+
+    async def register(self, business_ids: Sequence[int]) -> Any:
+        """Add a lease row for each business; the database's ``now()``."""
+        await self.db.query(self._register, list(business_ids), doing="register leases")
+        return await self.db.query("SELECT now()", doing="read the clock")
+
+    async def claim(self, business_ids: Sequence[int], since: Any, interval: float) -> Lease | None:
+        """A due business nobody holds (skipping rows others are claiming), or ``None``.
+
+        Due: neither finished nor failed since ``since`` (the worker's start),
+        or, with ``since=None`` (follow mode), within the last ``interval`` s.
+        """
+        args = (self.owner, self.seconds, list(business_ids), since, interval)
+        row = await self.db.query(self._claim, *args, fetch="row", doing="claim a lease")
+        return None if row is None else Lease(row[0], self.owner, row[1])
+
+    async def renew(self, lease: Lease) -> bool:
+        """Push the lease's expiry on by ``lease_seconds``; ``False`` once it was taken over."""
+        args = (lease.business_id, lease.owner, lease.token, self.seconds)
+        return bool(await self.db.query(self._renew, *args, doing="renew a lease"))
+
+    async def release(self, lease: Lease, *, finished: bool, error: str | None = None) -> None:
+        """Free the lease; record a fleet sync's end (``finished`` or ``error``) on its row."""
+        args = (lease.business_id, lease.owner, lease.token, finished, error)
+        await self.db.query(self._release, *args, doing="release a lease")
+
+    async def pending(self, business_ids: Sequence[int], since: Any) -> int:
+        """How many of the businesses nobody finished or failed since ``since``."""
+        count = await self.db.query(self._pending, list(business_ids), since, doing="count pending")
+        return int(count)
+
+    async def take(self, business_id: int, timeout: float) -> Lease | Holder:
+        """The lease of one business, whatever its schedule: a plain sync's claim.
+
+        Waits up to ``timeout`` seconds for its holder to release it (or to
+        die and let it lapse); then returns that `Holder` instead.
+        """
+        await self.db.query(self._register, [business_id], doing="register a lease")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.05
+        while True:
+            args = (business_id, self.owner, self.seconds)
+            token = await self.db.query(self._take, *args, doing="claim a lease")
+            if token is not None:
+                return Lease(business_id, self.owner, token)
+            left = deadline - loop.time()
+            if left <= 0:
+                row = await self.db.query(
+                    self._holder, business_id, fetch="row", doing="read a lease"
+                )
+                if row is not None and row[0] is not None:  # else: just released, try again
+                    return Holder(row[0], row[1])
+            await asyncio.sleep(max(0.0, min(delay, left)))
+            delay = min(delay * 2, 1.0)
+
+
+async def _keep_renewed(
+    leases: Leases, lease: Lease, *, tolerate: tuple[type[Exception], ...] = ()
+) -> Exception | None:
+    """Renew ``lease`` every third of its time: ``None`` once it is lost, or the error."""
+    while True:
+        await asyncio.sleep(leases.seconds / 3)
+        try:
+            if not await leases.renew(lease):
+                return None
+        except tolerate:
+            continue
+        except Exception as exc:
+            return exc
+
+
+@contextlib.asynccontextmanager
+async def holding(
+    leases: Leases, lease: Lease, *, tolerate: tuple[type[Exception], ...] = ()
+) -> AsyncIterator[asyncio.Future[Exception | None]]:
+    """Hold ``lease`` for the body of an ``async with``: the one renew loop of every holder.
+
+    The lease is renewed every third of its time until the body ends, then
+    released (unfinished) even when cancelled meanwhile, e.g. by Ctrl-C; that
+    is a no-op when the body released it already or lost it. Yields the
+    renewal: done when the lease was taken over (result ``None``) or a
+    renewal failed (the error; errors of the ``tolerate`` types are retried
+    at the next beat instead). A lease that lapses anyway is safe: the fence
+    refuses its holder's next write with `LeaseLostError`.
+    """
+    renewal = asyncio.ensure_future(_keep_renewed(leases, lease, tolerate=tolerate))
+    try:
+        yield renewal
+    finally:
+        renewal.cancel()
+        await _release_surely(leases, lease)
+
+
+async def wait_out(future: asyncio.Future[Any]) -> bool:
+    """Wait until ``future`` is done, through cancellations; ``True`` if one came meanwhile."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled
+
+
+async def _release_surely(leases: Leases, lease: Lease) -> None:
+    """Release ``lease`` (unfinished) even when cancelled meanwhile, then re-raise that.
+
+    A failed release is dropped: the lease lapses after ``lease_seconds``.
+    """
+    release = asyncio.ensure_future(leases.release(lease, finished=False))
+    cancelled = await wait_out(release)
+    if not release.cancelled():
+        release.exception()
+    if cancelled:
+        raise asyncio.CancelledError
