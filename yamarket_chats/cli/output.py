@@ -10,6 +10,7 @@ is never parsed as markup (``[red]`` typed by a buyer stays ``[red]``).
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 
@@ -64,12 +65,8 @@ def one_line(text: str, secrets: Iterable[str | None]) -> str:
 
 
 def rich_available() -> bool:
-    """Whether the optional ``rich`` package can be imported."""
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the optional ``rich`` package is installed (found, not imported)."""
+    return importlib.util.find_spec("rich") is not None
 
 
 def _cell(value: object) -> str:

@@ -124,20 +124,8 @@ def _chat_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("chat_id", type=_positive_int, metavar="CHAT_ID")
 
 
-def _add_sync(
-    commands: _Commands, conn: argparse.ArgumentParser, filters: argparse.ArgumentParser
-) -> None:
-    p = commands.add_parser(
-        "sync",
-        parents=[conn, filters],
-        help="copy every chat and new message into SQLite or JSON Lines",
-        description=(
-            "Incremental sync: lists the chats of each business id and fetches only the "
-            "messages after the last one stored. Run it again and again; interrupt it "
-            "any time (Ctrl-C): nothing fetched is lost, the next run continues."
-        ),
-    )
-    p.add_argument("business_ids", nargs="+", type=_positive_int, metavar="BUSINESS_ID")
+def _sync_targets(p: argparse.ArgumentParser) -> None:
+    """Where a sync writes, and how it shares the sink with other syncs."""
     target = p.add_mutually_exclusive_group()
     target.add_argument("--db", type=Path, help=f"SQLite file to sync into (default: {DEFAULT_DB})")
     target.add_argument("--jsonl", type=Path, help="append JSON Lines to this file instead")
@@ -162,6 +150,30 @@ def _add_sync(
         "--interval", type=float, metavar="S", help="seconds between syncs with --follow (60)"
     )
     p.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another sync holds the sink, wait this long for it (default: exit 6 at once)",
+    )
+
+
+def _add_sync(
+    commands: _Commands, conn: argparse.ArgumentParser, filters: argparse.ArgumentParser
+) -> None:
+    p = commands.add_parser(
+        "sync",
+        parents=[conn, filters],
+        help="copy every chat and new message into SQLite or JSON Lines",
+        description=(
+            "Incremental sync: lists the chats of each business id and fetches only the "
+            "messages after the last one stored. Run it again and again; interrupt it "
+            "any time (Ctrl-C): nothing fetched is lost, the next run continues."
+        ),
+    )
+    p.add_argument("business_ids", nargs="+", type=_positive_int, metavar="BUSINESS_ID")
+    _sync_targets(p)
+    p.add_argument(
         "--concurrency",
         type=_positive_int,
         default=4,
@@ -174,13 +186,6 @@ def _add_sync(
             "share the quotas with every worker using this Redis (e.g. redis://host:6379/0;"
             " needs the redis extra)"
         ),
-    )
-    p.add_argument(
-        "--lock-timeout",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="when another sync holds the sink, wait this long for it (default: exit 6 at once)",
     )
     p.add_argument(
         "--all-chats",
