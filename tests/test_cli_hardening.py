@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -220,6 +221,44 @@ async def test_lock_timeout_waits_for_the_other_sync(fake: FakeServer, tmp_path:
     code, _, err = await waiting  # the lock went with the file
     assert code == 0, err
     assert path.read_text().count('"kind":"message"') == 5 * 230
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_an_interrupt_while_the_database_is_busy_exits_at_once(
+    fake: FakeServer, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Opening a SQLite file another program holds waits up to the busy timeout (30 s);
+    the sink is opened off the event loop, so a signal ends that wait at once."""
+    db = tmp_path / "chats.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    process = None
+    try:
+        holder.execute("CREATE TABLE other (x)")  # a rollback-journal database
+        holder.execute("BEGIN EXCLUSIVE")  # no reader, no writer until it ends
+        args = ["sync", str(BUSINESS), "--db", str(db), "--base-url", fake.url]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "yamarket_chats.cli", *args,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, **keyed(fake)},
+        )  # fmt: skip
+        assert process.stderr is not None
+        line = await asyncio.wait_for(process.stderr.readline(), 20)  # it is waiting
+        assert line.decode() == (
+            f"yamarket-chats: waiting for {db}: another program may be using it (Ctrl-C stops)\n"
+        )
+        sent = time.monotonic()
+        process.send_signal(sig)
+        _, rest = await asyncio.wait_for(process.communicate(), 20)
+        took = time.monotonic() - sent
+    finally:
+        if process is not None and process.returncode is None:  # a failed attempt
+            process.kill()
+            await process.wait()
+        holder.close()
+    err = rest.decode()
+    assert process.returncode == 128 + sig, err
+    assert err == "yamarket-chats: interrupted\n"
+    assert took < 5, took  # not the 30 s the busy database would have held it
+    assert len(fake.journal) == 0
 
 
 def _script() -> str:

@@ -146,6 +146,38 @@ def test_mypy_strict_sees_every_public_name(tmp_path: Path) -> None:
     assert done.returncode == 1 and "NoSuchName" in done.stdout, done.stdout + done.stderr
 
 
+def test_the_command_imports_only_what_the_command_needs() -> None:
+    """Parsing loads neither the client nor the sinks; a command's module loads what
+    it runs; the fake and the fleet wait for their commands, optional packages for
+    their options (rich, redis, asyncpg and OpenTelemetry are installed here)."""
+    out = _python("""
+        import sys
+        from yamarket_chats.cli import run
+        from yamarket_chats.cli.commands import command
+        from yamarket_chats.cli.parser import build_parser
+
+        def loaded():
+            ours = [m.removeprefix("yamarket_chats.") for m in sys.modules
+                    if m.startswith("yamarket_chats.") and m.split(".")[1] != "cli"]
+            optional = ("rich", "redis", "asyncpg", "opentelemetry")
+            return sorted(ours + [m for m in sys.modules if m.split(".")[0] in optional])
+
+        build_parser().parse_args(["sync", "1", "--worker", "--follow", "--redis-url", "x"])
+        print(loaded())
+        command("chats"), command("history"), command("send")
+        print(loaded())
+        command("sync")
+        print(loaded())
+    """)
+    parsed, reading, syncing = (set(ast.literal_eval(line)) for line in out.splitlines())
+    assert parsed <= {"_lazy", "errors", "models"}
+    assert reading <= {"_lazy", "errors", "models"}  # the client comes with the run
+    assert not {m for m in syncing if m.startswith(("testing", "fleet"))}
+    assert not {m for m in syncing if m.split(".")[0] in ("rich", "redis", "asyncpg")}
+    assert not {m for m in syncing if m.startswith("opentelemetry")}
+    assert {"client", "sinks.sqlite", "sinks.jsonl"} <= syncing
+
+
 def test_the_command_lives_in_the_package() -> None:
     """No stray top-level module: the console script is ``yamarket_chats._entry:main``."""
     [script] = [

@@ -4,13 +4,16 @@ JSON Lines that stay valid whatever ends the run, a readable figure for waits.""
 from __future__ import annotations
 
 import asyncio
+import bisect
+import datetime as dt
 import json
 import os
 import pty
+import random
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,9 @@ import pytest
 
 from tests.conftest import BUSINESS
 from tests.test_cli import assert_clean_failure, cli, keyed
-from yamarket_chats._progress import TimedLimiter
+from yamarket_chats import ChatsClient
+from yamarket_chats.cli.waits import WaitClock
+from yamarket_chats.hooks import CallInfo
 from yamarket_chats.testing import FakeMarketConfig, FakeServer
 
 MARKUP = "[/b] Цена [red]99[/red] :smile: [link=http://x]y[/link]"
@@ -178,15 +183,84 @@ class _SlowLimiter:
         pass
 
 
-async def test_waits_are_measured_on_the_wall_clock_not_summed_over_tasks() -> None:
-    limiter = TimedLimiter(_SlowLimiter(0.3))
+@pytest.mark.parametrize(
+    "fake", [FakeMarketConfig(businesses=(BUSINESS,), limits_enabled=False)], indirect=True
+)
+async def test_waits_are_measured_on_the_wall_clock_not_summed_over_tasks(
+    make_client: Callable[..., ChatsClient],
+) -> None:
+    limiter, clock = _SlowLimiter(0.3), WaitClock()
+    client = make_client(limiter=limiter, hooks=clock)
     started = time.monotonic()
-    await asyncio.gather(*(limiter.acquire(1, "get_chats") for _ in range(8)))
+    await asyncio.gather(*(client.get_chats(BUSINESS) for _ in range(8)))
     elapsed = time.monotonic() - started
     assert limiter.waited == pytest.approx(8 * 0.3)  # the sum over tasks: 2.4 s
-    assert 0.3 <= limiter.clock.seconds <= elapsed + 0.01  # the clock: about 0.3 s
-    await limiter.acquire(1, "get_chats")
-    assert 0.6 <= limiter.clock.seconds <= time.monotonic() - started + 0.01
+    assert client.stats.waited_seconds == pytest.approx(8 * 0.3, rel=0.1)
+    assert 0.3 <= clock.seconds <= elapsed + 0.01  # the clock: about 0.3 s
+    await client.get_chats(BUSINESS)
+    assert 0.6 <= clock.seconds <= time.monotonic() - started + 0.01
+
+
+def _union(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of `intervals`, the plain way."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def test_the_wait_clock_keeps_the_union_when_a_wait_reaches_back() -> None:
+    clock = WaitClock()
+    clock.add(0.0, 1.0)
+    clock.add(2.0, 3.0)
+    clock.add(4.0, 4.5)
+    assert clock.seconds == pytest.approx(2.5)
+    clock.add(0.5, 5.0)  # a long wait that ended last covers the gaps and all three
+    assert clock.seconds == pytest.approx(5.0)
+    clock.add(5.0, 5.0)
+    clock.add(6.0, 6.25)
+    assert clock.seconds == pytest.approx(5.25)
+
+
+async def test_the_wait_clock_is_exact_and_keeps_only_what_open_waits_can_reach() -> None:
+    """Random calls in flight, each waiting from some moment after it began:
+    the clock equals the union of all waits, and keeps few spells."""
+    now = 0.0
+    clock = WaitClock(now=lambda: now)
+    rng = random.Random(17)
+    live: dict[int, tuple[CallInfo, float]] = {}
+    waits: list[tuple[float, float]] = []
+    ends: list[float] = []
+    most = 0
+    for n in range(20000):
+        now += rng.expovariate(10.0)
+        choice = rng.random()
+        if not live or (choice < 0.05 and len(live) < 8):
+            call = CallInfo("get_chats", BUSINESS, dt.datetime.now(dt.timezone.utc), None)
+            await clock.on_start(call)
+            live[n] = (call, now)
+        elif choice < 0.1:
+            call, _ = live.pop(rng.choice(list(live)))
+            await clock.on_end(call)
+        else:
+            call, began = live[rng.choice(list(live))]
+            # Mostly short waits (many spells), now and then one from the call's start.
+            longest = now - began
+            seconds = longest if rng.random() < 0.02 else min(longest, rng.expovariate(50.0))
+            await clock.on_wait(call, "limits", seconds)
+            waits.append((now - seconds, now))
+            # Kept: the spells a wait still open could reach, and a few more.
+            oldest = min(began for _, began in live.values())
+            reachable = len(waits) - bisect.bisect_left(ends, oldest)
+            ends.append(now)
+            assert len(clock._spells) <= reachable + 17
+            most = max(most, len(clock._spells))
+        if n % 997 == 0:
+            assert clock.seconds == pytest.approx(_union(waits))
+    assert clock.seconds == pytest.approx(_union(waits))
+    assert len(waits) > 10000 and most < len(waits) / 20
 
 
 def test_running_the_cli_twice_in_one_process_adds_one_log_handler() -> None:

@@ -1,105 +1,22 @@
 """Progress displays and summaries of a sync: a rich bar on a TTY, plain lines otherwise.
 
-How long a sync waited on rate limits is reported as wall-clock time: the
-seconds during which at least one request was waiting for a limit (a bucket,
-the server's ``-Until``, a free slot), shown as a share of the run. The
-client's own ``waited_seconds`` sums the waits of every task, so with eight
-tasks waiting at once it grows eight times faster than the clock and can
-exceed the run; `TimedLimiter` measures the union of the waits instead.
+How long a sync waited on rate limits is shown as a share of the run, from a
+`WaitClock` (wall-clock time, see `waits`), never the sum over the tasks.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .ingest import SyncReport
-from .limits import Limiter
+from ..ingest import SyncReport
+from .output import rich_available
+from .waits import WaitClock
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-__all__ = ["ProgressDisplay", "TimedLimiter", "WaitClock", "make_display", "summary"]
-
-
-def rich_available() -> bool:
-    """Whether the optional ``rich`` package can be imported."""
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class WaitClock:
-    """Wall-clock seconds during which at least one request was waiting."""
-
-    def __init__(self) -> None:
-        self._waiting = 0
-        self._since = 0.0
-        self._total = 0.0
-
-    def enter(self) -> None:
-        """A request starts waiting."""
-        if self._waiting == 0:
-            self._since = time.monotonic()
-        self._waiting += 1
-
-    def leave(self) -> None:
-        """A request stops waiting (it may go out, or gave up)."""
-        self._waiting -= 1
-        if self._waiting == 0:
-            self._total += time.monotonic() - self._since
-
-    @property
-    def seconds(self) -> float:
-        """The total so far, the current waiting spell included."""
-        current = time.monotonic() - self._since if self._waiting else 0.0
-        return self._total + current
-
-
-class TimedLimiter:
-    """A `Limiter` that passes everything to another and times its waits on a `WaitClock`."""
-
-    def __init__(self, inner: Limiter) -> None:
-        self.inner = inner
-        self.clock = WaitClock()
-
-    @property
-    def waited(self) -> float:
-        """The inner limiter's sum of waits over all requests."""
-        return self.inner.waited
-
-    @waited.setter
-    def waited(self, value: float) -> None:
-        self.inner.waited = value
-
-    async def start(self) -> None:
-        """Start the inner limiter."""
-        await self.inner.start()
-
-    async def acquire(self, business_id: int, method: str, deadline: float | None = None) -> Any:
-        """Acquire from the inner limiter, on the clock."""
-        self.clock.enter()
-        try:
-            return await self.inner.acquire(business_id, method, deadline)
-        finally:
-            self.clock.leave()
-
-    async def finish(
-        self, lease: Any, status: int | None, headers: Mapping[str, str] | None
-    ) -> float:
-        """Finish on the inner limiter."""
-        return await self.inner.finish(lease, status, headers)
-
-    async def close(self) -> None:
-        """Close the inner limiter."""
-        await self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else a limiter offers (stats, options) is the inner one's.
-        return getattr(self.inner, name)
+__all__ = ["ProgressDisplay", "make_display", "summary"]
 
 
 def waiting_share(report: SyncReport, waited: float) -> float:
@@ -236,8 +153,8 @@ def make_display(
 ) -> ProgressDisplay:
     """A rich bar when `stream` is a terminal and rich is installed, else plain lines.
 
-    `clock` measures the waits on limits (see `TimedLimiter`); without one the
-    display reports no waiting.
+    `clock` measures the waits on limits (the client's hook, see `WaitClock`);
+    without one the display reports no waiting.
     """
     if quiet:
         return ProgressDisplay(clock)

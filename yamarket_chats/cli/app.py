@@ -1,0 +1,67 @@
+"""Running a command: parse, set up signals and logging, run, turn the outcome into an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Sequence
+
+from .commands import command
+from .connect import ENV_API_KEY, ENV_DEBUG, ENV_OAUTH_TOKEN
+from .failures import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK, failure
+from .logs import configure_logging
+from .output import log_text, one_line
+from .parser import build_parser
+from .signals import Interrupted, ignore_signals, install_signal_handlers, interruptible
+
+__all__ = ["main", "run"]
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with `argv` (default: ``sys.argv[1:]``); return the exit code."""
+    name, secrets = "-", [os.environ.get(ENV_API_KEY), os.environ.get(ENV_OAUTH_TOKEN)]
+    try:
+        install_signal_handlers()
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):
+                # Text from the API or argv that is not valid Unicode prints escaped.
+                stream.reconfigure(errors="backslashreplace")
+        args = build_parser().parse_args(argv)
+        name = args.command
+        secrets += [getattr(args, "api_key", None), getattr(args, "oauth_token", None)]
+        configure_logging(args)
+        return asyncio.run(interruptible(command(name)(args)))
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:  # Interrupted too
+        if name == "fake-server":
+            return EXIT_OK
+        print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
+        return 128 + exc.signum if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and let nothing flush into the pipe.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if os.environ.get(ENV_DEBUG):
+            raise
+        code, reason = failure(exc)
+        reason = log_text(one_line(reason, secrets))
+        print(f"yamarket-chats {name}: error: {reason}", file=sys.stderr, flush=True)
+        return code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: ``yamarket-chats``."""
+    try:
+        try:
+            install_signal_handlers()  # first: a Ctrl-C from here on exits cleanly
+            code = run(argv)
+        finally:
+            ignore_signals()
+    except Interrupted as exc:  # before run() took over, or after it returned
+        print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
+        code = 128 + exc.signum
+    sys.exit(code)

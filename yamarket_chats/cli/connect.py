@@ -1,0 +1,80 @@
+"""The client a command talks to the API with, from its options and environment.
+
+An option beats its environment variable; the key is never echoed: a
+refusal by the client's own checks names the option (or the variable) the
+bad value came from, not the value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidRequestError
+from .failures import UsageError
+
+if TYPE_CHECKING:
+    from ..client import ChatsClient
+    from ..hooks import ClientHooks
+    from ..limits import Limiter
+
+__all__ = ["DEFAULT_BASE_URL", "ENV_API_KEY", "ENV_DEBUG", "ENV_OAUTH_TOKEN", "make_client"]
+
+ENV_API_KEY = "YANDEX_MARKET_API_KEY"
+ENV_OAUTH_TOKEN = "YANDEX_MARKET_OAUTH_TOKEN"
+ENV_DEBUG = "YAMARKET_CHATS_DEBUG"
+DEFAULT_BASE_URL = "https://api.partner.market.yandex.ru"
+
+# The client's parameters that come from an option (or the key's variable).
+_CLIENT_OPTIONS = frozenset(
+    {"api_key", "oauth_token", "base_url", "timeout", "max_retries", "max_wait"}
+)
+
+
+def make_client(
+    args: argparse.Namespace,
+    limiter: Limiter | None = None,
+    hooks: ClientHooks | None = None,
+) -> ChatsClient:
+    """A client from the options; an option beats its environment variable."""
+    from ..client import ChatsClient
+
+    api_key, token, key_source = _credentials(args)
+    # A sync is a bulk job: it waits out a spent quota; other commands keep the client's bound.
+    max_wait: dict[str, Any] = {"max_wait": None} if args.command == "sync" else {}
+    if args.max_wait is not None:
+        max_wait = {"max_wait": args.max_wait}
+    try:
+        return ChatsClient(
+            api_key,
+            oauth_token=token,
+            base_url=args.base_url,
+            timeout=args.timeout,
+            max_retries=args.max_retries,
+            limiter=limiter,
+            hooks=hooks,
+            **max_wait,
+        )
+    except InvalidRequestError as exc:
+        # The client checks its arguments (never echoing a key, nor a URL's
+        # password); the message names its parameter: say the option instead.
+        field, _, rest = str(exc).partition(" ")
+        options = {"api_key": key_source, "oauth_token": key_source}
+        option = options.get(field, "--" + field.replace("_", "-"))
+        raise UsageError(f"{option} {rest}" if field in _CLIENT_OPTIONS else str(exc)) from None
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None, str]:
+    """(api key, OAuth token, where it came from): exactly one of the two is set."""
+    if args.api_key and args.oauth_token:
+        raise UsageError("pass only one of --api-key and --oauth-token")
+    api_key, token = args.api_key, args.oauth_token
+    key_source = "--api-key" if api_key else "--oauth-token"
+    if not api_key and not token:
+        api_key = os.environ.get(ENV_API_KEY) or None
+        token = None if api_key else os.environ.get(ENV_OAUTH_TOKEN) or None
+        key_source = f"${ENV_API_KEY}" if api_key else f"${ENV_OAUTH_TOKEN}"
+    if not api_key and not token:
+        raise UsageError(f"no credentials: pass --api-key or set {ENV_API_KEY}")
+    return api_key or None, None if api_key else token, key_source

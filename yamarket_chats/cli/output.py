@@ -1,0 +1,124 @@
+"""What the commands print: tables, TSV fields, JSON Lines, one-line messages.
+
+Text from users (messages, names) and from files (paths, a damaged line) is
+never trusted with the terminal: tabs and newlines would break a TSV row's
+columns, control characters could drive the terminal, and bidirectional
+controls could make a text read differently from what it is. So every such
+value is escaped for where it goes, and rich tables get it as `Text`, which
+is never parsed as markup (``[red]`` typed by a buyer stays ``[red]``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+import msgspec
+
+from ..models import Chat, ChatMessage
+
+__all__ = [
+    "chat_row",
+    "json_lines",
+    "log_text",
+    "message_row",
+    "one_line",
+    "rich_available",
+    "table",
+    "tsv_field",
+]
+
+# Shown as is in TSV and terminal tables: a tab or newline inside a message
+# would break the columns, and control characters could drive the terminal.
+_ESCAPES = {ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+_ESCAPES.update({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in _ESCAPES})
+# Line and paragraph separators; the bidirectional controls (Unicode's
+# Bidi_Control: U+061C, U+200E-200F, U+202A-202E, U+2066-2069), which reorder
+# what a terminal shows, so text could read differently from what it is.
+_BIDI_CONTROLS = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES.update({c: f"\\u{c:04x}" for c in [0x2028, 0x2029, *_BIDI_CONTROLS]})
+# In a terminal table a cell may span lines and show backslashes as they are.
+_CELL_ESCAPES = {c: e for c, e in _ESCAPES.items() if chr(c) not in "\\\t\n"}
+# A log line shows backslashes as they are.
+_LOG_ESCAPES = {c: e for c, e in _ESCAPES.items() if c != ord("\\")}
+
+_encoder = msgspec.json.Encoder()
+
+
+def tsv_field(value: object) -> str:
+    """A value as one TSV field: backslash, tab, newline, CR and control characters escaped."""
+    return "" if value is None else str(value).translate(_ESCAPES)
+
+
+def log_text(text: str) -> str:
+    """`text` for a line of stderr: control characters escaped, backslashes as they are."""
+    return text.translate(_LOG_ESCAPES)
+
+
+def one_line(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` on one line, with any secret blanked out."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(text.split()) or "-"
+
+
+def rich_available() -> bool:
+    """Whether the optional ``rich`` package is installed (found, not imported)."""
+    return importlib.util.find_spec("rich") is not None
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value).translate(_CELL_ESCAPES)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """A rich table on a terminal, else TSV; every cell is text, never markup."""
+    if sys.stdout.isatty() and rich_available():
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        rich_table = Table(*headers)
+        for row in rows:
+            # Text() is never parsed as markup (user text like "[red]" stays text).
+            rich_table.add_row(*(Text(_cell(v)) for v in row))
+        Console().print(rich_table)
+        return
+    out = sys.stdout
+    out.write("\t".join(headers) + "\n")
+    for row in rows:
+        out.write("\t".join(tsv_field(v) for v in row) + "\n")
+    out.flush()
+
+
+async def json_lines(pages: AsyncIterator[Sequence[msgspec.Struct]]) -> None:
+    """JSON Lines, a page at a time: whatever ends the run, each line is a whole object."""
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    async for items in pages:
+        out.write(_encoder.encode_lines(items))
+        out.flush()
+
+
+def chat_row(chat: Chat) -> list[object]:
+    """A chat as a row of the ``chats`` table."""
+    ctx = chat.context
+    customer = ctx.customer.name if ctx.customer else None
+    return [
+        chat.chat_id,
+        chat.status,
+        chat.type,
+        ctx.type,
+        chat.order_id,
+        customer,
+        chat.updated_at,
+    ]
+
+
+def message_row(m: ChatMessage) -> list[object]:
+    """A message as a row of the ``history`` table; its files follow the text."""
+    files = [f"[{p.name}, {p.size} bytes]" for p in m.payload or ()]
+    text = " ".join(part for part in [m.message, *files] if part)
+    return [m.message_id, m.created_at, m.sender, text]

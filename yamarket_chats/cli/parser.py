@@ -1,0 +1,271 @@
+"""The argument parser of ``yamarket-chats``: one small function per command.
+
+Options several commands share (the connection, the chat filters, a chat's
+ids, ``--json``) are defined once. The fake server's options come from the
+fake itself and are added only when ``fake-server`` is the command: the fake
+(aiohttp's server side) is not imported to parse any other command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..models import ChatContextType, ChatStatus, ChatType
+from .connect import DEFAULT_BASE_URL, ENV_API_KEY, ENV_OAUTH_TOKEN
+from .failures import EXIT_CODES
+
+__all__ = ["DEFAULT_DB", "build_parser"]
+
+DEFAULT_DB = "yamarket-chats.sqlite3"
+
+_JSON_HELP = "JSON Lines: one object per line (API field names)"
+
+_Commands = Any  # what add_subparsers returns (argparse._SubParsersAction, a private class)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser whose options may be added when it is first used."""
+
+    def __init__(
+        self, *args: Any, deferred: Callable[[argparse.ArgumentParser], None] | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self._deferred = deferred
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        """Add the deferred options, then parse (argparse parses a command through here)."""
+        if self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            deferred(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return value
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help=f"API key (default: ${ENV_API_KEY}; the variable keeps it out of `ps`)",
+    )
+    group.add_argument(
+        "--oauth-token", metavar="TOKEN", help=f"OAuth token instead (default: ${ENV_OAUTH_TOKEN})"
+    )
+    group.add_argument("--base-url", default=DEFAULT_BASE_URL, help="API address (%(default)s)")
+    group.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds per request (%(default)s)"
+    )
+    group.add_argument(
+        "--max-retries", type=int, default=5, help="retries of a failed request (%(default)s)"
+    )
+    group.add_argument(
+        "--max-wait",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up a call (exit 5) that would wait longer than this for rate limits, retries"
+        " included (default: 60; sync: no bound, it waits for a spent quota to reset)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log retries, 420s and long waits (-v), every request (-vv) on stderr",
+    )
+    return parent
+
+
+def _filter_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("chat filters (repeat an option for several values)")
+    group.add_argument(
+        "--status", dest="statuses", action="append", choices=[s.value for s in ChatStatus]
+    )
+    group.add_argument("--type", dest="types", action="append", choices=[t.value for t in ChatType])
+    group.add_argument(
+        "--context-type",
+        dest="context_types",
+        action="append",
+        choices=[c.value for c in ChatContextType],
+    )
+    group.add_argument("--order-id", dest="order_ids", action="append", type=_positive_int)
+    return parent
+
+
+def _chat_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
+    parser.add_argument("chat_id", type=_positive_int, metavar="CHAT_ID")
+
+
+def _sync_targets(p: argparse.ArgumentParser) -> None:
+    """Where a sync writes, and how it shares the sink with other syncs."""
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--db", type=Path, help=f"SQLite file to sync into (default: {DEFAULT_DB})")
+    target.add_argument("--jsonl", type=Path, help="append JSON Lines to this file instead")
+    target.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        help="sync into PostgreSQL, e.g. postgresql://user@host/db (needs the postgres extra;"
+        " give the password in $PGPASSWORD rather than in the URL)",
+    )
+    p.add_argument(
+        "--worker",
+        action="store_true",
+        help="one worker of a fleet: the workers on one --postgres-url share the business ids,"
+        " each synced by one worker at a time (leases in PostgreSQL)",
+    )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep running: sync each business again --interval seconds after its last sync",
+    )
+    p.add_argument(
+        "--interval", type=float, metavar="S", help="seconds between syncs with --follow (60)"
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another sync holds the sink, wait this long for it (default: exit 6 at once)",
+    )
+
+
+def _add_sync(
+    commands: _Commands, conn: argparse.ArgumentParser, filters: argparse.ArgumentParser
+) -> None:
+    p = commands.add_parser(
+        "sync",
+        parents=[conn, filters],
+        help="copy every chat and new message into SQLite or JSON Lines",
+        description=(
+            "Incremental sync: lists the chats of each business id and fetches only the "
+            "messages after the last one stored. Run it again and again; interrupt it "
+            "any time (Ctrl-C): nothing fetched is lost, the next run continues."
+        ),
+    )
+    p.add_argument("business_ids", nargs="+", type=_positive_int, metavar="BUSINESS_ID")
+    _sync_targets(p)
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        help="chats fetched at once per business (%(default)s)",
+    )
+    p.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help=(
+            "share the quotas with every worker using this Redis (e.g. redis://host:6379/0;"
+            " needs the redis extra)"
+        ),
+    )
+    p.add_argument(
+        "--all-chats",
+        action="store_true",
+        help="also check chats whose updatedAt is unchanged since the last run",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+
+
+def _add_reads(
+    commands: _Commands, conn: argparse.ArgumentParser, filters: argparse.ArgumentParser
+) -> None:
+    p = commands.add_parser(
+        "chats", parents=[conn, filters], help="print a business's chats as a table or JSON"
+    )
+    p.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+    p = commands.add_parser("history", parents=[conn], help="print a chat's messages")
+    _chat_arguments(p)
+    p.add_argument(
+        "--from", dest="message_id_from", type=_positive_int, metavar="MESSAGE_ID",
+        help="start at this message id",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+
+def _add_send(commands: _Commands, conn: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("send", parents=[conn], help="send a message or a file to a chat")
+    _chat_arguments(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("-m", "--message", help="text to send (1..4096 characters)")
+    what.add_argument("-f", "--file", type=Path, help="file to send (up to 5 MiB)")
+
+
+def _fake_server_options(parser: argparse.ArgumentParser) -> None:
+    from ..testing.__main__ import add_arguments
+
+    add_arguments(parser)
+
+
+def _add_fakes(commands: _Commands) -> None:
+    commands.add_parser(
+        "fake-server",
+        help="run the fake Market API on loopback (for trying things out)",
+        deferred=_fake_server_options,
+    )
+    p = commands.add_parser(
+        "demo",
+        help="sync a built-in fake API into SQLite twice (full, then incremental)",
+        description=(
+            "Starts a fake API in-process with a few thousand messages, syncs them into a "
+            "fresh SQLite file, adds a few messages and syncs again: the second run "
+            "fetches only the new ones."
+        ),
+    )
+    p.add_argument("--db", type=Path, help="SQLite file to create (default: a temporary one)")
+    p.add_argument("--chats", type=_positive_int, default=30, help="per business (%(default)s)")
+    p.add_argument("--messages", type=_positive_int, default=60, help="per chat (%(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the summaries")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``yamarket-chats``."""
+    parser = argparse.ArgumentParser(
+        prog="yamarket-chats",
+        description="Sync, read and send Yandex Market seller-buyer chats.",
+        epilog=(
+            f"Credentials come from --api-key or ${ENV_API_KEY} (or --oauth-token / "
+            f"${ENV_OAUTH_TOKEN}). Try `yamarket-chats demo` for a run against a built-in "
+            "fake API. " + EXIT_CODES.replace("\n", " ")
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
+    conn, filters = _connection_options(), _filter_options()
+    _add_sync(commands, conn, filters)
+    _add_reads(commands, conn, filters)
+    _add_send(commands, conn)
+    _add_fakes(commands)
+    return parser
