@@ -2,19 +2,19 @@
 
 Options several commands share (the connection, the chat filters, a chat's
 ids, ``--json``) are defined once. The fake server's options come from the
-fake itself and are added only when ``fake-server`` is the command: the fake
-(aiohttp's server side) is not imported to parse any other command.
+fake's own light module of options: the fake itself (aiohttp's server side)
+is not imported to parse a command.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..models import ChatContextType, ChatStatus, ChatType
+from ..testing._options import add_arguments as add_fake_options
 from .connect import DEFAULT_BASE_URL, ENV_API_KEY, ENV_OAUTH_TOKEN
 from .failures import EXIT_CODES
 
@@ -25,26 +25,6 @@ DEFAULT_DB = "yamarket-chats.sqlite3"
 _JSON_HELP = "JSON Lines: one object per line (API field names)"
 
 _Commands = Any  # what add_subparsers returns (argparse._SubParsersAction, a private class)
-
-
-class _CommandParser(argparse.ArgumentParser):
-    """A command's parser whose options may be added when it is first used."""
-
-    def __init__(
-        self, *args: Any, deferred: Callable[[argparse.ArgumentParser], None] | None = None,
-        **kwargs: Any,
-    ) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
-        self._deferred = deferred
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: Any = None
-    ) -> tuple[Any, list[str]]:
-        """Add the deferred options, then parse (argparse parses a command through here)."""
-        if self._deferred is not None:
-            deferred, self._deferred = self._deferred, None
-            deferred(self)
-        return super().parse_known_args(args, namespace)
 
 
 def _positive_int(text: str) -> int:
@@ -221,18 +201,11 @@ def _add_send(commands: _Commands, conn: argparse.ArgumentParser) -> None:
     what.add_argument("-f", "--file", type=Path, help="file to send (up to 5 MiB)")
 
 
-def _fake_server_options(parser: argparse.ArgumentParser) -> None:
-    from ..testing.__main__ import add_arguments
-
-    add_arguments(parser)
-
-
 def _add_fakes(commands: _Commands) -> None:
-    commands.add_parser(
-        "fake-server",
-        help="run the fake Market API on loopback (for trying things out)",
-        deferred=_fake_server_options,
+    fake = commands.add_parser(
+        "fake-server", help="run the fake Market API on loopback (for trying things out)"
     )
+    add_fake_options(fake)
     p = commands.add_parser(
         "demo",
         help="sync a built-in fake API into SQLite twice (full, then incremental)",
@@ -260,9 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
-    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     conn, filters = _connection_options(), _filter_options()
     _add_sync(commands, conn, filters)
     _add_reads(commands, conn, filters)

@@ -26,7 +26,8 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from ..ingest import Sink
-from ..sinks import JsonlSink, PostgresSink, SQLiteSink
+from ..sinks.jsonl import JsonlSink
+from ..sinks.sqlite import SQLiteSink
 from .failures import SinkUnusable, UsageError
 from .output import log_text
 from .parser import DEFAULT_DB
@@ -76,6 +77,8 @@ async def open_sink(args: argparse.Namespace, stack: contextlib.AsyncExitStack) 
     check_sync_options(args)
     sink: OpenableSink
     if args.postgres_url:
+        from ..sinks.postgres import PostgresSink  # (and the fleet's leases it builds on)
+
         sink = PostgresSink(args.postgres_url, lock_timeout=args.lock_timeout)
         await stack.enter_async_context(sink)
         return sink

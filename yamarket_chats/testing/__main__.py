@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import FakeMarketConfig, run_fake_server, self_signed_tls
+from ._options import add_arguments, config_from_args
 from ._tls import DEFAULT_HOSTS
+
+__all__ = ["add_arguments", "config_from_args", "main", "serve_forever"]
 
 
 async def serve_forever(
@@ -27,50 +30,6 @@ async def serve_forever(
         print(f"Api-Key: {server.api_key}", flush=True)
         print(f"OAuth token: {server.oauth_token}", flush=True)
         await asyncio.Event().wait()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The fake's options, shared with ``yamarket-chats fake-server``."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    parser.add_argument("--businesses", default="1001", help="comma-separated business ids")
-    parser.add_argument("--chats", type=int, default=10, help="chats per business")
-    parser.add_argument("--messages", type=int, default=50, help="messages per chat")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-limits", action="store_true", help="no quotas, no parallel cap")
-    parser.add_argument("--quota-window", type=float, default=3600.0, help="seconds")
-    parser.add_argument("--keep-alive", action="store_true", help="keep connections open")
-    parser.add_argument(
-        "--keep-alive-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="with --keep-alive: close a connection idle this long",
-    )
-    parser.add_argument(
-        "--max-requests-per-connection",
-        type=int,
-        metavar="N",
-        help="with --keep-alive: answer N requests on a connection, then drop the next one on it",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> FakeMarketConfig:
-    """The configuration the options of `add_arguments` describe (ValueError if bad)."""
-    try:
-        businesses = tuple(int(b) for b in args.businesses.split(","))
-    except ValueError:
-        raise ValueError("--businesses takes comma-separated integers") from None
-    return FakeMarketConfig(
-        businesses=businesses,
-        chats_per_business=args.chats,
-        messages_per_chat=args.messages,
-        seed=args.seed,
-        limits_enabled=not args.no_limits,
-        quota_window=args.quota_window,
-        keep_alive=args.keep_alive,
-        keep_alive_timeout=args.keep_alive_timeout,
-        max_requests_per_connection=args.max_requests_per_connection,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
