@@ -12,11 +12,12 @@ any history, so lease expiry (Redis only) never enters.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from email.utils import formatdate
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as redis
@@ -34,6 +35,7 @@ METHODS = ("get_chat", "get_chats", "send_message_to_chat")
 START = 1_700_000_000.0  # both clocks read the same numbers (Redis TIME is epoch-like)
 DATE = 1_704_067_200  # the server's Date: far from our clock, so it is used
 LEASE = 1e7  # seconds: longer than any history
+T = TypeVar("T")
 
 rates = st.one_of(
     st.none(),
@@ -88,6 +90,16 @@ def headers(count: tuple[int, int, bool] | None) -> dict[str, str]:
     if dated:
         out["Date"] = formatdate(DATE, usegmt=True)
     return out
+
+
+def settle(loop: asyncio.AbstractEventLoop, call: Callable[..., T | Awaitable[T]], *args: Any) -> T:
+    """``call(*args)`` of a store, run in `loop`: its answer, given at once or awaited."""
+
+    async def inside() -> T:
+        result = call(*args)
+        return await result if inspect.isawaitable(result) else result  # type: ignore[return-value]
+
+    return loop.run_until_complete(inside())
 
 
 def same(model: Answer | float, lua: Answer | float) -> bool:
@@ -176,15 +188,15 @@ def test_the_redis_store_answers_as_the_model_does(
                 continue
             if step[0] == "acquire":
                 lease = model.lease(step[1], step[2]), shared.lease(step[1], step[2])
-                expected = model_loop.run_until_complete(model.take(lease[0]))
-                got = redis_loop.run_until_complete(shared.take(lease[1]))
+                expected = settle(model_loop, model.take, lease[0])
+                got = settle(redis_loop, shared.take, lease[1])
                 if expected[0] == "go":
                     held.append(lease)
             elif held:
                 lease = held.pop(step[1] % len(held))
                 count = server_count(headers(step[3]))
-                expected = model_loop.run_until_complete(model.finish(lease[0], step[2], count))
-                got = redis_loop.run_until_complete(shared.finish(lease[1], step[2], count))
+                expected = settle(model_loop, model.finish, lease[0], step[2], count)
+                got = settle(redis_loop, shared.finish, lease[1], step[2], count)
             else:
                 continue
             assert same(expected, got), (number, step, expected, got)

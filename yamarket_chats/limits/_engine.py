@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Awaitable, Hashable, Mapping
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from ._headers import server_count
@@ -80,11 +80,20 @@ class Store(Protocol[L]):
     def lease(self, business_id: int, method: str) -> L:
         """A lease for one request of (business, method), not yet taken."""
 
-    async def take(self, lease: L) -> Answer:
-        """Take all the request needs (`GO_AHEAD`), or nothing and say why."""
+    def take(self, lease: L) -> Answer | Awaitable[Answer]:
+        """Take all the request needs (`GO_AHEAD`), or nothing and say why.
 
-    async def finish(self, lease: L, status: int | None, server: tuple[int, float] | None) -> float:
-        """Give the lease back; seconds until the server's window resets if spent, else 0."""
+        A store in this process answers at once; one across the network
+        returns an awaitable (no coroutine is made where none is needed).
+        """
+
+    def finish(
+        self, lease: L, status: int | None, server: tuple[int, float] | None
+    ) -> float | Awaitable[float]:
+        """Give the lease back; seconds until the server's window resets if spent, else 0.
+
+        At once or awaitable, as `take`.
+        """
 
     async def watch(self, slots: Hashable) -> bool:
         """Be told of slots freed elsewhere (True: the wake-ups will come)."""
@@ -142,12 +151,16 @@ class Engine(Generic[L]):
             return await self._queue(lease, deadline, None)
         gates[key] = None  # our turn: nobody else asks the store meanwhile
         try:
-            answer = await self._store.take(lease)
+            answer = self._store.take(lease)
+            if not isinstance(answer, tuple):
+                answer = await answer
         except BaseException:
             _pass_turn(gates, key)
             raise
         if answer is GO_AHEAD:
-            _pass_turn(gates, key)
+            gate = gates.pop(key)
+            if gate is not None:  # others queued meanwhile
+                _hand_on(gates, key, gate)
             return lease
         return await self._queue(lease, deadline, answer)
 
@@ -162,9 +175,11 @@ class Engine(Generic[L]):
         """
         server = server_count(headers) if headers is not None else None
         try:
-            return await self._store.finish(lease, status, server)
+            seconds = self._store.finish(lease, status, server)
+            return seconds if isinstance(seconds, float) else await seconds
         finally:
-            self.wake(lease.slots)
+            if self._slot_gates:
+                self.wake(lease.slots)
 
     def wake(self, slots: Hashable) -> None:
         """A slot of `slots` was freed: the coroutine waiting for one asks again."""
@@ -184,7 +199,7 @@ class Engine(Generic[L]):
                 while True:
                     if answer is None:
                         joining = lease.slots in self._slot_gates
-                        answer = _JOIN if joining else await self._store.take(lease)
+                        answer = _JOIN if joining else await _ask(self._store, lease)
                     kind, seconds = answer
                     if kind is GO:
                         return lease
@@ -235,7 +250,7 @@ class Engine(Generic[L]):
                 if not watching:
                     # Before asking: a slot freed after the answer wakes us.
                     watching = await store.watch(slots)
-                answer = await store.take(lease)
+                answer = await _ask(store, lease)
                 if answer[0] is not SLOT:
                     return answer
                 timeout = answer[1]
@@ -282,6 +297,11 @@ class Engine(Generic[L]):
             raise
 
 
+async def _ask(store: Store[L], lease: L) -> Answer:
+    answer = store.take(lease)
+    return answer if isinstance(answer, tuple) else await answer
+
+
 def _gate(gates: _Gates, key: Hashable) -> _Gate:
     """The queue object of a held turn, made when first needed."""
     gate = gates[key]
@@ -294,10 +314,14 @@ def _pass_turn(gates: _Gates, key: Hashable) -> None:
     """Give the turn at `key` to the next coroutine queued, or free it."""
     gate = gates.pop(key)
     if gate is not None:
-        queue = gate.queue
-        while queue:
-            turn = queue.popleft()
-            if not turn.done():
-                gates[key] = gate
-                turn.set_result(None)
-                return
+        _hand_on(gates, key, gate)
+
+
+def _hand_on(gates: _Gates, key: Hashable, gate: _Gate) -> None:
+    queue = gate.queue
+    while queue:
+        turn = queue.popleft()
+        if not turn.done():  # (not cancelled)
+            gates[key] = gate
+            turn.set_result(None)
+            return

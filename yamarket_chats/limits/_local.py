@@ -38,6 +38,9 @@ __all__ = ["FORGET_AFTER", "WINDOW_TOLERANCE", "Limits", "LocalStore"]
 #: same window: the server's -Until has a resolution of one second.
 WINDOW_TOLERANCE: Final = 0.5
 #: A window is forgotten this long after its reset (a spent one at its reset).
+#: No answer depends on it (past its reset a window holds nothing back, and
+#: any count the server sends then starts a new one): it is the model of the
+#: Redis key's expiry, so that both stores hold the same state.
 FORGET_AFTER: Final = 5.0
 
 _SLOT_UNKNOWN: Final[Answer] = (SLOT, None)
@@ -93,6 +96,14 @@ class LocalStore:
         self._cap = cap or 0
         self._quotas: dict[tuple[int, str], _Quota] = {}
         self._businesses: dict[int, _Business] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _now(self) -> float:
+        """The running loop's time (aiolimiter's clock), without looking the loop up each time."""
+        loop = self._loop
+        if loop is None or loop.is_closed():  # first use, or reused in a new loop
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     def lease(self, business_id: int, method: str) -> _Quota:
         """The (business, method) record; a request's lease is its quota."""
@@ -109,12 +120,14 @@ class LocalStore:
         """Slots are freed only here, and every finish wakes the waiter."""
         return True
 
-    async def take(self, quota: _Quota) -> Answer:
+    def take(self, quota: _Quota) -> Answer:
         """Window, bucket, slot: take all three, or none and say which is missing."""
-        if quota.remaining is not None:
-            seconds = _window(quota, asyncio.get_running_loop().time())
+        remaining = quota.remaining
+        if remaining is not None and remaining <= 0:
+            seconds = _spent(quota, self._now())
             if seconds:
                 return WINDOW, seconds
+            quota.remaining = None  # the window is over: the server counts afresh
         bucket = quota.bucket
         if bucket is not None and not bucket.has_capacity(1 - quota.credit):
             return BUCKET, _bucket_wait(bucket, quota.credit)
@@ -122,37 +135,45 @@ class LocalStore:
         if self._cap and business.held >= self._cap:
             return _SLOT_UNKNOWN  # these leases never expire: a finish frees one
         if bucket is not None:
-            await _charge(quota, bucket)
+            if quota.credit:
+                bucket = _spend_credit(quota, bucket)
+            if bucket is not None:
+                _take_token(bucket)
         if quota.remaining is not None:
             quota.remaining -= 1
         quota.in_flight += 1
         business.held += 1
         return GO_AHEAD
 
-    async def finish(
-        self, quota: _Quota, status: int | None, server: tuple[int, float] | None
-    ) -> float:
+    def finish(self, quota: _Quota, status: int | None, server: tuple[int, float] | None) -> float:
         """Give back the slot (and for a 5xx what was taken); learn the server's count."""
-        now = asyncio.get_running_loop().time()
+        # The clock is read only when there is a window to place.
+        now = self._now() if quota.remaining is not None or server is not None else 0.0
         quota.in_flight -= 1
-        _window(quota, now)  # forget a window that is over
+        _forget_over(quota, now)
         if status is not None and status >= 500:
             _refund(quota)
         if server is not None:
             _observe(quota, server[0], server[1], now)
         quota.business.held -= 1
-        return _window(quota, now)
+        return _spent(quota, now)
 
 
-def _window(quota: _Quota, now: float) -> float:
-    """Seconds until the server's spent window resets (0: not spent); forgets one over."""
+def _spent(quota: _Quota, now: float) -> float:
+    """Seconds until the server's spent window resets (0: not spent)."""
+    remaining = quota.remaining
+    if remaining is None or remaining > 0 or now >= quota.reset_at:
+        return 0.0
+    return quota.reset_at - now
+
+
+def _forget_over(quota: _Quota, now: float) -> None:
+    """Forget a window that is over: spent and reset, or reset `FORGET_AFTER` ago."""
     remaining = quota.remaining
     if remaining is None:
-        return 0.0
+        return
     if now >= quota.reset_at + FORGET_AFTER or (remaining <= 0 and now >= quota.reset_at):
-        quota.remaining = None  # over: the server counts afresh
-        return 0.0
-    return quota.reset_at - now if remaining <= 0 else 0.0
+        quota.remaining = None
 
 
 def _observe(quota: _Quota, remaining: int, reset_in: float, now: float) -> None:
@@ -181,19 +202,28 @@ def _refund(quota: _Quota) -> None:
         quota.credit += 1
 
 
-async def _charge(quota: _Quota, bucket: AsyncLimiter) -> None:
-    """Take one token; ``has_capacity(1 - credit)`` has just said there is one."""
+def _spend_credit(quota: _Quota, bucket: AsyncLimiter) -> AsyncLimiter | None:
+    """With refunds owed: the bucket to take the token from, or None (a refund is spent)."""
     credit = quota.credit
-    if not credit:
-        await bucket.acquire()  # returns at once: it has the capacity
-    elif bucket.has_capacity(bucket.max_rate - credit):
+    if bucket.has_capacity(bucket.max_rate - credit):
         # level <= credit: the bucket drained below what it owed, so it is
-        # empty in effect; a fresh one holding this token says so exactly.
+        # empty in effect; a fresh one, given this token, says so exactly.
         quota.credit = 0
         quota.bucket = bucket = AsyncLimiter(bucket.max_rate, bucket.time_period)
-        await bucket.acquire()
-    else:
-        quota.credit = credit - 1  # a refunded token is spent again
+        return bucket
+    quota.credit = credit - 1  # a refunded token is spent again
+    return None
+
+
+def _take_token(bucket: AsyncLimiter) -> None:
+    """``await bucket.acquire()``, run here: with the capacity there, it never waits."""
+    acquiring = bucket.acquire()
+    try:
+        acquiring.send(None)
+    except StopIteration:
+        return
+    acquiring.close()
+    raise RuntimeError("the bucket had no capacity after has_capacity() said it had")
 
 
 def _bucket_wait(bucket: AsyncLimiter, credit: int) -> float:

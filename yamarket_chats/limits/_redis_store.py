@@ -29,7 +29,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from importlib import resources
 from typing import Any, Final, Literal
 
@@ -152,10 +152,13 @@ class RedisStore:
         """Subscribe to the slots' channel; True once Redis confirmed it."""
         return await self._wakeups.watch(str(slots))
 
-    async def take(self, lease: _Lease) -> Answer:
+    def take(self, lease: _Lease) -> Awaitable[Answer]:
         """This worker's queued finishes, then the take, in one script call."""
+        return self._take(lease)
+
+    async def _take(self, lease: _Lease) -> Answer:
         if self._fallback_until and time.monotonic() < self._fallback_until:
-            return await self._take_locally(lease)
+            return self._take_locally(lease)
         quota = lease.quota
         batch = self._take_pending()
         keys = list(quota.names)
@@ -167,7 +170,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             self._requeue(batch)  # sent or not: sending a finish again changes nothing
             self._failed(exc)
-            return await self._take_locally(lease)
+            return self._take_locally(lease)
         except asyncio.CancelledError:
             # The script may have taken a slot whose answer we will never
             # read: give it back now rather than after lease_seconds.
@@ -178,17 +181,17 @@ class RedisStore:
         kind, _, seconds = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(" ")
         return GO_AHEAD if kind == "go" else (_KINDS[kind], float(seconds))
 
-    async def _take_locally(self, lease: _Lease) -> Answer:
+    def _take_locally(self, lease: _Lease) -> Answer:
         quota = lease.quota
         local = self._fallback.lease(quota.business_id, quota.method)
-        answer = await self._fallback.take(local)
+        answer = self._fallback.take(local)
         if answer is GO_AHEAD:
             lease.local = local
         return answer
 
-    async def finish(
+    def finish(
         self, lease: _Lease, status: int | None, server: tuple[int, float] | None
-    ) -> float:
+    ) -> float | Awaitable[float]:
         """Queue the finish for the next take; send it at once when others must know.
 
         A 420, a 5xx or a count at or below the cap is sent at once and
@@ -196,7 +199,7 @@ class RedisStore:
         said nothing).
         """
         if lease.local is not None:
-            return await self._fallback.finish(lease.local, status, server)
+            return self._fallback.finish(lease.local, status, server)
         refund = "1" if status is not None and status >= 500 else "0"
         if not self._pending:
             self._pending_since = time.monotonic()
@@ -211,7 +214,7 @@ class RedisStore:
             or not self.defer
         ):
             # ours is the last finish of the batch: the script answers for it
-            return await asyncio.shield(self._send(self._take_pending()))
+            return asyncio.shield(self._send(self._take_pending()))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(_FLUSH_DELAY, self._flush_soon)
         return 0.0

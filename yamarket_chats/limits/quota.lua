@@ -40,18 +40,26 @@ local function num(x)
   return string.format('%.17g', x)  -- every double exactly, as the model holds it
 end
 
--- _window(): seconds until the server's spent window resets (0: not spent);
--- forgets one over. Returns the remaining count too (nil when unknown).
-local function window(server)
+-- The server's count: remaining (nil when unknown) and the reset.
+local function count(server)
   local w = redis.call('HMGET', server, 'remaining', 'reset_at')
   if not w[1] then return nil, 0 end
-  local remaining, reset_at = tonumber(w[1]), tonumber(w[2])
-  if now >= reset_at + FORGET_AFTER or (remaining <= 0 and now >= reset_at) then
-    redis.call('DEL', server)  -- over: the server counts afresh
-    return nil, 0
+  return tonumber(w[1]), tonumber(w[2])
+end
+
+-- _spent(): seconds until the server's spent window resets (0: not spent).
+local function spent(remaining, reset_at)
+  if (not remaining) or remaining > 0 or now >= reset_at then return 0 end
+  return reset_at - now
+end
+
+-- _forget_over(): forget a window that is over (spent and reset, or reset
+-- FORGET_AFTER ago).
+local function forget_over(server)
+  local remaining, reset_at = count(server)
+  if remaining and (now >= reset_at + FORGET_AFTER or (remaining <= 0 and now >= reset_at)) then
+    redis.call('DEL', server)
   end
-  if remaining <= 0 then return remaining, reset_at - now end
-  return remaining, 0
 end
 
 -- _observe(): take in the server's count from an answer.
@@ -59,14 +67,14 @@ local function observe(server, flight, remaining, reset_in)
   -- quota.in_flight (Redis only: leases past their end are not counted)
   local estimate = remaining - redis.call('ZCOUNT', flight, now, '+inf')
   local reset_at = now + reset_in
-  local w = redis.call('HMGET', server, 'remaining', 'reset_at')
-  if (not w[1]) or reset_at > tonumber(w[2]) + WINDOW_TOLERANCE then
+  local known, known_reset = count(server)
+  if (not known) or reset_at > known_reset + WINDOW_TOLERANCE then  -- a new window
     redis.call('HSET', server, 'remaining', string.format('%d', estimate), 'reset_at', num(reset_at))
-  elseif reset_at > tonumber(w[2]) - WINDOW_TOLERANCE and estimate < tonumber(w[1]) then
-    redis.call('HSET', server, 'remaining', string.format('%d', estimate))
-    reset_at = tonumber(w[2])
   else
-    reset_at = tonumber(w[2])
+    if reset_at > known_reset - WINDOW_TOLERANCE and estimate < known then
+      redis.call('HSET', server, 'remaining', string.format('%d', estimate))
+    end  -- else: a late answer from a window already over; nothing to learn
+    reset_at = known_reset
   end
   -- Redis only: the key lives until the model forgets the window
   redis.call('PEXPIRE', server, math.ceil((reset_at + FORGET_AFTER - now) * 1000))
@@ -118,8 +126,13 @@ end
 
 -- LocalStore.take(): window, bucket, slot; all three or none.
 local function take(bucket, server, slots, flight, id, max_rate, rate)
-  local remaining, seconds = window(server)
-  if seconds ~= 0 then return 'window ' .. num(seconds) end
+  local remaining, reset_at = count(server)
+  if remaining and remaining <= 0 then
+    local seconds = spent(remaining, reset_at)
+    if seconds ~= 0 then return 'window ' .. num(seconds) end
+    redis.call('DEL', server)  -- the window is over: the server counts afresh
+    remaining = nil
+  end
   local b
   if max_rate > 0 then
     b = load(bucket)
@@ -159,7 +172,7 @@ local freed = {}
 local function finish(bucket, server, slots, flight, id, refund, remaining, reset_in)
   -- quota.in_flight -= 1 (Redis only: a finish sent twice changes nothing more)
   local live = redis.call('ZREM', flight, id) == 1
-  window(server)  -- forget a window that is over
+  forget_over(server)
   if live and refund == '1' then  -- _refund()
     if redis.call('HEXISTS', server, 'remaining') == 1 then
       redis.call('HINCRBY', server, 'remaining', 1)
@@ -175,8 +188,7 @@ local function finish(bucket, server, slots, flight, id, refund, remaining, rese
      and redis.call('ZCARD', slots) == cap - 1 then
     freed[slots] = true  -- Redis only: announced below
   end
-  local _, seconds = window(server)
-  return seconds
+  return spent(count(server))
 end
 
 local k, a = 0, 7
