@@ -54,30 +54,31 @@ local function spent(remaining, reset_at)
 end
 
 -- _forget_over(): forget a window that is over (spent and reset, or reset
--- FORGET_AFTER ago).
-local function forget_over(server)
-  local remaining, reset_at = count(server)
+-- FORGET_AFTER ago). Returns the count that stands (nil: none).
+local function forget_over(server, remaining, reset_at)
   if remaining and (now >= reset_at + FORGET_AFTER or (remaining <= 0 and now >= reset_at)) then
     redis.call('DEL', server)
+    return nil
   end
+  return remaining
 end
 
--- _observe(): take in the server's count from an answer.
-local function observe(server, flight, remaining, reset_in)
+-- _observe(): take in the server's count from an answer; returns the count
+-- and reset that stand.
+local function observe(server, flight, known, known_reset, remaining, reset_in)
   -- quota.in_flight (Redis only: leases past their end are not counted)
   local estimate = remaining - redis.call('ZCOUNT', flight, now, '+inf')
   local reset_at = now + reset_in
-  local known, known_reset = count(server)
   if (not known) or reset_at > known_reset + WINDOW_TOLERANCE then  -- a new window
     redis.call('HSET', server, 'remaining', string.format('%d', estimate), 'reset_at', num(reset_at))
-  else
-    if reset_at > known_reset - WINDOW_TOLERANCE and estimate < known then
-      redis.call('HSET', server, 'remaining', string.format('%d', estimate))
-    end  -- else: a late answer from a window already over; nothing to learn
-    reset_at = known_reset
-  end
+    known, known_reset = estimate, reset_at
+  elseif reset_at > known_reset - WINDOW_TOLERANCE and estimate < known then
+    redis.call('HSET', server, 'remaining', string.format('%d', estimate))
+    known = estimate
+  end  -- else: a late answer from a window already over; nothing to learn
   -- Redis only: the key lives until the model forgets the window
-  redis.call('PEXPIRE', server, math.ceil((reset_at + FORGET_AFTER - now) * 1000))
+  redis.call('PEXPIRE', server, math.ceil((known_reset + FORGET_AFTER - now) * 1000))
+  return known, known_reset
 end
 
 -- The bucket: aiolimiter.AsyncLimiter's arithmetic on (level, last) exactly,
@@ -169,12 +170,14 @@ end
 local freed = {}
 
 -- LocalStore.finish(); returns the seconds until a spent window resets.
-local function finish(bucket, server, slots, flight, id, refund, remaining, reset_in)
+local function finish(bucket, server, slots, flight, id, refund, count_now, reset_in)
   -- quota.in_flight -= 1 (Redis only: a finish sent twice changes nothing more)
   local live = redis.call('ZREM', flight, id) == 1
-  forget_over(server)
+  local remaining, reset_at = count(server)
+  remaining = forget_over(server, remaining, reset_at)
   if live and refund == '1' then  -- _refund()
-    if redis.call('HEXISTS', server, 'remaining') == 1 then
+    if remaining then
+      remaining = remaining + 1
       redis.call('HINCRBY', server, 'remaining', 1)
     end
     -- the model's `bucket is not None`; a bucket gone with its TTL owes nothing
@@ -182,13 +185,16 @@ local function finish(bucket, server, slots, flight, id, refund, remaining, rese
       redis.call('HINCRBY', bucket, 'credit', 1)
     end
   end
-  if remaining ~= '' then observe(server, flight, tonumber(remaining), tonumber(reset_in)) end
+  if count_now ~= '' then
+    remaining, reset_at = observe(server, flight, remaining, reset_at, tonumber(count_now),
+                                  tonumber(reset_in))
+  end
   -- business.held -= 1
   if cap > 0 and redis.call('ZREM', slots, id) == 1
      and redis.call('ZCARD', slots) == cap - 1 then
     freed[slots] = true  -- Redis only: announced below
   end
-  return spent(count(server))
+  return spent(remaining, reset_at)
 end
 
 local k, a = 0, 7
