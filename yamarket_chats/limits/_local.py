@@ -24,7 +24,7 @@ server's count and its token. Every moment is the event loop's ``time()``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Final
 
 from aiolimiter import AsyncLimiter
@@ -44,7 +44,7 @@ WINDOW_TOLERANCE: Final = 0.5
 FORGET_AFTER: Final = 5.0
 
 _SLOT_UNKNOWN: Final[Answer] = (SLOT, None)
-_BISECTIONS: Final = 64  # halvings that find a bucket's level to the last bit
+_BISECTIONS: Final = 64  # enough halvings to find a bucket's level to a float's precision
 
 
 class _Business:
@@ -120,8 +120,12 @@ class LocalStore:
         """Slots are freed only here, and every finish wakes the waiter."""
         return True
 
-    def take(self, quota: _Quota) -> Answer:
-        """Window, bucket, slot: take all three, or none and say which is missing."""
+    def take(self, quota: _Quota) -> Answer | Awaitable[Answer]:
+        """Window, bucket, slot: take all three, or none and say which is missing.
+
+        With a bucket, the answer is awaitable: the bucket's ``acquire()``,
+        which has the capacity, so it completes as it is awaited.
+        """
         remaining = quota.remaining
         if remaining is not None and remaining <= 0:
             seconds = _spent(quota, self._now())
@@ -134,23 +138,24 @@ class LocalStore:
         business = quota.business
         if self._cap and business.held >= self._cap:
             return _SLOT_UNKNOWN  # these leases never expire: a finish frees one
-        if bucket is not None:
-            if quota.credit:
-                bucket = _spend_credit(quota, bucket)
-            if bucket is not None:
-                _take_token(bucket)
         if quota.remaining is not None:
             quota.remaining -= 1
         quota.in_flight += 1
         business.held += 1
+        if bucket is not None:
+            if quota.credit:
+                bucket = _spend_credit(quota, bucket)
+            if bucket is not None:
+                return _go_after(bucket.acquire())
         return GO_AHEAD
 
     def finish(self, quota: _Quota, status: int | None, server: tuple[int, float] | None) -> float:
         """Give back the slot (and for a 5xx what was taken); learn the server's count."""
-        # The clock is read only when there is a window to place.
-        now = self._now() if quota.remaining is not None or server is not None else 0.0
         quota.in_flight -= 1
-        _forget_over(quota, now)
+        now = 0.0
+        if quota.remaining is not None or server is not None:  # else no clock is needed
+            now = self._now()
+            _forget_over(quota, now)
         if status is not None and status >= 500:
             _refund(quota)
         if server is not None:
@@ -215,15 +220,9 @@ def _spend_credit(quota: _Quota, bucket: AsyncLimiter) -> AsyncLimiter | None:
     return None
 
 
-def _take_token(bucket: AsyncLimiter) -> None:
-    """``await bucket.acquire()``, run here: with the capacity there, it never waits."""
-    acquiring = bucket.acquire()
-    try:
-        acquiring.send(None)
-    except StopIteration:
-        return
-    acquiring.close()
-    raise RuntimeError("the bucket had no capacity after has_capacity() said it had")
+async def _go_after(acquiring: Awaitable[None]) -> Answer:
+    await acquiring
+    return GO_AHEAD
 
 
 def _bucket_wait(bucket: AsyncLimiter, credit: int) -> float:

@@ -158,7 +158,7 @@ class RedisStore:
 
     async def _take(self, lease: _Lease) -> Answer:
         if self._fallback_until and time.monotonic() < self._fallback_until:
-            return self._take_locally(lease)
+            return await self._take_locally(lease)
         quota = lease.quota
         batch = self._take_pending()
         keys = list(quota.names)
@@ -170,7 +170,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             self._requeue(batch)  # sent or not: sending a finish again changes nothing
             self._failed(exc)
-            return self._take_locally(lease)
+            return await self._take_locally(lease)
         except asyncio.CancelledError:
             # The script may have taken a slot whose answer we will never
             # read: give it back now rather than after lease_seconds.
@@ -181,10 +181,12 @@ class RedisStore:
         kind, _, seconds = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(" ")
         return GO_AHEAD if kind == "go" else (_KINDS[kind], float(seconds))
 
-    def _take_locally(self, lease: _Lease) -> Answer:
+    async def _take_locally(self, lease: _Lease) -> Answer:
         quota = lease.quota
         local = self._fallback.lease(quota.business_id, quota.method)
         answer = self._fallback.take(local)
+        if not isinstance(answer, tuple):
+            answer = await answer
         if answer is GO_AHEAD:
             lease.local = local
         return answer
