@@ -166,6 +166,8 @@ async def _redis_overhead(url: str, businesses: int, rounds: int = 3) -> dict[st
     own, the limiter's former design (two round trips). Rounds alternate so
     that both see the same machine load; each round uses fresh business ids.
     """
+    import redis.asyncio as redis
+
     from yamarket_chats.redis_limits import RedisLimiter
 
     calls = businesses * len(OVERHEAD_METHODS)
@@ -173,17 +175,25 @@ async def _redis_overhead(url: str, businesses: int, rounds: int = 3) -> dict[st
     local = Limits(DEFAULT_LIMITS, 4)
     merged_s: list[float] = []
     apart_s: list[float] = []
-    async with (
-        RedisLimiter(url, prefix="bench_merged") as merged,
-        RedisLimiter(url, prefix="bench_apart") as apart,
-    ):
-        apart._defer = False
-        for limiter in (merged, apart):  # load the script, open the connections
-            await _cycle(limiter, range(-10, 0), OVERHEAD_METHODS, headers)
-        for r in range(rounds):
-            ids = range(r * businesses + 1, (r + 1) * businesses + 1)
-            apart_s.append(await _cycle(apart, ids, OVERHEAD_METHODS, headers))
-            merged_s.append(await _cycle(merged, ids, OVERHEAD_METHODS, headers))
+    merged_trips = 0  # script calls (round trips) of the merged rounds
+    probe = redis.Redis.from_url(url)
+    try:
+        async with (
+            RedisLimiter(url, prefix="bench_merged") as merged,
+            RedisLimiter(url, prefix="bench_apart") as apart,
+        ):
+            apart._redis_store.defer = False
+            for limiter in (merged, apart):  # load the script, open the connections
+                await _cycle(limiter, range(-10, 0), OVERHEAD_METHODS, headers)
+            for r in range(rounds):
+                ids = range(r * businesses + 1, (r + 1) * businesses + 1)
+                apart_s.append(await _cycle(apart, ids, OVERHEAD_METHODS, headers))
+                before = await _script_calls(probe)
+                merged_s.append(await _cycle(merged, ids, OVERHEAD_METHODS, headers))
+                await asyncio.sleep(0.05)  # the last finish goes on its own within 5 ms
+                merged_trips += await _script_calls(probe) - before
+    finally:
+        await probe.aclose()
     local_s = await _cycle(local, range(1, businesses + 1), OVERHEAD_METHODS, headers)
     return {
         "businesses": businesses,
@@ -193,8 +203,15 @@ async def _redis_overhead(url: str, businesses: int, rounds: int = 3) -> dict[st
         "redis_us": min(merged_s) * 1e6 / calls,
         "redis_two_trips_us": min(apart_s) * 1e6 / calls,
         "redis_vs_two_trips": min(merged_s) / min(apart_s),
+        "redis_round_trips_per_request": merged_trips / (calls * rounds),
         "waiters": await _redis_waiters(url),
     }
+
+
+async def _script_calls(probe: Any) -> int:
+    """Scripts Redis has run so far (each call of the limiter's script is one round trip)."""
+    stats = await probe.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 async def _redis_waiters(url: str, waiters: int = 100, hold: float = 1.0) -> dict[str, Any]:

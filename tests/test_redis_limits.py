@@ -20,8 +20,8 @@ import redis.asyncio as redis
 
 from tests.conftest import BUSINESS, FAST
 from tests.servers import RedisServer, free_port
-from yamarket_chats import ChatsClient, InvalidRequestError, RateLimit, redis_limits
-from yamarket_chats.limits import WaitTooLong
+from yamarket_chats import ChatsClient, InvalidRequestError, RateLimit
+from yamarket_chats.limits import WaitTooLong, _engine
 from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
 
@@ -69,10 +69,10 @@ async def test_keys_are_prefixed_and_expire(
     probe = redis.Redis.from_url(redis_server.url)
     try:
         keys = sorted(k.decode() for k in await probe.keys("*"))
-        assert keys == [f"t1:{BUSINESS}:get_chat:server", f"t1:{BUSINESS}:get_chat:tat"]
+        assert keys == [f"t1:{BUSINESS}:get_chat:bucket", f"t1:{BUSINESS}:get_chat:server"]
         ttls = [await probe.pttl(k) for k in keys]
         assert all(0 < ttl <= (WINDOW + 6) * 1000 for ttl in ttls), ttls
-        assert int(await probe.hget(keys[0], "remaining") or 0) == 39
+        assert int(await probe.hget(keys[1], "remaining") or 0) == 39
     finally:
         await probe.aclose()
     assert "secret" not in repr(RedisLimiter("redis://:secret@127.0.0.1:1/0"))
@@ -366,7 +366,7 @@ async def test_a_slot_freed_by_another_worker_wakes_the_waiter(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Without the pub/sub wake-up the waiter would look again after 5 s.
-    monkeypatch.setattr(redis_limits, "_BACKSTOP", (5.0, 5.0))
+    monkeypatch.setattr(_engine, "_BACKSTOP", (5.0, 5.0))
     async with (
         RedisLimiter(redis_server.url, prefix="wake", limits=NO_BUCKET) as one,
         RedisLimiter(redis_server.url, prefix="wake", limits=NO_BUCKET) as other,

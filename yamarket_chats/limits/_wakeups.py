@@ -1,0 +1,108 @@
+"""Wake-ups for slots that other workers free, over Redis pub/sub.
+
+A coroutine waiting for a full parallel cap subscribes to the business's slots
+channel (the slots key's name) before it asks Redis; the script PUBLISHes when
+a finish frees a slot of a full cap, and the engine wakes the waiter. One
+connection per limiter carries every subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+__all__ = ["Wakeups"]
+
+logger = logging.getLogger("yamarket_chats")
+
+_SUBSCRIBE_TIMEOUT = 1.0  # seconds to wait for Redis to confirm a subscription
+_PUBSUB_RETRY = 5.0  # seconds before subscribing again after pub/sub failed
+
+
+class Wakeups:
+    """One pub/sub connection announcing slots that other workers free."""
+
+    def __init__(self, client: redis.Redis, on_free: Callable[[str], None]) -> None:
+        self._redis = client
+        self._on_free = on_free
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._confirmed: dict[str, asyncio.Future[bool]] = {}
+        self._down_until = 0.0
+
+    async def watch(self, channel: str) -> bool:
+        """Subscribe to `channel`; True once Redis confirmed it."""
+        confirmed = self._confirmed.get(channel)
+        if confirmed is None:
+            if time.monotonic() < self._down_until:
+                return False
+            loop = asyncio.get_running_loop()
+            confirmed = self._confirmed[channel] = loop.create_future()
+            try:
+                if self._pubsub is None:
+                    self._pubsub = self._redis.pubsub()
+                await self._pubsub.subscribe(channel)
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+                return False
+            if self._reader is None:
+                self._reader = loop.create_task(self._read(self._pubsub))
+        if not confirmed.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_TIMEOUT)
+        return confirmed.done() and confirmed.result()
+
+    async def _read(self, pubsub: Any) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                channel = message["channel"]
+                channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+                if message["type"] == "message":
+                    self._on_free(channel)
+                elif message["type"] == "subscribe":
+                    confirmed = self._confirmed.get(channel)
+                    if confirmed is not None and not confirmed.done():
+                        confirmed.set_result(True)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        logger.warning(
+            "Redis pub/sub failed (%s); waits for a parallel slot re-check every second", exc
+        )
+        self._down_until = time.monotonic() + _PUBSUB_RETRY
+        for confirmed in self._confirmed.values():
+            if not confirmed.done():
+                confirmed.set_result(False)
+        self._confirmed.clear()
+        self._reader = None
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            asyncio.get_running_loop().create_task(_quietly(pubsub.aclose()))
+
+    async def close(self) -> None:
+        """Stop listening and give the connection back."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await reader
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await _quietly(pubsub.aclose())
+        self._confirmed.clear()
+
+
+async def _quietly(closing: Any) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        await closing
