@@ -242,3 +242,30 @@ def test_waits_add_up_in_waited() -> None:
         return limiter.waited
 
     assert math.isclose(run_virtual(main), 8.0, abs_tol=0.004)
+
+
+def test_a_call_cancelled_as_its_turn_comes_stays_cancelled() -> None:
+    # The holder of the turn and the call queued behind it are cancelled in one
+    # tick: the holder hands the turn on as it unwinds, and the queued call,
+    # whose turn has then come, must still end cancelled, not go and take the
+    # quota (asyncio.wait_for of Python 3.10/3.11 would return the turn).
+    async def main(loop: VirtualClock) -> tuple[list[bool], int]:
+        limiter = limits(RateLimit(1, 60.0, burst=1))
+        await limiter.finish(await limiter.acquire(B, "get_chat"), 200, None)  # bucket empty
+        holder = asyncio.create_task(limiter.acquire(B, "get_chat"))  # sleeps ~60 s
+        queued = asyncio.create_task(limiter.acquire(B, "get_chat", deadline=loop.time() + 600))
+        for _ in range(100):  # until the second call is queued behind the first
+            gate = limiter._method_gates.get((B, "get_chat"))
+            if gate is not None and gate.queue:
+                break
+            await asyncio.sleep(0)
+        assert gate is not None and gate.queue
+        holder.cancel()
+        queued.cancel()
+        results = await asyncio.gather(holder, queued, return_exceptions=True)
+        cancelled = [isinstance(r, asyncio.CancelledError) for r in results]
+        return cancelled, len(limiter._method_gates)
+
+    cancelled, gates = run_virtual(main)
+    assert cancelled == [True, True]
+    assert gates == 0  # nobody holds the turn

@@ -26,7 +26,6 @@ Everything else is here, written once for both stores:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Hashable, Mapping
 from typing import Any, Final, Generic, Protocol, TypeVar
@@ -34,7 +33,18 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 from ._headers import server_count
 from ._protocol import WaitTooLong
 
-__all__ = ["BUCKET", "GO", "GO_AHEAD", "SLOT", "WINDOW", "Answer", "Engine", "Store"]
+__all__ = [
+    "BUCKET",
+    "GO",
+    "GO_AHEAD",
+    "SLOT",
+    "WINDOW",
+    "Answer",
+    "Engine",
+    "Store",
+    "await_by",
+    "settle",
+]
 
 # The kinds of answer; compared by identity.
 GO: Final = "go"
@@ -105,9 +115,10 @@ class _Gate:
     __slots__ = ("queue", "until", "wake")
 
     def __init__(self) -> None:
-        self.queue: deque[asyncio.Future[None]] = deque()
+        # Each queued coroutine's turn: True when it comes, False at its deadline.
+        self.queue: deque[asyncio.Future[bool]] = deque()
         self.until = 0.0  # when the holder's known wait ends (loop time; 0: none)
-        self.wake = asyncio.Event()  # a slot was freed (slot gates only)
+        self.wake: asyncio.Future[bool] | None = None  # set when a slot is freed (slot gates)
 
 
 # Keys whose turn is held; None: held, and nobody queued behind (no object made).
@@ -184,8 +195,8 @@ class Engine(Generic[L]):
     def wake(self, slots: Hashable) -> None:
         """A slot of `slots` was freed: the coroutine waiting for one asks again."""
         gate = self._slot_gates.get(slots)
-        if gate is not None:
-            gate.wake.set()
+        if gate is not None and gate.wake is not None:
+            settle(gate.wake, True)
 
     async def _queue(self, lease: L, deadline: float | None, answer: Answer | None) -> L:
         """The slow path: wait (in turn, if `answer` is None) until the store says go."""
@@ -246,7 +257,7 @@ class Engine(Generic[L]):
             watching = False
             backstop = _BACKSTOP[0]
             while True:
-                gate.wake.clear()
+                woken = gate.wake = loop.create_future()
                 if not watching:
                     # Before asking: a slot freed after the answer wakes us.
                     watching = await store.watch(slots)
@@ -264,8 +275,7 @@ class Engine(Generic[L]):
                     if left <= 0:
                         raise WaitTooLong(None)
                     timeout = left if timeout is None else min(timeout, left)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(gate.wake.wait(), timeout)
+                await await_by(woken, timeout, loop)
         finally:
             _pass_turn(self._slot_gates, slots)
 
@@ -280,21 +290,42 @@ class Engine(Generic[L]):
         gate = _gate(gates, key)
         if deadline is not None and gate.until > deadline:
             raise WaitTooLong(gate.until - loop.time())  # the holder alone sleeps past it
-        turn: asyncio.Future[None] = loop.create_future()
+        turn: asyncio.Future[bool] = loop.create_future()
         gate.queue.append(turn)
         try:
-            if deadline is None:
-                await turn
-            else:
-                await asyncio.wait_for(turn, max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            raise WaitTooLong(max(0.0, gate.until - loop.time()) or None) from None
+            came = await await_by(turn, None if deadline is None else deadline - loop.time(), loop)
         except BaseException:
-            if turn.done() and not turn.cancelled():
+            if turn.done() and not turn.cancelled() and turn.result():
                 _pass_turn(gates, key)  # the turn came with the cancellation: hand it on
             else:
                 turn.cancel()
             raise
+        if not came:
+            raise WaitTooLong(max(0.0, gate.until - loop.time()) or None)
+
+
+def settle(future: asyncio.Future[bool], value: bool) -> None:
+    """Give `future` its result unless it has one (or was cancelled)."""
+    if not future.done():
+        future.set_result(value)
+
+
+async def await_by(
+    future: asyncio.Future[bool], timeout: float | None, loop: asyncio.AbstractEventLoop
+) -> bool:
+    """`future`'s result, or False once `timeout` seconds have passed.
+
+    Not ``asyncio.wait_for``: on Python 3.10 and 3.11 it returns a result that
+    came as its task was cancelled, and the cancellation is lost (a cancelled
+    call would then go on and send). A plain ``await`` of a future always
+    raises the cancellation.
+    """
+    timer = None if timeout is None else loop.call_later(max(timeout, 0.0), settle, future, False)
+    try:
+        return await future
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 async def _ask(store: Store[L], lease: L) -> Answer:
@@ -321,7 +352,7 @@ def _hand_on(gates: _Gates, key: Hashable, gate: _Gate) -> None:
     queue = gate.queue
     while queue:
         turn = queue.popleft()
-        if not turn.done():  # (not cancelled)
+        if not turn.done():  # (not cancelled, nor past its deadline)
             gates[key] = gate
-            turn.set_result(None)
+            turn.set_result(True)
             return

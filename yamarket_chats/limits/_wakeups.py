@@ -18,6 +18,8 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from ._engine import await_by, settle
+
 __all__ = ["Wakeups"]
 
 logger = logging.getLogger("yamarket_chats")
@@ -55,8 +57,10 @@ class Wakeups:
             if self._reader is None:
                 self._reader = loop.create_task(self._read(self._pubsub))
         if not confirmed.done():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_TIMEOUT)
+            # Our own future, so that our timeout leaves the shared one alone.
+            mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            confirmed.add_done_callback(lambda done: settle(mine, done.result()))
+            await await_by(mine, _SUBSCRIBE_TIMEOUT, asyncio.get_running_loop())
         return confirmed.done() and confirmed.result()
 
     async def _read(self, pubsub: Any) -> None:
