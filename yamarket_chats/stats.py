@@ -179,7 +179,7 @@ class ClientStats:
         )
 
 
-_QUOTA_SPENT: Final = Kind.QUOTA_SPENT.value  # CallInfo.outcome of a 420 that waits for -Until
+_QUOTA_SPENT: Final = Kind.QUOTA_SPENT  # CallInfo.outcome of a 420 that waits for -Until
 
 
 class StatsHooks(ClientHooks):

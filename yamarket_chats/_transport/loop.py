@@ -41,7 +41,7 @@ from ..hooks import CallInfo, HookSet
 from ..limits import NOT_SENT, Limiter, WaitTooLong
 from ..models import ApiErrorDetail
 from ..stats import ClientStats, StatsHooks
-from .retry import Action, Answer, Kind, Outcome, Policy, Tries, classify, decide
+from .retry import NO_TRIES, Action, Answer, Kind, Outcome, Policy, classify, decide
 from .sessions import Sessions
 
 __all__ = ["WAIT_WARNING_SECONDS", "Transport"]
@@ -55,9 +55,9 @@ _UTC = dt.timezone.utc
 _SECRET_HEADERS = frozenset({"api-key", "authorization"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: a frozen init costs 6x, once per call)
 class _Request:
-    """What one call sends, made once per call: the loop's only parameter."""
+    """What one call sends, made once per call: the loop's only parameter (read-only)."""
 
     op: Operation
     business_id: int
@@ -171,7 +171,7 @@ class Transport:
     ) -> Any:
         """The loop: acquire, attempt, classify, decide; once per attempt."""
         op = request.op
-        tries = Tries()
+        tries = NO_TRIES
         session = self.sessions.pick(op.idempotent)
         while True:
             lease, timeout = await self._acquire(request, call, loop)
@@ -184,6 +184,8 @@ class Transport:
                 max_wait=request.policy.max_wait,
             )
             await self._report(call, answer, outcome)
+            if outcome.kind is Kind.OK:  # the usual case, and nothing to decide
+                return outcome.result
             decision = decide(
                 outcome,
                 tries,
@@ -195,8 +197,6 @@ class Transport:
             )
             if decision.note is not None:
                 _warn(op.name, request.business_id, outcome.reason, decision.note)
-            if decision.action is Action.DONE:
-                return outcome.result
             if decision.action is Action.RAISE:
                 raise _error(outcome) from outcome.cause
             tries = decision.tries
@@ -220,7 +220,8 @@ class Transport:
         except WaitTooLong as exc:
             raise _quota_error(request, exc.retry_in) from None
         try:
-            waited = loop.time() - before
+            now = loop.time()
+            waited = now - before
             if waited > 0.001:
                 if waited >= WAIT_WARNING_SECONDS:
                     _warn(
@@ -230,10 +231,12 @@ class Transport:
                 for wait_hook in self.events.on_wait:
                     await wait_hook(call, "limits", waited)
             call.attempts += 1
-            for hook in self.events.on_request:
-                await hook(call)
+            if self.events.on_request:
+                for hook in self.events.on_request:
+                    await hook(call)
+                now = loop.time()
             self.sessions.check_open()  # closed meanwhile: nothing goes out
-            return lease, self._timeout(request, loop.time())
+            return lease, self._timeout(request, now)
         except BaseException:
             await limiter.finish(lease, NOT_SENT, None)
             raise
@@ -321,7 +324,7 @@ class Transport:
         error = answer.error
         status = answer.status if error is None else None
         _log(call.method, call.business_id, status or type(error).__name__, answer.elapsed)
-        call.outcome = outcome.kind.value
+        call.outcome = outcome.kind
         if status is not None:
             call.status = status
             call.headers = answer.headers
@@ -369,6 +372,8 @@ def _quota_error(request: _Request, retry_in: float | None) -> RateLimitError:
 
 async def _call_all(hooks: tuple[Any, ...], call: CallInfo) -> None:
     """Await every hook even if one raises (each may close a span); then raise the first error."""
+    if len(hooks) == 1:  # the stats' alone: nothing else to run if it raised
+        return await hooks[0](call)  # type: ignore[no-any-return]
     error: BaseException | None = None
     for hook in hooks:
         try:

@@ -30,7 +30,7 @@ import aiohttp
 import msgspec
 
 from ..errors import ApiError, TransportError, YandexMarketError, error_for_status
-from ..models import _ErrorEnvelope
+from ..models import _ErrorEnvelope, _StrEnum
 
 __all__ = [
     "Action",
@@ -63,8 +63,8 @@ class Policy:
         return 2 * self.max_retries
 
 
-class Kind(enum.Enum):
-    """What one attempt came to; the value is how logs and hooks name it."""
+class Kind(_StrEnum):
+    """What one attempt came to; a string, which logs and hooks show (``CallInfo.outcome``)."""
 
     OK = "ok"
     REFUSED = "refused"  #: a 4xx other than 420, or an ERROR envelope: raised as it is
@@ -79,7 +79,7 @@ class Kind(enum.Enum):
     BAD_URL = "invalid URL"  #: a bad base_url does not get better
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: a frozen init costs 6x, once per attempt)
 class Answer:
     """What came back from one attempt: an answer, or the exception instead of one."""
 
@@ -93,7 +93,7 @@ class Answer:
     elapsed: float  #: seconds from sending to the answer (or the failure)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: a frozen init costs 6x, once per attempt)
 class Outcome:
     """An attempt, classified: its kind, its result, or the error to raise if the call stops."""
 
@@ -111,6 +111,9 @@ class Tries:
 
     failures: int = 0
     limited: int = 0  #: 420s of either kind
+
+
+NO_TRIES: Final = Tries()  #: where every call starts
 
 
 class Action(enum.Enum):
@@ -132,7 +135,7 @@ class Decision:
     note: str | None = None
 
 
-_SENT: Final = Outcome(Kind.OK, Kind.OK.value)  # a send the server took
+_SENT: Final = Outcome(Kind.OK, Kind.OK)  # a send the server took
 _DONE: Final = Decision(Action.DONE)
 _RAISE: Final = Decision(Action.RAISE)
 # Retried with backoff, and from which budget, by kind: (reads, sends).
@@ -269,7 +272,7 @@ def _answered(
             unreadable = TransportError(message, method=method, business_id=business_id)
             return Outcome(Kind.UNREADABLE, Kind.UNREADABLE.value, error=unreadable, cause=exc)
         if envelope.status != "ERROR":
-            return Outcome(Kind.OK, Kind.OK.value, result=envelope.result)
+            return Outcome(Kind.OK, Kind.OK, result=envelope.result)
         errors = envelope.errors
     error = error_for_status(status, errors or [], method=method, business_id=business_id)
     return Outcome(Kind.REFUSED, f"HTTP {status}", error=error)
