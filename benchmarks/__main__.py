@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -48,8 +49,10 @@ def export_baseline(ref: str, folder: Path) -> Path:
     return folder
 
 
-def _child(mode: str, fake: Any, expect: int, **options: Any) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks._child", mode, "--url", fake.url]
+def _child(
+    mode: str, fake: Any, expect: int, *, wrap: tuple[str, ...] = (), **options: Any
+) -> dict[str, Any]:
+    command = [*wrap, sys.executable, "-m", "benchmarks._child", mode, "--url", fake.url]
     command += ["--key", fake.api_key, "--business", str(fake.business_id)]
     command += ["--expect", str(expect)]
     for name, value in options.items():
@@ -62,12 +65,34 @@ def _child(mode: str, fake: Any, expect: int, **options: Any) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if wrap:
+        result["stderr"] = done.stderr
     return result
+
+
+_CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+
+
+def _instructions(fake: Any, expect: int, **options: Any) -> float:
+    """Instructions the client process runs per message (callgrind: the same count every run).
+
+    The whole process is counted, then the same process that only imports and
+    sets up (``--dry``) is subtracted: what is left is the read.
+    """
+    counts = []
+    for dry in (True, False):
+        run = _child("throughput", fake, expect, wrap=_CALLGRIND, dry=dry, **options)
+        found = re.search(r"Collected : (\d+)", run["stderr"])
+        if found is None:
+            raise RuntimeError(f"no instruction count from valgrind:\n{run['stderr'][-2000:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / expect
 
 
 def throughput(args: argparse.Namespace, variants: list[str], mode: str) -> dict[str, Any]:
     expect = args.chats * args.messages
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    counted: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-openapi-") as folder:
         generated: Path | None = None
         baseline: Path | None = None
@@ -105,6 +130,15 @@ def throughput(args: argparse.Namespace, variants: list[str], mode: str) -> dict
                         f"cpu {run['cpu_s']:.2f}s rss {run['peak_rss_mb']:.0f} MB",
                         flush=True,
                     )
+            if args.instructions:
+                for variant in variants:
+                    options = dict(variant=variant, concurrency=args.concurrency)
+                    options["as_users"] = args.as_users
+                    options["generated"] = generated if variant == "generated" else None
+                    if variant == "yamarket_chats_baseline":
+                        options["baseline"] = baseline
+                    counted[variant] = _instructions(fake, expect, **options)
+                    print(f"{mode} {variant:24} {counted[variant]:,.0f} instructions/message")
     sums = {run["id_sum"] for results in runs.values() for run in results}
     if len(sums) != 1:
         raise RuntimeError(f"variants read different messages (id sums {sums})")
@@ -126,6 +160,7 @@ def throughput(args: argparse.Namespace, variants: list[str], mode: str) -> dict
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "rss_before_mb": statistics.median(r["rss_before_mb"] for r in results),
             "runs": results,
+            "instructions_per_message": counted.get(variant),
         }
     if FLOOR in summary:
         floor = summary[FLOOR]
@@ -210,6 +245,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also run the library as it was at this commit (variant yamarket_chats_baseline)",
     )
     parser.add_argument("--skip", action="append", choices=("throughput", "memory", "limiter"))
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each variant's instructions per message under valgrind (callgrind): "
+        "a CPU cost that does not move with the machine's load (slow: ~1 min per variant)",
+    )
     parser.add_argument(
         "--as-users",
         action="store_true",

@@ -51,6 +51,8 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         await read(count)
         return time.perf_counter() - wall, _cpu() - cpu
 
+    if args.dry:  # imports and the reader only: what a count of the whole process subtracts
+        return {"variant": args.variant, "messages": 0, "dry": True}
     rss_before = _rss_mb()
     wall, cpu = asyncio.run(timed())
     if count.messages != args.expect:
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, help="folder of the baseline library")
     parser.add_argument("--expect", type=int, required=True, help="messages to read")
     parser.add_argument("--as-users", action="store_true", help="the library with limits at work")
+    parser.add_argument("--dry", action="store_true", help="set up the variant, read nothing")
     args = parser.parse_args()
     result = throughput(args) if args.mode == "throughput" else memory(args)
     json.dump(result, sys.stdout)

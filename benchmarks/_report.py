@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -100,6 +101,15 @@ def _throughput_md(data: dict[str, Any]) -> list[str]:
             f"{entry['cpu_per_100k_max']:.2f}] | {entry.get('cpu_vs_floor', nan):.2f}x | "
             f"{entry['peak_rss_mb']:.0f} |"
         )
+    counted = [e for e in variants.values() if e.get("instructions_per_message")]
+    if counted:
+        lines += [
+            "",
+            "Instructions per message of the client process (valgrind callgrind, one run each,"
+            " its set-up subtracted; the same count whatever the machine's load): "
+            + ", ".join(f"{e['label']} {e['instructions_per_message']:,.0f}" for e in counted)
+            + ".",
+        ]
     first = next(iter(variants.values()))
     load = data["load_average_1min"]
     lines += [
@@ -130,13 +140,7 @@ def _throughput_md(data: dict[str, Any]) -> list[str]:
             ("yamarket_chats_hooks", "the library with no-op hooks on every event"),
         ):
             if other in variants:
-                o = variants[other]
-                cpu = lib["cpu_per_100k_median"] / o["cpu_per_100k_median"]
-                rate = lib["rate_median"] / o["rate_median"]
-                lines.append(
-                    f"- vs {what}: {rate:.3f}x the messages/s, {cpu:.3f}x the CPU per message"
-                    f" (within 3%: {_mark(cpu <= 1.03 and rate >= 0.97)})"
-                )
+                lines.append(f"- vs {what}: {_versus(lib, variants[other])}")
         for other in ("aiohttp_json", "httpx_pydantic", "generated"):
             if other in variants:
                 o = variants[other]
@@ -147,6 +151,26 @@ def _throughput_md(data: dict[str, Any]) -> list[str]:
                     f"{cpu:.2f}x less CPU per message -- {_mark(speed > 1.0)}"
                 )
     return lines
+
+
+def _versus(lib: dict[str, Any], other: dict[str, Any]) -> str:
+    """The library against another build of itself: paired by round, and by instructions."""
+    pairs = list(zip(lib["runs"], other["runs"], strict=True))
+    rate = statistics.median(o["wall_s"] / r["wall_s"] for r, o in pairs)
+    cpu = statistics.median(
+        (r["cpu_s"] / r["messages"]) / (o["cpu_s"] / o["messages"]) for r, o in pairs
+    )
+    text = (
+        f"{rate:.3f}x the messages/s, {cpu:.3f}x the CPU per message (medians of the"
+        f" {len(pairs)} per-round ratios; of the medians:"
+        f" {lib['rate_median'] / other['rate_median']:.3f}x and"
+        f" {lib['cpu_per_100k_median'] / other['cpu_per_100k_median']:.3f}x)"
+    )
+    counted = lib.get("instructions_per_message"), other.get("instructions_per_message")
+    if counted[0] and counted[1]:
+        cpu = counted[0] / counted[1]
+        text += f", {cpu:.3f}x the instructions per message"
+    return f"{text} (within 3%: {_mark(cpu <= 1.03 and rate >= 0.97)})"
 
 
 def _memory_md(data: dict[str, Any]) -> list[str]:

@@ -145,7 +145,7 @@ def test_a_2xx_carrying_an_error_envelope_is_a_refusal_for_reads_and_sends() -> 
     refusal = b'{"status":"ERROR","errors":[{"code":"BAD","message":"no"}]}'
     for read in (True, False):
         outcome, decision = run(answer(200, refusal), read=read)
-        assert decision.action is Action.RAISE and outcome.kind is Kind.REFUSED
+        assert decision.action is Action.RAISE and outcome.kind == Kind.REFUSED
 
 
 def test_failures_are_retried_max_retries_times_then_raised() -> None:
@@ -204,17 +204,17 @@ def test_a_wait_or_backoff_past_the_deadline_raises_now() -> None:
 
 def test_a_read_cut_short_by_max_wait_is_not_retried() -> None:
     outcome, decision = run(answer(error=asyncio.TimeoutError(), cut_short=True), read=True)
-    assert outcome.kind is Kind.CUT_SHORT and decision.action is Action.RAISE
+    assert outcome.kind == Kind.CUT_SHORT and decision.action is Action.RAISE
     assert str(outcome.error).endswith("max_wait of 60 s ran out during the request")
 
 
 def test_a_bad_url_is_not_retried() -> None:
     outcome, decision = run(answer(error=aiohttp.InvalidURL("nowhere")), read=True)
-    assert outcome.kind is Kind.BAD_URL and decision.action is Action.RAISE
+    assert outcome.kind == Kind.BAD_URL and decision.action is Action.RAISE
 
 
 def test_a_420_keeps_the_servers_errors_and_is_a_rate_limit_error() -> None:
     outcome, _ = run(answer(420, ERROR_420, reset_in=3.0), read=True)
     assert isinstance(outcome.error, RateLimitError)
     assert [e.code for e in outcome.error.errors] == ["TOO_MANY_REQUESTS"]
-    assert outcome.kind is Kind.QUOTA_SPENT and outcome.reset_in == 3.0
+    assert outcome.kind == Kind.QUOTA_SPENT and outcome.reset_in == 3.0

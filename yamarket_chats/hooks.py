@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,6 @@ class CallInfo:
 
     method: str  #: the operation, e.g. ``"get_chat_history"``
     business_id: int
-    started: dt.datetime  #: when the call began (aware UTC)
     max_wait: float | None  #: the call's deadline in seconds from ``started``
     attempts: int = 0  #: HTTP requests sent so far
     rate_limited: int = 0  #: 420 answers so far
@@ -52,8 +52,15 @@ class CallInfo:
     outcome: str | None = None
     error: BaseException | None = None  #: what the call raised (set before ``on_end``)
     data: dict[str, Any] = field(default_factory=dict)
+    # When the call began (time.time(): the datetime is made only when asked for).
+    _started: float = field(default_factory=time.time, repr=False, compare=False)
     # The built-in stats' counters of this call's (business, method), found once.
     _counters: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def started(self) -> dt.datetime:
+        """When the call began (aware UTC)."""
+        return dt.datetime.fromtimestamp(self._started, dt.timezone.utc)
 
 
 class ClientHooks:

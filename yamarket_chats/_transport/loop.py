@@ -154,7 +154,7 @@ class Transport:
             policy,
             None if max_wait is None else loop.time() + max_wait,
         )
-        call = CallInfo(op.name, business_id, dt.datetime.now(_UTC), max_wait)
+        call = CallInfo(op.name, business_id, max_wait)
         events = self.events
         try:
             for hook in events.on_start:
@@ -184,7 +184,7 @@ class Transport:
                 max_wait=request.policy.max_wait,
             )
             await self._report(call, answer, outcome)
-            if outcome.kind is Kind.OK:  # the usual case, and nothing to decide
+            if outcome.kind == Kind.OK:  # the usual case, and nothing to decide
                 return outcome.result
             decision = decide(
                 outcome,
@@ -200,7 +200,7 @@ class Transport:
             if decision.action is Action.RAISE:
                 raise _error(outcome) from outcome.cause
             tries = decision.tries
-            if outcome.kind is Kind.STALE:
+            if outcome.kind == Kind.STALE:
                 session = self.sessions.fresh()  # again at once, on a new connection
             if decision.action is Action.RETRY:
                 await self._pause(call, outcome.reason, decision.delay)
@@ -346,7 +346,7 @@ def _error(outcome: Outcome) -> YandexMarketError:
     """The error a call gives up with; a spent quota's says when it is free again."""
     error = outcome.error
     assert error is not None  # every outcome that can be raised carries one
-    if outcome.kind is Kind.QUOTA_SPENT and isinstance(error, RateLimitError):
+    if outcome.kind == Kind.QUOTA_SPENT and isinstance(error, RateLimitError):
         error.retry_at = dt.datetime.now(_UTC) + dt.timedelta(seconds=outcome.reset_in)
     return error
 
