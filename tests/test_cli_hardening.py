@@ -309,7 +309,9 @@ async def test_a_signal_in_the_first_half_second_exits_cleanly(
 
 @pytest.mark.parametrize(
     "fake",
-    [FakeMarketConfig(businesses=(BUSINESS,), quotas={"get_chats": 1}, quota_window=30)],
+    # An hour's window: the fake's windows are aligned to the wall clock, and a
+    # boundary between the two runs (1 in 30 with 30 s windows) would free the quota.
+    [FakeMarketConfig(businesses=(BUSINESS,), quotas={"get_chats": 1}, quota_window=3600)],
     indirect=True,
 )
 async def test_max_wait_gives_up_on_a_spent_quota_with_exit_5(fake: FakeServer) -> None:

@@ -679,3 +679,30 @@ async def test_a_2xx_that_says_error_raises_api_error(error_server: str) -> None
             assert info.value.status == 200
             assert [(e.code, e.message) for e in info.value.errors] == [("CHAT_CLOSED", "closed")]
         assert client.stats.requests == 3  # a definite answer: never retried
+
+
+@pytest.mark.parametrize("fake", [one_business()], indirect=True)
+async def test_hooks_see_each_attempts_outcome_and_the_answers_headers(
+    fake: FakeServer, make_client: Callable[..., ChatsClient]
+) -> None:
+    # The built-in stats count 420s by kind from the same CallInfo.outcome.
+    seen: list[tuple[int | None, str | None, str | None]] = []
+
+    class Outcomes(ClientHooks):
+        async def on_response(
+            self, call: CallInfo, status: int | None, seconds: float, error: BaseException | None
+        ) -> None:
+            remaining = (
+                None if call.headers is None else call.headers.get("X-RateLimit-Resource-Remaining")
+            )
+            seen.append((status, call.outcome, remaining))
+
+    chat_id, _ = chat_path(fake)
+    client = make_client(hooks=Outcomes())
+    fake.faults.add("status_503", times=1)
+    await client.get_chat(BUSINESS, chat_id)
+    assert [(status, outcome) for status, outcome, _ in seen] == [(503, "5xx"), (200, "ok")]
+    remaining = [r for _, _, r in seen]
+    assert all(r is not None and int(r) >= 0 for r in remaining), remaining
+    [call_stats] = client.stats.snapshot().operations
+    assert call_stats.server_remaining == int(remaining[-1] or "")
