@@ -117,13 +117,9 @@ class Transport:
 
     async def close(self) -> None:
         """Close the sessions this transport made (never a caller's). Idempotent."""
-        if self.sessions.closed:
-            return
-        if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            # Its sockets belong to another loop; nothing can be awaited here.
-            self.sessions.closed = True
-            return
-        await self.sessions.close()
+        if not self.sessions.closed:
+            other_loop = self._loop is not None and self._loop is not asyncio.get_running_loop()
+            await self.sessions.close(wait=not other_loop)
 
     # -- the request loop ------------------------------------------------------
 

@@ -163,13 +163,17 @@ class Sessions:
             session = self._callers_fresh = copy_for_sends(caller, connector)
         return session
 
-    async def close(self) -> None:
-        """Close the sessions made here (never the caller's). Idempotent."""
+    async def close(self, *, wait: bool = True) -> None:
+        """Close the sessions made here (never the caller's). Idempotent.
+
+        ``wait=False`` only lets them go: their sockets belong to an event
+        loop that is gone, where nothing can be awaited any more.
+        """
         self.closed = True
         made = (self._pooled, self._fresh, self._callers_fresh)
         self._pooled = self._fresh = self._callers_fresh = None
         for session in made:
-            if session is not None:
+            if session is not None and wait:
                 await session.close()
 
 
