@@ -16,7 +16,8 @@ from typing import Final
 
 from ._transport.retry import Kind
 from .errors import YandexMarketError
-from .hooks import CallInfo, ClientHooks
+from .hooks import CallInfo
+from .limits._headers import REMAINING, UNTIL
 
 __all__ = ["ClientStats", "OperationStats", "StatsSnapshot"]
 
@@ -106,11 +107,11 @@ class _Counters:
         self.latency_sum += seconds
         if seconds > self.latency_max:
             self.latency_max = seconds
-        remaining = None if headers is None else headers.get("X-RateLimit-Resource-Remaining")
+        remaining = None if headers is None else headers.get(REMAINING)
         if remaining is not None:
             assert headers is not None
             self.server_remaining = remaining
-            self.server_until = headers.get("X-RateLimit-Resource-Until")
+            self.server_until = headers.get(UNTIL)
 
     def freeze(self, business_id: int, method: str) -> OperationStats:
         remaining: int | None = None
@@ -182,23 +183,30 @@ class ClientStats:
 _QUOTA_SPENT: Final = Kind.QUOTA_SPENT  # CallInfo.outcome of a 420 that waits for -Until
 
 
-class StatsHooks(ClientHooks):
-    """The built-in hook that keeps a `ClientStats` current, told first of every event."""
+class StatsHooks:
+    """The built-in hook that keeps a `ClientStats` current.
+
+    The same events, with the same arguments, as `ClientHooks`, told before
+    the user's hooks; plain methods rather than coroutines, since counting
+    never waits (a client without hooks of its own pays no coroutine per event).
+    """
+
+    __slots__ = ("stats",)
 
     def __init__(self, stats: ClientStats) -> None:
         self.stats = stats
 
-    async def on_start(self, call: CallInfo) -> None:
+    def on_start(self, call: CallInfo) -> None:
         """Count the call, and find its counters once."""
         counters = call._counters = self.stats._counters(call.business_id, call.method)
         counters.calls += 1
 
-    async def on_wait(self, call: CallInfo, reason: str, seconds: float) -> None:
+    def on_wait(self, call: CallInfo, reason: str, seconds: float) -> None:
         """Add a wait on limits."""
         call._counters.waited_seconds += seconds
         self.stats.waited_seconds += seconds
 
-    async def on_response(
+    def on_response(
         self, call: CallInfo, status: int | None, seconds: float, error: BaseException | None
     ) -> None:
         """Count a request that went out, and its answer (status, time, the server's count)."""
@@ -219,11 +227,11 @@ class StatsHooks(ClientHooks):
             else:
                 counters.parallel_420 += 1
 
-    async def on_retry(self, call: CallInfo, reason: str, delay: float) -> None:
+    def on_retry(self, call: CallInfo, reason: str, delay: float) -> None:
         """Add a backoff."""
         call._counters.backoff_seconds += delay
 
-    async def on_end(self, call: CallInfo) -> None:
+    def on_end(self, call: CallInfo) -> None:
         """Count a call that raised (a cancellation is no failure)."""
         if isinstance(call.error, YandexMarketError):
             call._counters.failed_calls += 1

@@ -9,9 +9,10 @@ One call goes around the loop once per attempt:
 3. **classify** what came back (`retry.classify`, pure);
 4. **decide**: done, raise, or go round again (`retry.decide`, pure).
 
-Every event of a call (start, wait, request, response, retry, end) goes
-through one channel, the client's `HookSet`: the built-in stats first, then
-the user's hooks. One `Transport` is shared by a client and all its
+Every event of a call (start, wait, request, response, retry, end) is told
+to the built-in stats first (`stats.StatsHooks`, plain calls), then to the
+user's hooks (`hooks.HookSet`, awaited): one channel, and no coroutine per
+event for a client without hooks of its own. One `Transport` is shared by a client and all its
 ``with_options`` views.
 """
 
@@ -21,6 +22,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -52,6 +54,7 @@ logger = logging.getLogger("yamarket_chats")
 WAIT_WARNING_SECONDS: Final = 1.0
 
 _UTC = dt.timezone.utc
+_NO_HOOKS: Final = HookSet([])
 _SECRET_HEADERS = frozenset({"api-key", "authorization"})
 
 
@@ -98,9 +101,9 @@ class Transport:
         self.limiter = limiter
         self.sessions = Sessions(session, keep_alive)
         self.stats = ClientStats()
+        self.counting = StatsHooks(self.stats)  # the built-in hook, told first
         self.hooks = HookSet.build(hooks)  # the user's, None when there are none
-        users = self.hooks.items if self.hooks is not None else ()
-        self.events = HookSet([StatsHooks(self.stats), *users])
+        self.events = self.hooks or _NO_HOOKS
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
@@ -153,6 +156,7 @@ class Transport:
         call = CallInfo(op.name, business_id, max_wait)
         events = self.events
         try:
+            self.counting.on_start(call)
             for hook in events.on_start:
                 await hook(call)
             return await self._send(request, call, loop)
@@ -160,7 +164,9 @@ class Transport:
             call.error = exc
             raise
         finally:
-            await _call_all(events.on_end, call)
+            self.counting.on_end(call)
+            if events.on_end:
+                await _call_all(events.on_end, call)
 
     async def _send(
         self, request: _Request, call: CallInfo, loop: asyncio.AbstractEventLoop
@@ -171,7 +177,7 @@ class Transport:
         session = self.sessions.pick(op.idempotent)
         while True:
             lease, timeout = await self._acquire(request, call, loop)
-            answer = await self._attempt(request, session, lease, timeout, loop)
+            answer = await self._attempt(request, session, lease, timeout)
             outcome = classify(
                 answer,
                 method=op.name,
@@ -179,7 +185,9 @@ class Transport:
                 decoder=request.decoder,
                 max_wait=request.policy.max_wait,
             )
-            await self._report(call, answer, outcome)
+            status = self._report(call, answer, outcome)
+            for hook in self.events.on_response:
+                await hook(call, status, answer.elapsed, answer.error)
             if outcome.kind == Kind.OK:  # the usual case, and nothing to decide
                 return outcome.result
             decision = decide(
@@ -224,6 +232,7 @@ class Transport:
                         request.op.name, request.business_id, "waited on limits", f"{waited:.1f} s"
                     )
                 call.waited_seconds += waited
+                self.counting.on_wait(call, "limits", waited)
                 for wait_hook in self.events.on_wait:
                     await wait_hook(call, "limits", waited)
             call.attempts += 1
@@ -263,7 +272,6 @@ class Transport:
         session: aiohttp.ClientSession,
         lease: Any,
         timeout: aiohttp.ClientTimeout,
-        loop: asyncio.AbstractEventLoop,
     ) -> Answer:
         """Stage 2: one HTTP request; the lease is finished first, whatever came back."""
         sessions = self.sessions
@@ -278,7 +286,7 @@ class Transport:
         error: aiohttp.ClientError | asyncio.TimeoutError | None = None
         stale = False
         sessions.begin(session)
-        sent = loop.time()
+        sent = time.monotonic()  # a request's time is real time, whatever the loop's clock
         try:
             # A caller's session may raise for status or follow redirects
             # (carrying the Api-Key to another host): not here.
@@ -299,7 +307,7 @@ class Transport:
             stale = sessions.stale(session, exc)
         finally:  # before any backoff: a sleeping retry holds no slot
             reset_in = await self.limiter.finish(lease, NOT_SENT if stale else status, headers)
-        elapsed = loop.time() - sent
+        elapsed = time.monotonic() - sent
         if error is not None:
             if isinstance(error, aiohttp.ClientResponseError):
                 _hide_secrets(error)
@@ -315,8 +323,11 @@ class Transport:
         cut_short = timeout is not self._timeouts.get(request.policy.timeout)
         return Answer(status, raw, headers, error, stale, cut_short, reset_in, elapsed)
 
-    async def _report(self, call: CallInfo, answer: Answer, outcome: Outcome) -> None:
-        """Between classify and decide: the debug line, the call's info, ``on_response``."""
+    def _report(self, call: CallInfo, answer: Answer, outcome: Outcome) -> int | None:
+        """Between classify and decide: the debug line, the call's info, the stats.
+
+        Returns the status ``on_response`` is told (``None`` when no answer came).
+        """
         error = answer.error
         status = answer.status if error is None else None
         _log(call.method, call.business_id, status or type(error).__name__, answer.elapsed)
@@ -326,12 +337,13 @@ class Transport:
             call.headers = answer.headers
             if status == 420:
                 call.rate_limited += 1
-        for hook in self.events.on_response:
-            await hook(call, status, answer.elapsed, error)
+        self.counting.on_response(call, status, answer.elapsed, error)
+        return status
 
     async def _pause(self, call: CallInfo, reason: str, delay: float) -> None:
         """Before a retry: ``on_retry``, then the backoff (none for a stale connection)."""
         call.waited_seconds += delay
+        self.counting.on_retry(call, reason, delay)
         for hook in self.events.on_retry:
             await hook(call, reason, delay)
         if delay:
@@ -368,8 +380,6 @@ def _quota_error(request: _Request, retry_in: float | None) -> RateLimitError:
 
 async def _call_all(hooks: tuple[Any, ...], call: CallInfo) -> None:
     """Await every hook even if one raises (each may close a span); then raise the first error."""
-    if len(hooks) == 1:  # the stats' alone: nothing else to run if it raised
-        return await hooks[0](call)  # type: ignore[no-any-return]
     error: BaseException | None = None
     for hook in hooks:
         try:

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import aiohttp
+from aiohttp import hdrs
 
 from ..errors import InvalidRequestError, YandexMarketError
 
@@ -138,7 +139,7 @@ class Sessions:
     def answered(self, session: aiohttp.ClientSession, headers: Mapping[str, str]) -> None:
         """Count pooled reads the server answered with ``Connection: close``."""
         if session is self._pooled:
-            connection = headers.get("Connection")
+            connection = headers.get(hdrs.CONNECTION)
             if connection is not None and connection.lower() == "close":
                 self._closes += 1
             else:
