@@ -212,8 +212,11 @@ def test_tls_pair_is_fresh_and_repr_is_short() -> None:
     assert "BEGIN" not in repr(first)
     assert isinstance(first.server_context, ssl.SSLContext)
     assert isinstance(first, SelfSignedTLS)
-    with pytest.raises(TypeError, match="tool"):  # one maker now: nothing to choose
-        self_signed_tls(tool="gnutls")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="tool"):
+        self_signed_tls(tool="gnutls")
+    with pytest.raises(ValueError, match="tool"):  # the openssl maker is gone: trustme makes them
+        self_signed_tls(tool="openssl")
+    assert isinstance(self_signed_tls(tool="cryptography"), SelfSignedTLS)
     with pytest.raises(ValueError, match="hosts"):
         self_signed_tls(())
 

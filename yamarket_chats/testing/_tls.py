@@ -17,6 +17,7 @@ from typing import Final
 DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
 #: What to run when trustme is missing.
 INSTALL: Final = "pip install trustme"
+_TOOLS: Final = (None, "cryptography")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +36,18 @@ class SelfSignedTLS:
     client_context: ssl.SSLContext = dataclasses.field(repr=False)
 
 
-def self_signed_tls(hosts: Sequence[str] = DEFAULT_HOSTS) -> SelfSignedTLS:
+def self_signed_tls(
+    hosts: Sequence[str] = DEFAULT_HOSTS, *, tool: str | None = None
+) -> SelfSignedTLS:
     """Make a CA and a server certificate for ``hosts`` (IP addresses or DNS names).
 
     Needs the ``trustme`` package: ``RuntimeError`` naming the install
-    command when it is missing.
+    command when it is missing. ``tool`` is kept for callers of earlier
+    releases, which chose between two makers: ``None`` or ``"cryptography"``
+    (what trustme builds on); the ``openssl`` command line maker is gone.
     """
+    if tool not in _TOOLS:
+        raise ValueError(f"tool must be 'cryptography' or None (trustme makes them), got {tool!r}")
     if not hosts:
         raise ValueError("hosts must name at least one IP address or DNS name")
     try:
