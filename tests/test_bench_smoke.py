@@ -21,3 +21,46 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path: Path) -> None:
     assert (out / "throughput.png").stat().st_size > 0
     assert "yamarket_chats" in (out / "results.md").read_text()
     assert json.loads((out / "results.json").read_text())["quick"] is True
+
+
+def _entry(label: str, cpu: list[float], wall: list[float]) -> dict[str, object]:
+    runs = [{"messages": 1000, "cpu_s": c, "wall_s": w} for c, w in zip(cpu, wall, strict=True)]
+    return {
+        "label": label,
+        "rate_median": 1000 / sorted(wall)[1],
+        "rate_min": 1000 / max(wall),
+        "rate_max": 1000 / min(wall),
+        "cpu_per_100k_median": sorted(cpu)[1] * 100,
+        "cpu_per_100k_min": min(cpu) * 100,
+        "cpu_per_100k_max": max(cpu) * 100,
+        "peak_rss_mb": 39.0,
+        "messages": 1000,
+        "pages": 10,
+        "runs": runs,
+        "instructions_per_message": None,
+    }
+
+
+def test_a_run_without_the_floor_still_compares_the_library_with_its_baseline() -> None:
+    from benchmarks._report import _throughput_md
+
+    data = {
+        "mode": "keep-alive",
+        "chats": 10,
+        "messages_per_chat": 100,
+        "rounds": 3,
+        "concurrency": 4,
+        "as_users": True,
+        "baseline_ref": "abc1234",
+        "load_average_1min": {"min": 1.0, "max": 1.5},
+        "variants": {
+            "yamarket_chats": _entry("yamarket_chats", [1.0, 1.1, 1.2], [2.0, 2.0, 2.0]),
+            "yamarket_chats_baseline": _entry("baseline", [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]),
+        },
+    }
+    text = "\n".join(_throughput_md(data))
+    assert "nan" not in text
+    assert "| yamarket_chats | 500 [500-500] | - (-) | 110.00 [100.00-120.00] | - | 39 |" in text
+    # Paired by round: CPU ratios 1.0, 1.1, 1.2 (median 1.1), the same wall time.
+    assert "- vs the library at abc1234: 1.000x the messages/s, 1.100x the CPU per message" in text
+    assert "(within 3%: rate met, CPU seconds **missed**)" in text
