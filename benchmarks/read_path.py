@@ -100,17 +100,25 @@ def tokens() -> dict[str, float]:
 
 
 def _limits_at(ref: str, folder: Path) -> ModuleType:
-    source = subprocess.run(
-        ["git", "show", f"{ref}:yamarket_chats/limits.py"], capture_output=True, check=True
+    """The limits of the library at `ref`, loaded beside the current ones.
+
+    The whole package is exported and imported under another name, so the
+    limits work whatever their shape at that commit (one module, or a
+    package with relative imports).
+    """
+    archive = subprocess.run(
+        ["git", "archive", ref, "yamarket_chats"], capture_output=True, check=True
     ).stdout
-    path = folder / "limits_baseline.py"
-    path.write_bytes(source)
-    spec = importlib.util.spec_from_file_location("limits_baseline", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["limits_baseline"] = module
-    spec.loader.exec_module(module)
-    return module
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    name = "yamarket_chats_baseline"
+    (folder / "yamarket_chats").rename(folder / name)
+    for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+        del sys.modules[loaded]  # another commit's, from an earlier call
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(f"{name}.limits")
+    finally:
+        sys.path.remove(str(folder))  # its submodules come through the package's __path__
 
 
 async def limiter(modules: dict[str, ModuleType]) -> dict[tuple[str, str], float]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from benchmarks.__main__ import main
 
@@ -64,3 +67,18 @@ def test_a_run_without_the_floor_still_compares_the_library_with_its_baseline() 
     # Paired by round: CPU ratios 1.0, 1.1, 1.2 (median 1.1), the same wall time.
     assert "- vs the library at abc1234: 1.000x the messages/s, 1.100x the CPU per message" in text
     assert "(within 3%: rate met, CPU seconds **missed**)" in text
+
+
+def test_read_path_times_the_limits_of_another_commit(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import read_path
+
+    root = Path(__file__).parent.parent
+    if not (root / ".git").exists() and not os.environ.get("CI"):
+        pytest.skip("not a git checkout")  # e.g. the suite run from an unpacked sdist
+    monkeypatch.chdir(root)  # git finds the repository from here
+    read_path.main(["--baseline", "HEAD"])
+    table = capsys.readouterr().out
+    assert "| Limits acquire + finish (HEAD) | default limits + headers |" in table
+    assert "| Limits acquire + finish (now) | limits off |" in table

@@ -7,6 +7,8 @@ next; together they are the whole retry policy of the request loop.
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -103,6 +105,67 @@ TABLE = [
     ("other 4xx: 400", answer(400, b""), BadRequestError, BadRequestError),
     ("other 4xx: 404", answer(404, b""), NotFoundError, NotFoundError),
 ]
+
+
+# README's rows, by their first cell, and the rows of TABLE that stand for each.
+README_ROWS = {
+    "420, quota spent (`-Remaining: 0`)": ["420, quota spent"],
+    "420, quota left (the parallel cap) or no headers": [
+        "420, quota left (the parallel cap)",
+        "420 without headers",
+    ],
+    "5xx": ["5xx"],
+    "timeout, dropped connection": ["timeout", "dropped connection"],
+    "a 2xx whose body cannot be read": ["a 2xx whose body cannot be read"],
+    "a pooled connection the server had closed": ["a pooled connection the server had closed"],
+    "connection refused (never sent)": ["connection refused (never sent)"],
+    "other 4xx": ["other 4xx: 400", "other 4xx: 404"],
+}
+
+
+def _readme_table() -> list[list[str]]:
+    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Retries", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[1:]]
+
+
+def _said(cell: str, reads: object) -> object:
+    """What a cell of README's table says the call does, in TABLE's words."""
+    if cell == "same":
+        return reads
+    if cell.startswith("wait until `-Until`"):
+        return "requeue"
+    if cell.startswith("back off"):
+        return "backoff"
+    if cell.startswith("again at once"):
+        return "at once"
+    if cell.startswith("return"):
+        return "done"
+    if cell.startswith("never happens"):
+        return None
+    named = re.fullmatch(r"raise `(\w+)`", cell)
+    return named.group(1) if named else cell
+
+
+def _kind(expected: object) -> object:
+    """TABLE's expectation as README words it: an error by name, a 4xx as a bare raise."""
+    if expected in (BadRequestError, NotFoundError):
+        return "raise"
+    return expected.__name__ if isinstance(expected, type) else expected
+
+
+def test_the_table_here_is_readmes_table() -> None:
+    by_case = {row[0]: row for row in TABLE}
+    readme = _readme_table()
+    assert [row[0] for row in readme] == list(README_ROWS)  # a new row needs its cases here
+    assert sorted(c for cases in README_ROWS.values() for c in cases) == sorted(by_case)
+    for what, reads_cell, sends_cell in readme:
+        reads = _said(reads_cell, None)
+        for case in README_ROWS[what]:
+            _, _, expected_reads, expected_sends = by_case[case]
+            assert _kind(expected_reads) == reads, (case, reads_cell)
+            assert _kind(expected_sends) == _said(sends_cell, reads), (case, sends_cell)
 
 
 def _check(expected: object, outcome: Outcome, decision: Decision) -> None:
