@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import datetime as dt
 import json
 import os
 import pty
@@ -238,7 +237,7 @@ async def test_the_wait_clock_is_exact_and_keeps_only_what_open_waits_can_reach(
         now += rng.expovariate(10.0)
         choice = rng.random()
         if not live or (choice < 0.05 and len(live) < 8):
-            call = CallInfo("get_chats", BUSINESS, dt.datetime.now(dt.timezone.utc), None)
+            call = CallInfo("get_chats", BUSINESS, None)
             await clock.on_start(call)
             live[n] = (call, now)
         elif choice < 0.1:

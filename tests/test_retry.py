@@ -174,6 +174,9 @@ def _check(expected: object, outcome: Outcome, decision: Decision) -> None:
         assert decision.tries.limited == 1
     elif expected == "backoff":
         assert decision.action is Action.RETRY and decision.delay > 0
+        # A 420 spends the 420s' budget, any other failure the failures' budget.
+        spent = Tries(limited=1) if outcome.kind.startswith("420") else Tries(failures=1)
+        assert decision.tries == spent
     elif expected == "at once":
         assert decision.action is Action.RETRY and decision.delay == 0
         assert decision.tries == Tries()  # not a failure: spends no budget

@@ -7,6 +7,7 @@ fallback silently taking over) when an aiohttp release moves one.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import warnings
@@ -15,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver
 
-from yamarket_chats._transport.sessions import Sessions, copy_for_sends, own_session
+from yamarket_chats._transport.sessions import Sessions, _reused, copy_for_sends, own_session
 
 
 class _Resolver(aiohttp.ThreadedResolver):
@@ -109,3 +110,49 @@ async def test_reads_pool_and_sends_never_do() -> None:
     closing = Sessions(None, keep_alive=False)
     assert closing.pick(idempotent=True) is closing.pick(idempotent=False)
     await closing.close()
+
+
+def _refused() -> aiohttp.ClientConnectorError:
+    key = aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
+    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
+
+
+async def test_only_a_reused_pooled_connection_dropped_by_the_server_is_stale() -> None:
+    sessions = Sessions(None, keep_alive=True)
+    try:
+        pooled, fresh = sessions.pick(True), sessions.fresh()
+        assert pooled is not fresh
+        dropped = aiohttp.ServerDisconnectedError()
+        sessions.begin(pooled)  # a new connection until the connector says it reused one
+        assert not sessions.stale(pooled, dropped)
+        _reused.set(True)
+        assert sessions.stale(pooled, dropped)
+        assert sessions.stale(pooled, aiohttp.ClientOSError())
+        assert not sessions.stale(pooled, _refused())  # never connected: not a stale socket
+        assert not sessions.stale(pooled, asyncio.TimeoutError())  # the server may have it
+        assert not sessions.stale(fresh, dropped)  # a fresh connection is never stale
+        sessions.begin(pooled)
+        assert not sessions.stale(pooled, dropped)  # begin forgets the last request's
+    finally:
+        await sessions.close()
+
+
+async def test_reads_leave_the_pool_after_a_streak_of_connection_close_and_probe_it_again() -> None:
+    sessions = Sessions(None, keep_alive=True)
+    try:
+        pooled = sessions.pick(True)
+        closing = {"Connection": "close"}
+        for _ in range(7):
+            sessions.answered(pooled, closing)
+        assert sessions.pick(True) is pooled  # 7 in a row: not yet
+        sessions.answered(pooled, closing)
+        picks = [sessions.pick(True) for _ in range(128)]
+        assert picks.count(pooled) == 2  # every 64th read probes the pool again
+        assert picks[63] is pooled and picks[127] is pooled
+        sessions.answered(pooled, {"Connection": "keep-alive"})  # the probe was kept open
+        assert sessions.pick(True) is pooled
+        sessions.answered(sessions.fresh(), closing)  # fresh answers do not count
+        assert sessions.pick(True) is pooled
+        assert sessions.pick(False) is sessions.fresh()  # a send never takes the pool
+    finally:
+        await sessions.close()

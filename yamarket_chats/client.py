@@ -49,9 +49,6 @@ _decoders: Final[dict[type[Any], msgspec.json.Decoder[Any]]] = {
 # Options a view leaves as its parent's.
 _SAME: Any = object()
 
-_OPS: Final = OPERATIONS
-_Op = Operation
-
 
 class ChatsClient(AsyncClosing):
     """Async client of the chat methods of the Yandex Market Partner API.
@@ -204,7 +201,7 @@ class ChatsClient(AsyncClosing):
 
     def _call(
         self,
-        op: _Op,
+        op: Operation,
         business_id: int,
         query: str,
         decoder: msgspec.json.Decoder[_Envelope[T]] | None,
@@ -231,7 +228,9 @@ class ChatsClient(AsyncClosing):
         """
         business_id = _validate.positive_id("business_id", business_id)
         body = _encode(_validate.create_chat_body(order_id, context))
-        return await self._result(_OPS["create_chat"], business_id, "", CreateChatResult, body)
+        return await self._result(
+            OPERATIONS["create_chat"], business_id, "", CreateChatResult, body
+        )
 
     async def get_chats(
         self,
@@ -254,13 +253,13 @@ class ChatsClient(AsyncClosing):
             _validate.page_token(page_token),
             _validate.page_limit(limit, MAX_CHATS_PAGE),
         )
-        return await self._result(_OPS["get_chats"], business_id, query, ChatsPage, body)
+        return await self._result(OPERATIONS["get_chats"], business_id, query, ChatsPage, body)
 
     async def get_chat(self, business_id: int, chat_id: int) -> Chat:
         """One chat by id."""
         business_id = _validate.positive_id("business_id", business_id)
         query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
-        return await self._result(_OPS["get_chat"], business_id, query, Chat)
+        return await self._result(OPERATIONS["get_chat"], business_id, query, Chat)
 
     async def get_chat_history(
         self,
@@ -281,7 +280,7 @@ class ChatsClient(AsyncClosing):
         )
         body = _encode(_validate.history_body(message_id_from))
         return await self._result(
-            _OPS["get_chat_history"], business_id, query, ChatHistoryPage, body
+            OPERATIONS["get_chat_history"], business_id, query, ChatHistoryPage, body
         )
 
     async def get_chat_message(
@@ -295,14 +294,14 @@ class ChatsClient(AsyncClosing):
             None,
             None,
         )
-        return await self._result(_OPS["get_chat_message"], business_id, query, ChatMessage)
+        return await self._result(OPERATIONS["get_chat_message"], business_id, query, ChatMessage)
 
     async def send_message_to_chat(self, business_id: int, chat_id: int, message: str) -> None:
         """Send a text message (1..4096 characters). Never sent twice by a retry."""
         business_id = _validate.positive_id("business_id", business_id)
         query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
         body = _encode(_validate.message(message))
-        await self._call(_OPS["send_message_to_chat"], business_id, query, None, body)
+        await self._call(OPERATIONS["send_message_to_chat"], business_id, query, None, body)
 
     async def send_file_to_chat(
         self,
@@ -322,7 +321,7 @@ class ChatsClient(AsyncClosing):
         business_id = _validate.positive_id("business_id", business_id)
         query = _query(_validate.positive_id("chat_id", chat_id), None, None, None)
         upload = await read_upload(file, filename, content_type)
-        await self._call(_OPS["send_file_to_chat"], business_id, query, None, file=upload)
+        await self._call(OPERATIONS["send_file_to_chat"], business_id, query, None, file=upload)
 
     # -- iterators -----------------------------------------------------------
 
@@ -343,7 +342,7 @@ class ChatsClient(AsyncClosing):
         body = _encode(_validate.chats_filter(order_ids, contexts, context_types, types, statuses))
         limit = _validate.page_limit(limit, MAX_CHATS_PAGE)
         page_token = _validate.page_token(page_token)
-        op = _OPS["get_chats"]
+        op = OPERATIONS["get_chats"]
 
         async def fetch(token: str | None) -> ChatsPage:
             query = _query(None, None, token, limit)
@@ -366,7 +365,7 @@ class ChatsClient(AsyncClosing):
         body = _encode(_validate.history_body(message_id_from))
         limit = _validate.page_limit(limit, MAX_HISTORY_PAGE)
         page_token = _validate.page_token(page_token)
-        op = _OPS["get_chat_history"]
+        op = OPERATIONS["get_chat_history"]
 
         async def fetch(token: str | None) -> ChatHistoryPage:
             query = _query(chat_id, None, token, limit)
@@ -378,7 +377,7 @@ class ChatsClient(AsyncClosing):
 
     async def _result(
         self,
-        op: _Op,
+        op: Operation,
         business_id: int,
         query: str,
         model: type[T],

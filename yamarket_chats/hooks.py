@@ -53,7 +53,7 @@ class CallInfo:
     error: BaseException | None = None  #: what the call raised (set before ``on_end``)
     data: dict[str, Any] = field(default_factory=dict)
     # When the call began (time.time(): the datetime is made only when asked for).
-    _started: float = field(default_factory=time.time, repr=False, compare=False)
+    _started: float = field(default_factory=time.time, init=False, repr=False, compare=False)
     # The built-in stats' counters of this call's (business, method), found once.
     _counters: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -102,7 +102,6 @@ class HookSet:
     on_retry: tuple[_Hook, ...]
     on_wait: tuple[_Hook, ...]
     on_end: tuple[_Hook, ...]
-    items: tuple[object, ...]  #: the hook objects, in order
 
     def __init__(self, hooks: Sequence[object]) -> None:
         for hook in hooks:
@@ -125,7 +124,6 @@ class HookSet:
                     )
                 found.append(method)
             setattr(self, name, tuple(found))
-        self.items = tuple(hooks)
 
     @staticmethod
     def build(hooks: object | Sequence[object] | None) -> HookSet | None:

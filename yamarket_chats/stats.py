@@ -12,7 +12,6 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Final
 
 from ._transport.retry import Kind
 from .errors import YandexMarketError
@@ -107,9 +106,7 @@ class _Counters:
         self.latency_sum += seconds
         if seconds > self.latency_max:
             self.latency_max = seconds
-        remaining = None if headers is None else headers.get(REMAINING)
-        if remaining is not None:
-            assert headers is not None
+        if headers is not None and (remaining := headers.get(REMAINING)) is not None:
             self.server_remaining = remaining
             self.server_until = headers.get(UNTIL)
 
@@ -180,9 +177,6 @@ class ClientStats:
         )
 
 
-_QUOTA_SPENT: Final = Kind.QUOTA_SPENT  # CallInfo.outcome of a 420 that waits for -Until
-
-
 class StatsHooks:
     """The built-in hook that keeps a `ClientStats` current.
 
@@ -222,7 +216,7 @@ class StatsHooks:
         counters.answered(status, seconds, call.headers)
         if status == 420:
             stats.rate_limited += 1
-            if call.outcome == _QUOTA_SPENT:
+            if call.outcome == Kind.QUOTA_SPENT:  # a 420 that waits for -Until
                 counters.quota_420 += 1
             else:
                 counters.parallel_420 += 1

@@ -71,6 +71,7 @@ class _Request:
     decoder: msgspec.json.Decoder[Any] | None
     policy: Policy
     deadline: float | None  # on the loop's clock
+    timeout: aiohttp.ClientTimeout  # the policy's whole timeout
 
 
 class Transport:
@@ -152,6 +153,7 @@ class Transport:
             decoder,
             policy,
             None if max_wait is None else loop.time() + max_wait,
+            self._full_timeout(policy.timeout),
         )
         call = CallInfo(op.name, business_id, max_wait)
         events = self.events
@@ -261,9 +263,13 @@ class Transport:
                     method=request.op.name,
                     business_id=request.business_id,
                 )
-        timeout = self._timeouts.get(policy.timeout)
+        return request.timeout
+
+    def _full_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        """One `ClientTimeout` per timeout value, made once and shared by every call."""
+        timeout = self._timeouts.get(seconds)
         if timeout is None:
-            timeout = self._timeouts[policy.timeout] = aiohttp.ClientTimeout(total=policy.timeout)
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         return timeout
 
     async def _attempt(
@@ -320,7 +326,7 @@ class Transport:
                 ) from error
         elif headers is not None:
             sessions.answered(session, headers)
-        cut_short = timeout is not self._timeouts.get(request.policy.timeout)
+        cut_short = timeout is not request.timeout
         return Answer(status, raw, headers, error, stale, cut_short, reset_in, elapsed)
 
     def _report(self, call: CallInfo, answer: Answer, outcome: Outcome) -> int | None:

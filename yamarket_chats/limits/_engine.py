@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Hashable, Mapping
 from typing import Any, Final, Generic, Protocol, TypeVar
 
+from .._closing import AsyncClosing
 from ._headers import server_count
 from ._protocol import WaitTooLong
 
@@ -126,7 +127,7 @@ _Gates = dict[Hashable, "_Gate | None"]
 _E = TypeVar("_E", bound="Engine[Any]")
 
 
-class Engine(Generic[L]):
+class Engine(AsyncClosing, Generic[L]):
     """A `Limiter` over a `Store`: ``acquire`` waits its turn and the store's word."""
 
     def __init__(self, store: Store[L]) -> None:
@@ -138,9 +139,6 @@ class Engine(Generic[L]):
     async def __aenter__(self: _E) -> _E:
         await self.start()
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Check the store is usable (nothing to check in this process)."""

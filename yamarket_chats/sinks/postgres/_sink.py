@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from ..._closing import AsyncClosing
 from ...errors import SinkLockedError
 from ...fleet.leases import (
     DEFAULT_LEASE_SECONDS,
@@ -36,7 +37,7 @@ _FETCH: dict[Fetch, str] = {"val": "fetchval", "row": "fetchrow", "all": "fetch"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class PostgresSink:
+class PostgresSink(AsyncClosing):
     """Chats, messages and checkpoints in PostgreSQL (asyncpg), for one sync or a fleet.
 
     :param dsn: ``postgresql://user:password@host:5432/database``; or pass
@@ -177,9 +178,6 @@ class PostgresSink:
         except BaseException:
             await self.close()  # a pool made before the schema failed
             raise
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def query(
         self, sql: str, *args: Any, fetch: Fetch = "val", doing: str = "run a query"
