@@ -244,11 +244,9 @@ def test_waits_add_up_in_waited() -> None:
     assert math.isclose(run_virtual(main), 8.0, abs_tol=0.004)
 
 
-def test_a_call_cancelled_as_its_turn_comes_stays_cancelled() -> None:
-    # The holder of the turn and the call queued behind it are cancelled in one
-    # tick: the holder hands the turn on as it unwinds, and the queued call,
-    # whose turn has then come, must still end cancelled, not go and take the
-    # quota (asyncio.wait_for of Python 3.10/3.11 would return the turn).
+def _cancel_holder_and_queued(ticks_between: int) -> tuple[list[bool], int]:
+    """Cancel the holder of a turn, then, `ticks_between` loop turns later, the call behind it."""
+
     async def main(loop: VirtualClock) -> tuple[list[bool], int]:
         limiter = limits(RateLimit(1, 60.0, burst=1))
         await limiter.finish(await limiter.acquire(B, "get_chat"), 200, None)  # bucket empty
@@ -261,11 +259,30 @@ def test_a_call_cancelled_as_its_turn_comes_stays_cancelled() -> None:
             await asyncio.sleep(0)
         assert gate is not None and gate.queue
         holder.cancel()
+        for _ in range(ticks_between):
+            await asyncio.sleep(0)
         queued.cancel()
         results = await asyncio.gather(holder, queued, return_exceptions=True)
         cancelled = [isinstance(r, asyncio.CancelledError) for r in results]
         return cancelled, len(limiter._method_gates)
 
-    cancelled, gates = run_virtual(main)
+    return run_virtual(main)
+
+
+def test_a_call_cancelled_as_its_turn_comes_stays_cancelled() -> None:
+    # The holder of the turn and the call queued behind it are cancelled in one
+    # tick: the holder hands the turn on as it unwinds, and the queued call,
+    # whose turn has then come, must still end cancelled, not go and take the
+    # quota (asyncio.wait_for of Python 3.10/3.11 would return the turn).
+    cancelled, gates = _cancel_holder_and_queued(0)
     assert cancelled == [True, True]
     assert gates == 0  # nobody holds the turn
+
+
+def test_a_turn_that_came_with_a_cancellation_is_handed_on() -> None:
+    # One tick apart: the holder has handed the turn on (the queued call's turn
+    # future has its result) when the queued call is cancelled; it must pass
+    # the turn on again rather than keep the key held for good.
+    cancelled, gates = _cancel_holder_and_queued(1)
+    assert cancelled == [True, True]
+    assert gates == 0

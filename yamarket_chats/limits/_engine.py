@@ -43,8 +43,6 @@ __all__ = [
     "Answer",
     "Engine",
     "Store",
-    "await_by",
-    "settle",
 ]
 
 # The kinds of answer; compared by identity.
@@ -167,9 +165,7 @@ class Engine(AsyncClosing, Generic[L]):
             _pass_turn(gates, key)
             raise
         if answer is GO_AHEAD:
-            gate = gates.pop(key)
-            if gate is not None:  # others queued meanwhile
-                _hand_on(gates, key, gate)
+            _pass_turn(gates, key)  # to those queued meanwhile, if any
             return lease
         return await self._queue(lease, deadline, answer)
 
@@ -342,11 +338,8 @@ def _gate(gates: _Gates, key: Hashable) -> _Gate:
 def _pass_turn(gates: _Gates, key: Hashable) -> None:
     """Give the turn at `key` to the next coroutine queued, or free it."""
     gate = gates.pop(key)
-    if gate is not None:
-        _hand_on(gates, key, gate)
-
-
-def _hand_on(gates: _Gates, key: Hashable, gate: _Gate) -> None:
+    if gate is None:
+        return
     queue = gate.queue
     while queue:
         turn = queue.popleft()

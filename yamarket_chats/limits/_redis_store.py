@@ -37,7 +37,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from ..errors import YandexMarketError
-from ._engine import BUCKET, GO_AHEAD, SLOT, WINDOW, Answer
+from ._engine import BUCKET, GO_AHEAD, SLOT, WINDOW, Answer, _ask
 from ._local import FORGET_AFTER, WINDOW_TOLERANCE, LocalStore
 from ._local import _Quota as _LocalQuota
 from ._rate import RateLimit
@@ -152,11 +152,8 @@ class RedisStore:
         """Subscribe to the slots' channel; True once Redis confirmed it."""
         return await self._wakeups.watch(str(slots))
 
-    def take(self, lease: _Lease) -> Awaitable[Answer]:
+    async def take(self, lease: _Lease) -> Answer:
         """This worker's queued finishes, then the take, in one script call."""
-        return self._take(lease)
-
-    async def _take(self, lease: _Lease) -> Answer:
         if self._fallback_until and time.monotonic() < self._fallback_until:
             return await self._take_locally(lease)
         quota = lease.quota
@@ -184,9 +181,7 @@ class RedisStore:
     async def _take_locally(self, lease: _Lease) -> Answer:
         quota = lease.quota
         local = self._fallback.lease(quota.business_id, quota.method)
-        answer = self._fallback.take(local)
-        if not isinstance(answer, tuple):
-            answer = await answer
+        answer = await _ask(self._fallback, local)
         if answer is GO_AHEAD:
             lease.local = local
         return answer

@@ -18,8 +18,6 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from ._engine import await_by, settle
-
 __all__ = ["Wakeups"]
 
 logger = logging.getLogger("yamarket_chats")
@@ -57,10 +55,8 @@ class Wakeups:
             if self._reader is None:
                 self._reader = loop.create_task(self._read(self._pubsub))
         if not confirmed.done():
-            # Our own future, so that our timeout leaves the shared one alone.
-            mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            confirmed.add_done_callback(lambda done: settle(mine, done.result()))
-            await await_by(mine, _SUBSCRIBE_TIMEOUT, asyncio.get_running_loop())
+            # (asyncio.wait leaves the shared future alone when it times out.)
+            await asyncio.wait((confirmed,), timeout=_SUBSCRIBE_TIMEOUT)
         return confirmed.done() and confirmed.result()
 
     async def _read(self, pubsub: Any) -> None:

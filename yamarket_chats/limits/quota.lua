@@ -108,7 +108,7 @@ local function save(bucket, b, rate)
   redis.call('PEXPIRE', bucket, math.ceil((b.level / rate + lease) * 1000))
 end
 
--- _charge(): take one token; has_capacity(1 - credit) has just said there is one.
+-- _spend_credit(), then bucket.acquire(): take one token; has_capacity(1 - credit) has just said there is one.
 local function charge(b, max_rate)
   if b.credit == 0 then
     b.level = b.level + 1  -- bucket.acquire()

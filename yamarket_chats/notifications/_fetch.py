@@ -151,11 +151,18 @@ class NotificationFetcher:
         if bucket.has_capacity():
             await bucket.acquire()
         elif self.max_wait > 0:
+            # Not asyncio.wait_for: on Python 3.10/3.11 it returns a token that
+            # came as its task was cancelled, and the cancelled fetch would go on.
+            acquiring = asyncio.ensure_future(bucket.acquire())
             try:
-                await asyncio.wait_for(bucket.acquire(), self.max_wait)
-            except asyncio.TimeoutError:
+                done, _ = await asyncio.wait((acquiring,), timeout=self.max_wait)
+            except asyncio.CancelledError:
+                acquiring.cancel()
+                raise
+            if not done:
+                acquiring.cancel()
                 self.refused[business_id] += 1
-                raise FetchLimitError(business_id, self.rate) from None
+                raise FetchLimitError(business_id, self.rate)
         else:
             self.refused[business_id] += 1
             raise FetchLimitError(business_id, self.rate)
