@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
-import os
 import ssl
 import sys
 from pathlib import Path
@@ -145,12 +143,9 @@ def test_bad_connection_options_are_refused(config: dict[str, object]) -> None:
 # -- TLS -----------------------------------------------------------------------------
 
 
-# Under CI trustme must be there (make test installs the dev extra): nothing skips.
-HAS_TRUSTME = bool(os.environ.get("CI")) or importlib.util.find_spec("trustme") is not None
-needs_tls = pytest.mark.skipif(not HAS_TRUSTME, reason="trustme not installed")
+# trustme makes the certificates: it comes with the dev extra (make test installs it).
 
 
-@needs_tls
 async def test_fake_serves_https_with_a_throwaway_certificate() -> None:
     tls = self_signed_tls()
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
@@ -165,7 +160,6 @@ async def test_fake_serves_https_with_a_throwaway_certificate() -> None:
         assert {e.connection for e in fake.journal} == {1}
 
 
-@needs_tls
 async def test_https_fake_is_not_trusted_without_its_ca() -> None:
     tls = self_signed_tls()
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
@@ -176,7 +170,6 @@ async def test_https_fake_is_not_trusted_without_its_ca() -> None:
         assert fake.connections == 1
 
 
-@needs_tls
 async def test_https_by_name_localhost() -> None:
     tls = self_signed_tls()
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
@@ -193,7 +186,6 @@ async def test_https_by_name_localhost() -> None:
             assert response.status == 200
 
 
-@needs_tls
 async def test_library_client_over_https() -> None:
     tls = self_signed_tls()
     async with run_fake_server(KEEP_ALIVE, ssl_context=tls.server_context) as fake:
@@ -205,7 +197,6 @@ async def test_library_client_over_https() -> None:
             await client.close()
 
 
-@needs_tls
 def test_tls_pair_is_fresh_and_repr_is_short() -> None:
     first, second = self_signed_tls(), self_signed_tls()
     assert first.ca_pem != second.ca_pem
@@ -232,7 +223,6 @@ def test_command_line_options_set_the_connection_behaviour() -> None:
         config_from_args(parser.parse_args(["--keep-alive-timeout", "0.5"]))
 
 
-@needs_tls
 async def test_the_certificates_pass_the_strict_x509_checks() -> None:
     # Python 3.13+ sets these flags in every default context; set them here on any version.
     tls = self_signed_tls()

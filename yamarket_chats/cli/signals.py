@@ -34,12 +34,17 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
+    _exit_on_next_signal()
+    raise Interrupted(signum)
+
+
+def _exit_on_next_signal() -> None:
     # Only the first signal unwinds the command: a second one, arriving while the
-    # first is handled, would escape the handling as a traceback. It ends the
-    # process at once instead (the user insists; nothing is left to save).
+    # first is handled (in asyncio.run's teardown, say), would escape the handling
+    # as a traceback. It ends the process at once instead (the user insists;
+    # nothing is left to save).
     for sig in _SIGNALS:
         signal.signal(sig, _exit_now)
-    raise Interrupted(signum)
 
 
 def _exit_now(signum: int, frame: object) -> None:
@@ -95,17 +100,20 @@ async def interruptible(coro: Awaitable[int]) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, cancel, sig)
             handled.append(sig)
+    interrupted = False
     try:
         return await coro
     except asyncio.CancelledError:
         if received:
+            interrupted = True
             raise Interrupted(received[0]) from None
         raise
     finally:
         # Removing puts the default handlers back: ours replace them before
-        # a signal can reach them.
+        # a signal can reach them. Once a signal has interrupted the command,
+        # the next one is a second signal, whatever handled the first.
         with signals_held():
             for sig in handled:
                 loop.remove_signal_handler(sig)
             if handled:
-                install_signal_handlers()
+                (_exit_on_next_signal if interrupted else install_signal_handlers)()

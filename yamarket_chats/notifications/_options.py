@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Final, ParamSpec, cast
 
 from .._validate import positive_id, seconds
 from ..errors import InvalidRequestError
@@ -119,7 +119,6 @@ def business_set(field: str, ids: Iterable[int] | None) -> frozenset[int] | None
 
 
 _P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 
 def options_signature(

@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-__all__ = ["NAMES", "command"]
+__all__ = ["command"]
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -25,7 +25,6 @@ _WHERE = {
     "fake-server": ("fakes", "fake_server_command"),
     "demo": ("fakes", "demo_command"),
 }
-NAMES = tuple(_WHERE)
 
 
 def command(name: str) -> Command:

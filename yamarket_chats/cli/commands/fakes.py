@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sqlite3
 import sys
 import tempfile
@@ -15,10 +16,11 @@ from ...client import ChatsClient
 from ...limits import RateLimit
 from ...sinks import SQLiteSink
 from ..failures import EXIT_OK, UsageError
+from ..output import log_text
 from ..progress import make_display
 from ..sink import open_file_sink
 from ..waits import WaitClock
-from .sync import make_limiter, run_sync
+from .sync import run_sync
 
 if TYPE_CHECKING:
     from ...testing import FakeMarket, FakeServer
@@ -76,7 +78,8 @@ async def demo_command(args: argparse.Namespace) -> int:
             )
             await _two_syncs(args, fake, db_path)
         chats, messages = _count_rows(db_path)
-        print(f"demo: {db_path} ({kept}): {chats} chats, {messages} messages", file=out)
+        where = log_text(os.fspath(db_path))  # the user's --db, on one line
+        print(f"demo: {where} ({kept}): {chats} chats, {messages} messages", file=out)
     return EXIT_OK
 
 
@@ -88,9 +91,8 @@ async def _two_syncs(args: argparse.Namespace, fake: FakeServer, db_path: Path) 
         "get_chat_history": _DEMO_LIMIT,
     }
     clock = WaitClock()
-    limiter = make_limiter(None, limits)
     async with ChatsClient(
-        api_key=fake.api_key, base_url=fake.url, limiter=limiter, hooks=clock
+        api_key=fake.api_key, base_url=fake.url, limits=limits, hooks=clock
     ) as client:
         sink = await open_file_sink(lambda: SQLiteSink(db_path), db_path, quiet=args.quiet)
         async with sink:

@@ -1,8 +1,8 @@
 """``sync``: chats and new messages into a sink, once, or for ever with --follow / --worker.
 
-The client gets the plain limiter (in this process, or Redis with
---redis-url) and a `WaitClock` as its hook, which the progress display and
-the summary read for the share of the run spent waiting on limits.
+The client gets its own limiter (or Redis with --redis-url) and, for a
+one-off sync, a `WaitClock` as its hook, which the progress display and the
+summary read for the share of the run spent waiting on limits.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from ...client import ChatsClient
 from ...ingest import Sink, SyncReport, sync
-from ...limits import DEFAULT_LIMITS, Limiter, Limits, RateLimit
+from ...limits import Limiter
 from ..connect import make_client
 from ..failures import EXIT_ERROR, EXIT_OK, UsageError
 from ..output import log_text, one_line
@@ -25,13 +25,16 @@ from ..sink import open_sink
 from ..waits import WaitClock
 from .common import filters
 
+if TYPE_CHECKING:
+    from ...sinks import PostgresSink
+
 __all__ = ["make_limiter", "run_sync", "sync_command"]
 
 
-def make_limiter(url: str | None, limits: dict[str, RateLimit | None] | None = None) -> Limiter:
-    """Quotas in Redis at `url`, else in this process."""
+def make_limiter(url: str | None) -> Limiter | None:
+    """Quotas in Redis at `url`; None: the client's own limiter, in this process."""
     if url is None:
-        return Limits({**DEFAULT_LIMITS, **(limits or {})}, 4)
+        return None
     try:
         from ...redis_limits import RedisLimiter
     except ImportError:
@@ -78,7 +81,6 @@ async def run_sync(
 async def _run_fleet(args: argparse.Namespace, client: ChatsClient, sink: Sink) -> int:
     """--worker / --follow: one line per business synced; exit 1 if a business failed."""
     from ...fleet import DEFAULT_INTERVAL, follow, run_worker
-    from ...sinks import PostgresSink
 
     def synced(business_id: int, report: SyncReport) -> None:
         if not args.quiet:
@@ -88,9 +90,14 @@ async def _run_fleet(args: argparse.Namespace, client: ChatsClient, sink: Sink) 
     options: dict[str, Any] = {"concurrency": args.concurrency, **filters(args)}
     options.update(skip_unchanged=not args.all_chats, on_synced=synced)
     interval = DEFAULT_INTERVAL if args.interval is None else args.interval
-    if isinstance(sink, PostgresSink):
+    if args.postgres_url:  # (open_sink made a PostgresSink)
         done = await run_worker(
-            client, args.business_ids, sink, follow=args.follow, interval=interval, **options
+            client,
+            args.business_ids,
+            cast("PostgresSink", sink),
+            follow=args.follow,
+            interval=interval,
+            **options,
         )
     else:
         done = await follow(client, args.business_ids, sink, interval=interval, **options)
@@ -103,14 +110,16 @@ async def _run_fleet(args: argparse.Namespace, client: ChatsClient, sink: Sink) 
 async def sync_command(args: argparse.Namespace) -> int:
     """Sync the business ids into the sink; the summary on stdout, progress on stderr."""
     limiter = make_limiter(args.redis_url)
-    clock = WaitClock()
-    client = make_client(args, limiter, hooks=clock)
+    fleet = args.worker or args.follow
+    clock = WaitClock()  # (a worker or a follower shows no progress: no hook to pay for)
+    client = make_client(args, limiter, hooks=None if fleet else clock)
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(limiter.close)
+        if limiter is not None:
+            stack.push_async_callback(limiter.close)
         # Opened first: a sink in use (exit 6) or unusable fails before any request.
         sink = await open_sink(args, stack)
         await stack.enter_async_context(client)
-        if args.worker or args.follow:
+        if fleet:
             return await _run_fleet(args, client, sink)
         display = make_display(sys.stderr, quiet=args.quiet, clock=clock)
         await run_sync(
