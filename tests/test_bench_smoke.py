@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,5 +81,6 @@ def test_read_path_times_the_limits_of_another_commit(
     monkeypatch.chdir(root)  # git finds the repository from here
     read_path.main(["--baseline", "HEAD"])
     table = capsys.readouterr().out
+    assert "yamarket_chats_baseline.limits" in sys.modules  # HEAD's, not the current ones again
     assert "| Limits acquire + finish (HEAD) | default limits + headers |" in table
     assert "| Limits acquire + finish (now) | limits off |" in table

@@ -1,16 +1,19 @@
-"""`AsyncClosing`: ``async with obj`` for objects that end with ``await obj.close()``.
+"""Ending well: `AsyncClosing` (``async with`` from ``close()``) and `wait_out`.
 
 The client, the limiters and the sinks all leave their ``async with`` blocks
-the same way, by closing, whatever the exception; this mixin writes that
-once. It sits at the bottom of the package (it imports nothing of it) so
-that every layer may use it.
+the same way, by closing, whatever the exception; the mixin writes that
+once. A write or a release that must finish even when its caller is
+cancelled (a sink's page, a lease) is waited out through the cancellations
+by `wait_out`. The module sits at the bottom of the package (it imports
+nothing of it) so that every layer may use it.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+import asyncio
+from typing import Any, TypeVar
 
-__all__ = ["AsyncClosing"]
+__all__ = ["AsyncClosing", "wait_out"]
 
 _C = TypeVar("_C", bound="AsyncClosing")
 
@@ -31,3 +34,14 @@ class AsyncClosing:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+async def wait_out(future: asyncio.Future[Any]) -> bool:
+    """Wait until ``future`` is done, through cancellations; ``True`` if one came meanwhile."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled

@@ -27,7 +27,6 @@ once for the library's sinks (each of them writes only what it does with a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import time
@@ -35,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import NamedTuple, Protocol
 
+from ._closing import wait_out
 from .client import ChatsClient
 from .models import Chat, ChatMessage, ChatsPage
 from .pagination import PageIterator
@@ -308,9 +308,7 @@ class _Job:
             # A page handed to the sink is finished, not torn: the sink's own
             # writes stay atomic even for sinks that await inside save_page.
             # Cancellation can arrive more than once (a gather and its owner).
-            while not save.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([save])
+            await wait_out(save)
             if not save.cancelled() and save.exception() is None:
                 self._saved(messages)
             raise

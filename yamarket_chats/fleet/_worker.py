@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+from .._closing import wait_out
 from ..client import ChatsClient
 from ..ingest import SyncReport, sync
 from ..sinks.postgres import Fenced, PostgresSink
@@ -24,7 +25,6 @@ from .leases import (
     LeaseLostError,
     Leases,
     holding,
-    wait_out,
 )
 
 

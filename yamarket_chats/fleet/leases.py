@@ -34,6 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal, NamedTuple, Protocol
 
+from .._closing import wait_out
 from ..errors import YandexMarketError
 
 __all__ = [
@@ -253,17 +254,6 @@ async def holding(
     finally:
         renewal.cancel()
         await _release_surely(leases, lease)
-
-
-async def wait_out(future: asyncio.Future[Any]) -> bool:
-    """Wait until ``future`` is done, through cancellations; ``True`` if one came meanwhile."""
-    cancelled = False
-    while not future.done():
-        try:
-            await asyncio.wait([future])
-        except asyncio.CancelledError:
-            cancelled = True
-    return cancelled
 
 
 async def _release_surely(leases: Leases, lease: Lease) -> None:
