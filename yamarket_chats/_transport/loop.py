@@ -153,7 +153,7 @@ class Transport:
             decoder,
             policy,
             None if max_wait is None else loop.time() + max_wait,
-            self._full_timeout(policy.timeout),
+            self._timeouts.get(policy.timeout) or self._full_timeout(policy.timeout),
         )
         call = CallInfo(op.name, business_id, max_wait)
         events = self.events
@@ -266,10 +266,8 @@ class Transport:
         return request.timeout
 
     def _full_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        """One `ClientTimeout` per timeout value, made once and shared by every call."""
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        """A policy's whole timeout, made once per value (the call looks it up first)."""
+        timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         return timeout
 
     async def _attempt(

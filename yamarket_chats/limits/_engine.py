@@ -165,7 +165,9 @@ class Engine(AsyncClosing, Generic[L]):
             _pass_turn(gates, key)
             raise
         if answer is GO_AHEAD:
-            _pass_turn(gates, key)  # to those queued meanwhile, if any
+            gate = gates.pop(key)  # (_pass_turn inlined: the path of nearly every request)
+            if gate is not None:  # others queued meanwhile
+                _hand_on(gates, key, gate)
             return lease
         return await self._queue(lease, deadline, answer)
 
@@ -338,8 +340,11 @@ def _gate(gates: _Gates, key: Hashable) -> _Gate:
 def _pass_turn(gates: _Gates, key: Hashable) -> None:
     """Give the turn at `key` to the next coroutine queued, or free it."""
     gate = gates.pop(key)
-    if gate is None:
-        return
+    if gate is not None:
+        _hand_on(gates, key, gate)
+
+
+def _hand_on(gates: _Gates, key: Hashable, gate: _Gate) -> None:
     queue = gate.queue
     while queue:
         turn = queue.popleft()
