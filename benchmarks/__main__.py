@@ -264,7 +264,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.chats, args.messages = 1, 4, 300
-        args.memory_messages, args.businesses = 20_000, 1000
+        args.memory_messages, args.businesses = 20_000, 100
         args.quota, args.quota_window, args.windows = 20, 0.5, 2
     return args
 

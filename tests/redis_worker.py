@@ -1,8 +1,9 @@
 """One worker process of the shared-quota tests: reads until a deadline.
 
-Usage: python -m tests.redis_worker URL KEY REDIS_URL BUSINESS CHAT START END AMOUNT PERIOD
-START and END are wall-clock epoch seconds, the same for every worker. Prints
-"ready", then the number of successful reads and the 420s its client saw.
+Usage: python -m tests.redis_worker URL KEY REDIS_URL BUSINESS CHAT AMOUNT PERIOD
+Prints "ready" once its limiter and client are open, then reads a line
+"START END" from stdin: wall-clock epoch seconds, the same for every worker.
+At the end it prints the number of successful reads and the 420s its client saw.
 
 ``YAMARKET_TEST_CLOCK_SKEW=<seconds>`` runs the worker on a clock that far
 ahead (or behind, when negative) of the machine's: ``time.time`` is shifted
@@ -28,7 +29,7 @@ def skew_clock(offset: float) -> None:
 
 
 async def main(argv: list[str]) -> None:
-    url, key, redis_url, business, chat, start, end, amount, period = argv
+    url, key, redis_url, business, chat, amount, period = argv
     limits = {"get_chat": RateLimit(int(amount), float(period))}
     done = 0
     async with (
@@ -36,6 +37,7 @@ async def main(argv: list[str]) -> None:
         ChatsClient(api_key=key, base_url=url, limiter=limiter, backoff=0.01) as client,
     ):
         print("ready", flush=True)
+        start, end = (await asyncio.to_thread(sys.stdin.readline)).split()
         await asyncio.sleep(max(0.0, float(start) - true_time()))
 
         async def reader() -> None:

@@ -215,11 +215,18 @@ async def test_lock_timeout_waits_for_the_other_sync(fake: FakeServer, tmp_path:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         code, _, err = await cli(*args, "--lock-timeout", "0.3", env=keyed(fake))
         assert code == 6 and "waited 0.3 s" in err, err
-        waiting = asyncio.ensure_future(cli(*args, "--lock-timeout", "30", env=keyed(fake)))
-        await asyncio.sleep(1.0)
-        assert not waiting.done()
-    code, _, err = await waiting  # the lock went with the file
-    assert code == 0, err
+        waiting = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "yamarket_chats.cli", *args, "--lock-timeout", "30",
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, **keyed(fake)},
+        )  # fmt: skip
+        # The sign that it waits for the lock: its warning, before any request.
+        assert waiting.stderr is not None
+        line = (await asyncio.wait_for(waiting.stderr.readline(), 30)).decode()
+        assert f"{path} is in use by another sync (pid {os.getpid()})" in line, line
+        assert "waiting up to 30 s for its lock" in line
+        assert waiting.returncode is None and len(fake.journal) == 0
+    _, err_bytes = await asyncio.wait_for(waiting.communicate(), 30)  # the lock went with the file
+    assert waiting.returncode == 0, err_bytes
     assert path.read_text().count('"kind":"message"') == 5 * 230
 
 

@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -377,6 +378,15 @@ async def test_fifo_with_a_silent_writer_can_be_cancelled(fake: FakeServer, tmp_
     assert len(fake.journal) == 0
 
 
+def unread(fd: int) -> int:
+    """Bytes waiting in the pipe ``fd`` belongs to (FIONREAD; POSIX, as FIFOs are)."""
+    import fcntl
+    import struct
+    import termios
+
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
 async def test_fifo_is_read_until_its_writer_closes(
     fake: FakeServer, client: ChatsClient, tmp_path: Path
@@ -387,7 +397,10 @@ async def test_fifo_is_read_until_its_writer_closes(
     os.write(writer, b"first ")
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
     send = asyncio.create_task(client.send_file_to_chat(BUSINESS, chat_id, fifo))
-    await asyncio.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while unread(writer):  # the sign that it reads: the pipe was drained
+        assert time.monotonic() < deadline and not send.done()
+        await asyncio.sleep(0.01)
     assert not send.done()  # still reading: the writer has not closed
     os.write(writer, b"second")
     os.close(writer)

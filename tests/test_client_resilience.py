@@ -1,7 +1,8 @@
 """Limits, retries, cancellation and iterators, against the fake over loopback.
 
 Quotas are scaled from hours to seconds (windows of 2 s) so that the same
-mechanisms run in a few seconds.
+mechanisms run in a few seconds; the tests that cross quota windows run on a
+virtual clock (`with_fake_on_virtual_time`) and take no time waiting.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 import warnings
 from collections.abc import Callable
 
@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import BUSINESS, FAST
+from tests.virtual_clock import VirtualClock, with_fake_on_virtual_time
 from yamarket_chats import (
     ChatsClient,
     PaginationError,
@@ -29,15 +30,20 @@ from yamarket_chats import (
 from yamarket_chats.testing import FakeMarketConfig, FakeServer
 
 WINDOW = 2.0
+#: The window of the tests on virtual time: waits cost nothing there, and the
+#: one-second resolution of ``Date`` and ``-Until`` is small beside it.
+V_WINDOW = 30.0
 
 
-def scaled(*, chats: int = 1, messages: int = 10, **quotas: int) -> FakeMarketConfig:
-    """One business with quotas per 2 s window instead of per hour."""
+def scaled(
+    *, chats: int = 1, messages: int = 10, window: float = WINDOW, **quotas: int
+) -> FakeMarketConfig:
+    """One business with quotas per `window` (2 s) instead of per hour."""
     return FakeMarketConfig(
         businesses=(BUSINESS,),
         chats_per_business=chats,
         messages_per_chat=messages,
-        quota_window=WINDOW,
+        quota_window=window,
         quotas=quotas,
     )
 
@@ -82,53 +88,60 @@ async def test_a_second_business_has_its_own_slots(fake: FakeServer, client: Cha
     await asyncio.gather(*stuck)
 
 
-@pytest.mark.parametrize("fake", [scaled(get_chat=24, chats=2, messages=20)], indirect=True)
-async def test_limits_equal_to_quota_use_it_without_420(
-    fake: FakeServer, make_client: Callable[..., ChatsClient]
-) -> None:
-    client = make_client(limits={"get_chat": RateLimit(24, WINDOW)})
-    chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    await client.get_chat(BUSINESS, chat_id)  # start on a fresh window boundary
-    await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.01)
-    fake.journal.clear()
+def test_limits_equal_to_quota_use_it_without_420() -> None:
     windows = 3
-    deadline = time.monotonic() + windows * WINDOW
 
-    async def worker() -> None:
-        while time.monotonic() < deadline:
-            await client.get_chat(BUSINESS, chat_id)
+    async def body(fake: FakeServer, client: ChatsClient, loop: VirtualClock) -> None:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        await client.get_chat(BUSINESS, chat_id)
+        loop.now = (loop.now // V_WINDOW + 1) * V_WINDOW  # a fresh window boundary
+        fake.journal.clear()
+        deadline = loop.time() + windows * V_WINDOW
+        served_in_time = 0
 
-    await asyncio.gather(*(worker() for _ in range(8)))
-    codes = statuses(fake)
-    assert 420 not in codes
-    # workers may start one last request as the deadline passes
-    served_in_time = sum(1 for e in fake.journal if e.started <= deadline)
-    assert served_in_time >= 0.9 * windows * 24, served_in_time
+        async def worker() -> None:
+            nonlocal served_in_time
+            while loop.time() < deadline:
+                await client.get_chat(BUSINESS, chat_id)
+                served_in_time += loop.time() <= deadline  # one may end past it
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+        assert 420 not in statuses(fake)
+        assert served_in_time >= 0.9 * windows * 24, served_in_time
+
+    config = scaled(get_chat=24, chats=2, messages=20, window=V_WINDOW)
+    with_fake_on_virtual_time(config, body, limits={"get_chat": RateLimit(24, V_WINDOW)})
 
 
-@pytest.mark.parametrize("fake", [scaled(get_chat=10)], indirect=True)
-async def test_server_quota_lower_than_buckets_is_learned(
-    fake: FakeServer, make_client: Callable[..., ChatsClient]
-) -> None:
+def test_server_quota_lower_than_buckets_is_learned() -> None:
+    async def body(fake: FakeServer, client: ChatsClient, loop: VirtualClock) -> None:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        await client.get_chat(BUSINESS, chat_id)
+        await asyncio.gather(*(client.get_chat(BUSINESS, chat_id) for _ in range(25)))
+        assert statuses(fake).count(200) == 26
+        assert 420 not in statuses(fake)
+        assert client.stats.waited_seconds > 0
+
     # The client believes in 1,000 per window; the server allows 10.
-    client = make_client(limits={"get_chat": RateLimit(1000, WINDOW)})
-    chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    await client.get_chat(BUSINESS, chat_id)
-    await asyncio.gather(*(client.get_chat(BUSINESS, chat_id) for _ in range(25)))
-    assert statuses(fake).count(200) == 26
-    assert 420 not in statuses(fake)
-    assert client.stats.waited_seconds > 0
+    limits = {"get_chat": RateLimit(1000, V_WINDOW)}
+    with_fake_on_virtual_time(scaled(get_chat=10, window=V_WINDOW), body, limits=limits)
 
 
-@pytest.mark.parametrize("fake", [scaled(get_chat=5)], indirect=True)
-async def test_420_from_a_spent_quota_is_waited_out(fake: FakeServer, client: ChatsClient) -> None:
-    chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    await spend_window(fake, f"/v2/businesses/{BUSINESS}/chat?chatId={chat_id}")
-    chat = await client.get_chat(BUSINESS, chat_id)
-    assert chat.chat_id == chat_id
-    ours = statuses(fake)[6:]
-    assert ours == [420, 200]
-    assert client.stats.rate_limited == 1
+def test_420_from_a_spent_quota_is_waited_out() -> None:
+    async def body(fake: FakeServer, client: ChatsClient, loop: VirtualClock) -> None:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        await spend_window(fake, f"/v2/businesses/{BUSINESS}/chat?chatId={chat_id}")
+        started = loop.time()
+        chat = await client.get_chat(BUSINESS, chat_id)
+        assert chat.chat_id == chat_id
+        ours = statuses(fake)[6:]
+        assert ours == [420, 200]
+        assert client.stats.rate_limited == 1
+        # It waited for the window's end (-Until), not a second more than its resolution.
+        window_end = (started // V_WINDOW + 1) * V_WINDOW
+        assert window_end <= loop.time() <= window_end + 1.0
+
+    with_fake_on_virtual_time(scaled(get_chat=5, window=V_WINDOW), body)
 
 
 async def test_parallel_cap_420_is_retried_with_backoff(
@@ -346,19 +359,20 @@ async def test_pages_and_resume_from_a_saved_token(fake: FakeServer, client: Cha
     assert len(bodies) == 1
 
 
-@pytest.mark.parametrize("fake", [scaled(get_chat_history=3, messages=700)], indirect=True)
-async def test_quota_420_mid_walk_retries_the_same_page(
-    fake: FakeServer, client: ChatsClient
-) -> None:
-    chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    got: list[int] = []
-    async for message in client.iter_chat_history(BUSINESS, chat_id):
-        got.append(message.message_id)
-        if len(got) == 100:  # another process spends the rest of the window
-            path = f"/v2/businesses/{BUSINESS}/chats/history?chatId={chat_id}"
-            await spend_window(fake, path, "POST")
-    assert got == history_ids(fake, chat_id)
-    assert 420 in statuses(fake, "get_chat_history")
+def test_quota_420_mid_walk_retries_the_same_page() -> None:
+    async def body(fake: FakeServer, client: ChatsClient, loop: VirtualClock) -> None:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        got: list[int] = []
+        async for message in client.iter_chat_history(BUSINESS, chat_id):
+            got.append(message.message_id)
+            if len(got) == 100:  # another process spends the rest of the window
+                path = f"/v2/businesses/{BUSINESS}/chats/history?chatId={chat_id}"
+                await spend_window(fake, path, "POST")
+        assert got == history_ids(fake, chat_id)
+        assert 420 in statuses(fake, "get_chat_history")
+
+    config = scaled(get_chat_history=3, messages=700, window=V_WINDOW)
+    with_fake_on_virtual_time(config, body)
 
 
 async def test_exhausted_retries_carry_the_page_token(
@@ -435,17 +449,18 @@ async def test_a_retry_backing_off_holds_no_slot(
     assert (await first).chat_id == chat_id
 
 
-@pytest.mark.parametrize("fake", [scaled(get_chat=6)], indirect=True)
-async def test_5xx_answers_do_not_spend_quota(
-    fake: FakeServer, make_client: Callable[..., ChatsClient]
-) -> None:
-    client = make_client(limits={"get_chat": RateLimit(6, WINDOW)}, backoff=0.001)
-    chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.01)  # a fresh window
-    fake.faults.add("status_500", times=5)
-    await client.get_chat(BUSINESS, chat_id)  # five 500s, then a 200
-    for _ in range(5):
-        await client.get_chat(BUSINESS, chat_id)
-    assert statuses(fake) == [500] * 5 + [200] * 6
-    # neither the bucket nor the server's count was charged for the 500s
-    assert client.stats.waited_seconds < 0.5
+def test_5xx_answers_do_not_spend_quota() -> None:
+    async def body(fake: FakeServer, client: ChatsClient, loop: VirtualClock) -> None:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        fake.faults.add("status_500", times=5)
+        await client.get_chat(BUSINESS, chat_id)  # five 500s, then a 200
+        for _ in range(5):
+            await client.get_chat(BUSINESS, chat_id)
+        assert statuses(fake) == [500] * 5 + [200] * 6
+        # neither the bucket nor the server's count was charged for the 500s
+        assert client.stats.waited_seconds < 1.0
+
+    limits = {"get_chat": RateLimit(6, V_WINDOW)}
+    with_fake_on_virtual_time(
+        scaled(get_chat=6, window=V_WINDOW), body, limits=limits, backoff=0.001
+    )

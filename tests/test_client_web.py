@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import BUSINESS, FAST
+from tests.virtual_clock import VirtualClock, with_fake_on_virtual_time
 from yamarket_chats import (
     ApiError,
     ChatsClient,
@@ -218,17 +219,16 @@ async def test_backoff_that_would_pass_max_wait_raises_the_error_now(
     assert time.monotonic() - started < 0.5
 
 
-@pytest.mark.parametrize(
-    "fake", [one_business(quota_window=1.0, quotas={"get_chat": 3})], indirect=True
-)
-async def test_spent_quota_inside_max_wait_is_waited_out(
-    fake: FakeServer, make_client: Callable[..., ChatsClient]
-) -> None:
-    chat_id, path = chat_path(fake)
-    await asyncio.sleep(1.0 - time.time() % 1.0 + 0.05)  # a fresh window
-    await spend_window(fake, path)
-    client = make_client(max_wait=5)
-    assert (await client.get_chat(BUSINESS, chat_id)).chat_id == chat_id
+def test_spent_quota_inside_max_wait_is_waited_out() -> None:
+    async def body(fake: FakeServer, client: ChatsClient, loop: VirtualClock) -> None:
+        chat_id, path = chat_path(fake)
+        await spend_window(fake, path)
+        window_end = (loop.time() // 30 + 1) * 30
+        assert (await client.get_chat(BUSINESS, chat_id)).chat_id == chat_id
+        assert loop.time() >= window_end  # waited for the window's end, inside max_wait
+
+    config = one_business(quota_window=30.0, quotas={"get_chat": 3})
+    with_fake_on_virtual_time(config, body, max_wait=45)
 
 
 async def test_bad_options_are_refused(make_client: Callable[..., ChatsClient]) -> None:

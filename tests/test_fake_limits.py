@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator
 from email.utils import formatdate, parsedate_to_datetime
 
@@ -12,6 +11,7 @@ import aiohttp
 import pytest
 
 from tests.fake_helpers import BUSINESS, Api, connect, error_message
+from tests.virtual_clock import ManualClock
 from yamarket_chats.testing import FakeMarketConfig, FakeServer
 
 WINDOW = 2.0
@@ -23,16 +23,16 @@ def yamarket_fake_config() -> FakeMarketConfig:
 
 
 @pytest.fixture
-async def api(yamarket_fake: FakeServer) -> AsyncIterator[Api]:
+def clock() -> ManualClock:
+    """The fake's quota clock, at the start of a window: it moves only when a test says."""
+    return ManualClock(1_800_000_000.0)
+
+
+@pytest.fixture
+async def api(yamarket_fake: FakeServer, clock: ManualClock) -> AsyncIterator[Api]:
+    yamarket_fake.clock = clock
     async with connect(yamarket_fake) as api:
         yield api
-
-
-async def fresh_window() -> None:
-    """Wait for a new quota window if the current one is about to end."""
-    left = WINDOW - time.time() % WINDOW
-    if left < 0.7:
-        await asyncio.sleep(left + 0.01)
 
 
 async def get_chat(api: Api, chat_id: int | None = None) -> tuple[int, dict[str, str]]:
@@ -49,8 +49,8 @@ async def test_default_quotas_follow_the_spec() -> None:
     assert config.quota("create_chat") == config.quota("send_file_to_chat") == 1000
 
 
-async def test_quota_headers_then_420_then_reset(api: Api) -> None:
-    await fresh_window()
+async def test_quota_headers_then_420_then_reset(api: Api, clock: ManualClock) -> None:
+    clock.advance(0.5)
     remaining = []
     for _ in range(3):
         status, headers = await get_chat(api)
@@ -58,8 +58,9 @@ async def test_quota_headers_then_420_then_reset(api: Api) -> None:
         assert headers["X-RateLimit-Resource-Limit"] == "3"
         remaining.append(headers["X-RateLimit-Resource-Remaining"])
     assert remaining == ["2", "1", "0"]
-    window_end = math.ceil((time.time() // WINDOW + 1) * WINDOW)
+    window_end = math.ceil((clock.now // WINDOW + 1) * WINDOW)
     assert headers["X-RateLimit-Resource-Until"] == formatdate(window_end, usegmt=True)
+    assert headers["Date"] == formatdate(clock.now, usegmt=True)  # on the same clock
 
     status, body, response = await api.call("GET", "/chat", params={"chatId": 1})
     assert status == 420 and body["errors"][0]["code"] == "LIMIT_EXCEEDED"
@@ -69,13 +70,15 @@ async def test_quota_headers_then_420_then_reset(api: Api) -> None:
     assert response.headers["X-RateLimit-Resource-Remaining"] == "4999"
 
     until = parsedate_to_datetime(response.headers["X-RateLimit-Resource-Until"]).timestamp()
-    await asyncio.sleep(max(until - time.time(), 0) + 0.01)
+    clock.advance(until - clock.now - 0.01)  # the last moment of the window: still spent
+    status, headers = await get_chat(api)
+    assert status == 420 and headers["X-RateLimit-Resource-Remaining"] == "0"
+    clock.advance(0.01)  # -Until: a new window
     status, headers = await get_chat(api)
     assert status == 200 and headers["X-RateLimit-Resource-Remaining"] == "2"
 
 
 async def test_errors_carry_headers_and_4xx_spend_quota(api: Api) -> None:
-    await fresh_window()
     status, headers = await get_chat(api, chat_id=999)
     assert status == 404 and headers["X-RateLimit-Resource-Remaining"] == "2"
     status, _, response = await api.call("GET", "/chat", params={"chatId": 1}, headers={})
@@ -83,7 +86,6 @@ async def test_errors_carry_headers_and_4xx_spend_quota(api: Api) -> None:
 
 
 async def test_5xx_and_drops_are_refunded(api: Api) -> None:
-    await fresh_window()
     chat_id = api.server.market.chats(BUSINESS)[0].chat_id
     api.server.faults.add("status_500", times=2, operations=["send_message_to_chat"])
     # A POST: aiohttp silently retries idempotent requests on a dropped connection.
@@ -102,7 +104,6 @@ async def test_5xx_and_drops_are_refunded(api: Api) -> None:
 
 
 async def test_status_500_after_acting_is_refunded_too(api: Api) -> None:
-    await fresh_window()
     chat_id = api.server.market.chats(BUSINESS)[0].chat_id
     api.server.faults.add("status_500_after", times=1)
     statuses = []

@@ -36,6 +36,7 @@ from yamarket_chats.notifications import (
 from yamarket_chats.testing import FakeNotifier, FakeServer
 
 from .conftest import BUSINESS
+from .virtual_clock import VirtualClock, run_virtual
 
 NAME, VERSION = "test-shop", "1.2.3"
 
@@ -475,81 +476,96 @@ class SlowStore(MemorySeenStore):
         return await super().add(key)
 
 
-async def test_a_request_in_flight_at_shutdown_runs_its_callback_before_cleanup() -> None:
-    log: list[str] = []
+def test_a_request_in_flight_at_shutdown_runs_its_callback_before_cleanup() -> None:
+    """On virtual time: the waits below are long, and cost nothing."""
 
-    async def callback(event: Notification) -> None:
-        log.append("callback start")
-        await asyncio.sleep(0.2)
-        log.append("callback done")
+    async def main(loop: VirtualClock) -> None:
+        log: list[str] = []
 
-    async def close_client(_: web.Application) -> None:
-        log.append("client closed")
+        async def callback(event: Notification) -> None:
+            log.append("callback start")
+            await asyncio.sleep(0.2)
+            log.append("callback done")
 
-    async def client_context(_: web.Application) -> AsyncIterator[None]:
-        yield
-        log.append("client context closed")
+        async def close_client(_: web.Application) -> None:
+            log.append("client closed")
 
-    app = web.Application()
-    # Registered first, as an app usually does: the receiver must still drain before.
-    app.on_cleanup.append(close_client)
-    app.cleanup_ctx.append(client_context)
-    store = SlowStore(1.0)
-    add_notification_route(app, "/notification", callback, name=NAME, version=VERSION, seen=store)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    posting = asyncio.ensure_future(post(f"http://{host}:{port}/notification", CREATED))
-    await asyncio.wait_for(store.entered.wait(), 10)
-    await asyncio.sleep(0.3)  # the request is waiting on the seen-set (1 s)
-    await runner.cleanup()
-    status, answer = await asyncio.wait_for(posting, 10)
-    assert status == 200
-    assert_ok(answer)
-    await asyncio.sleep(0.3)  # a callback started late would show up here
-    assert log == ["callback start", "callback done", "client context closed", "client closed"]
+        async def client_context(_: web.Application) -> AsyncIterator[None]:
+            yield
+            log.append("client context closed")
 
+        app = web.Application()
+        # Registered first, as an app usually does: the receiver must still drain before.
+        app.on_cleanup.append(close_client)
+        app.cleanup_ctx.append(client_context)
+        store = SlowStore(1.0)
+        add_notification_route(
+            app, "/notification", callback, name=NAME, version=VERSION, seen=store
+        )
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        posting = asyncio.ensure_future(post(f"http://{host}:{port}/notification", CREATED))
+        await asyncio.wait_for(store.entered.wait(), 10)
+        await asyncio.sleep(0.3)  # the request is waiting on the seen-set (1 s)
+        await runner.cleanup()
+        status, answer = await asyncio.wait_for(posting, 10)
+        assert status == 200
+        assert_ok(answer)
+        await asyncio.sleep(60)  # a callback started late would show up here
+        assert log == ["callback start", "callback done", "client context closed", "client closed"]
 
-async def test_aclose_refuses_new_events_and_waits_for_those_being_accepted() -> None:
-    inbox = Inbox()
-    store = SlowStore()
-    receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
-    accepting = asyncio.ensure_future(receiver.handle(CREATED))
-    await asyncio.wait_for(store.entered.wait(), 10)  # in the seen-set, no callback yet
-    assert receiver.pending == 1
-    closing = asyncio.ensure_future(receiver.aclose())
-    await asyncio.sleep(0)
-    assert receiver.closing and not closing.done()
-    late = await receiver.handle(b'{"notificationType": "X", "n": 2}')
-    assert late.status == 500 and late.event is None
-    assert msgspec.json.decode(late.body)["error"]["type"] == "UNKNOWN"
-    assert store.calls == 1  # not remembered: Market's redelivery will be heard
-    await asyncio.sleep(0.05)
-    assert not closing.done()  # still waiting for the event being accepted
-    store.gate.set()
-    assert (await accepting).status == 200
-    await asyncio.wait_for(closing, 10)
-    assert len(inbox.events) == 1  # its callback ran before aclose() returned
-    assert receiver.pending == 0 and receiver.counts["closing"] == 1
-    assert (await receiver.handle(b'{"notificationType": "X", "n": 3}')).status == 500
-    assert not inbox.events[1:]
+    run_virtual(main)
 
 
-async def test_aclose_gives_up_on_an_event_still_being_accepted() -> None:
-    inbox = Inbox()
-    store = SlowStore()
-    receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
-    accepting = asyncio.ensure_future(receiver.handle(CREATED))
-    await asyncio.wait_for(store.entered.wait(), 10)
-    await receiver.aclose(timeout=0.05)
-    store.gate.set()
-    answer = await accepting
-    assert answer.status == 500  # too late to run a callback: delivered again later
-    assert len(store) == 0 and receiver.pending == 0
-    await asyncio.sleep(0.05)
-    assert not inbox.events
+def test_aclose_refuses_new_events_and_waits_for_those_being_accepted() -> None:
+    async def main(loop: VirtualClock) -> None:
+        inbox = Inbox()
+        store = SlowStore()
+        receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
+        accepting = asyncio.ensure_future(receiver.handle(CREATED))
+        await asyncio.wait_for(store.entered.wait(), 10)  # in the seen-set, no callback yet
+        assert receiver.pending == 1
+        closing = asyncio.ensure_future(receiver.aclose(timeout=None))
+        await asyncio.sleep(0)
+        assert receiver.closing and not closing.done()
+        late = await receiver.handle(b'{"notificationType": "X", "n": 2}')
+        assert late.status == 500 and late.event is None
+        assert msgspec.json.decode(late.body)["error"]["type"] == "UNKNOWN"
+        assert store.calls == 1  # not remembered: Market's redelivery will be heard
+        await asyncio.sleep(4.0)  # on the virtual clock, just short of the seen-set timeout (5 s)
+        assert not closing.done()  # still waiting for the event being accepted
+        store.gate.set()
+        assert (await accepting).status == 200
+        await asyncio.wait_for(closing, 10)
+        assert len(inbox.events) == 1  # its callback ran before aclose() returned
+        assert receiver.pending == 0 and receiver.counts["closing"] == 1
+        assert (await receiver.handle(b'{"notificationType": "X", "n": 3}')).status == 500
+        assert not inbox.events[1:]
+
+    run_virtual(main)
+
+
+def test_aclose_gives_up_on_an_event_still_being_accepted() -> None:
+    async def main(loop: VirtualClock) -> None:
+        inbox = Inbox()
+        store = SlowStore()
+        receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
+        accepting = asyncio.ensure_future(receiver.handle(CREATED))
+        await asyncio.wait_for(store.entered.wait(), 10)
+        started = loop.time()
+        await receiver.aclose(timeout=5.0)
+        assert loop.time() - started == pytest.approx(5.0)  # it gave up at the timeout
+        store.gate.set()
+        answer = await accepting
+        assert answer.status == 500  # too late to run a callback: delivered again later
+        assert len(store) == 0 and receiver.pending == 0
+        await asyncio.sleep(3600)  # any callback started late would have run by now
+        assert not inbox.events
+
+    run_virtual(main)
 
 
 # -- the fake notifier ---------------------------------------------------------------

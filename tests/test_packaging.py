@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.packaging
+pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("packaging")]
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = "https://github.com/yamarket-chats/yamarket-chats"
 RAW = "https://raw.githubusercontent.com/yamarket-chats/yamarket-chats/main/"
 # Never part of a distribution: local state, caches and build output.
 JUNK = shutil.ignore_patterns(
-    ".git", ".venv*", "__pycache__", "*.py[cod]", ".*_cache", ".hypothesis", "build", "dist",
+    ".git", ".venv*", "__pycache__", ".coverage*", "*.py[cod]", ".*_cache", ".hypothesis", "build", "dist",
     "*.egg-info", "*.sqlite3", "*.db", ".work",
 )  # fmt: skip
 SHIPPED_TREES = ("tests", "benchmarks", "docs")
@@ -63,7 +63,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / ("Scripts" if sys.platform == "win32" else "bin") / "python"
-    _run(python, "-m", "pip", "install", "-q", "setuptools>=77", "pytest")
+    _run(python, "-m", "pip", "install", "-q", "--no-compile", "setuptools>=77", "pytest")
     dist = base / "dist"
     for hook in ("build_sdist", "build_wheel"):  # one process each, as pip and build do
         _run(python, "-c", f"import sys, setuptools.build_meta as b; b.{hook}(sys.argv[1])", dist,
@@ -145,7 +145,7 @@ def test_readme_links_resolve_on_pypi() -> None:
 
 def test_pytest_plugin_is_harmless_without_pytest_asyncio(built: Built, tmp_path: Path) -> None:
     """`pip install yamarket-chats pytest`, then pytest in any project: no plugin error."""
-    _run(built.python, "-m", "pip", "install", "-q", built.wheel)
+    _run(built.python, "-m", "pip", "install", "-q", "--no-compile", built.wheel)
     probe = "import importlib.util as u; print(u.find_spec('pytest_asyncio') is None)"
     assert _run(built.python, "-c", probe).strip() == "True"
     (tmp_path / "test_theirs.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
@@ -185,7 +185,7 @@ def test_make_demo_installs_only_the_cli_extra(built: Built) -> None:
     assert "dev" not in demo and "bench" not in demo
     assert "yamarket-chats demo" in demo
     test = _run("make", "-n", "test", cwd=built.source)
-    assert any(".[dev]" in line for line in test.splitlines() if "pip install" in line), test
+    assert any(".[dev,bench]" in line for line in test.splitlines() if "pip install" in line), test
     readme = (ROOT / "README.md").read_text("utf-8")
     quick = readme.split("## Quick start", 1)[1].split("```", 2)[1]
     assert [line.split("#")[0].strip() for line in quick.splitlines()[1:] if line.strip()] == [

@@ -20,6 +20,7 @@ import redis.asyncio as redis
 
 from tests.conftest import BUSINESS, FAST
 from tests.servers import RedisServer, free_port
+from tests.virtual_clock import ManualClock
 from yamarket_chats import ChatsClient, InvalidRequestError, RateLimit
 from yamarket_chats.limits import WaitTooLong, _engine
 from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
@@ -79,20 +80,16 @@ async def test_keys_are_prefixed_and_expire(
 
 
 async def run_workers(
-    fake: FakeServer,
-    redis_url: str,
-    workers: int,
-    start: float,
-    end: float,
-    skews: tuple[float, ...] = (),
-) -> list[tuple[int, int]]:
-    """Run `workers` processes of tests/redis_worker.py; their (reads, 420s).
+    fake: FakeServer, redis_url: str, workers: int, windows: int, skews: tuple[float, ...] = ()
+) -> tuple[list[tuple[int, int]], float]:
+    """Run `workers` processes of tests/redis_worker.py for `windows` windows.
 
+    Once every worker says it is ready, they start together on the fake's next
+    window boundary. Returns their (reads, 420s) and the wall-clock end.
     ``skews[i]`` shifts worker i's clock by that many seconds (default 0).
     """
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
-    args = [fake.url, fake.api_key, redis_url, str(BUSINESS), str(chat_id)]
-    args += [str(start), str(end), "40", str(WINDOW)]
+    args = [fake.url, fake.api_key, redis_url, str(BUSINESS), str(chat_id), "40", str(WINDOW)]
     procs = []
     for i in range(workers):
         skew = skews[i] if i < len(skews) else 0.0
@@ -105,24 +102,32 @@ async def run_workers(
                 *args,
                 cwd=ROOT,
                 env=env,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
         )
+    for proc in procs:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"ready\n"
+    start = math.ceil((time.time() + 0.2) / WINDOW) * WINDOW  # a window boundary
+    end = start + windows * WINDOW
+    for proc in procs:  # every worker learns the start before any waits for its end
+        assert proc.stdin is not None
+        proc.stdin.write(f"{start} {end}\n".encode())
+        await proc.stdin.drain()
     results = []
     for proc in procs:
         out, _ = await proc.communicate()
         assert proc.returncode == 0
         done, rate_limited = out.decode().split()[-2:]
         results.append((int(done), int(rate_limited)))
-    return results
+    return results, end
 
 
 async def share_one_quota(fake: FakeServer, redis_url: str, skews: tuple[float, ...] = ()) -> None:
-    """Four workers over four windows: no 420, at least 90% of the quota used."""
-    windows = 4
-    start = math.ceil((time.time() + 3.0) / WINDOW) * WINDOW  # a window boundary
-    end = start + windows * WINDOW
-    results = await run_workers(fake, redis_url, 4, start, end, skews)
+    """Four workers over three windows: no 420, at least 90% of the quota used."""
+    windows = 3
+    results, end = await run_workers(fake, redis_url, 4, windows, skews)
     statuses = [e.status for e in fake.journal]
     allowed = windows * 40
     mono_end = time.monotonic() - (time.time() - end)  # the journal's clock
@@ -158,23 +163,14 @@ async def test_a_killed_worker_frees_its_slots_within_the_lease(
 ) -> None:
     chat_id = quota_fake.market.chats(BUSINESS)[0].chat_id
     quota_fake.faults.add("latency", delay=4.0, times=4)
-    start = time.time() + 1.0
+    args = [quota_fake.url, quota_fake.api_key, redis_server.url, str(BUSINESS), str(chat_id)]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.redis_worker",
-        quota_fake.url,
-        quota_fake.api_key,
-        redis_server.url,
-        str(BUSINESS),
-        str(chat_id),
-        str(start),
-        str(start + 60),
-        "40",
-        str(WINDOW),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
+        sys.executable, "-m", "tests.redis_worker", *args, "40", str(WINDOW), cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"ready\n"
+    proc.stdin.write(f"{time.time()} {time.time() + 60}\n".encode())  # start now
     # the worker holds all 4 slots (bounded: a worker that failed to start must not hang us)
     await asyncio.wait_for(quota_fake.wait_in_flight(BUSINESS, 4), 30.0)
     proc.send_signal(signal.SIGKILL)
@@ -247,7 +243,7 @@ async def test_5xx_answers_are_refunded_in_redis(
             api_key=quota_fake.api_key, base_url=quota_fake.url, limiter=limiter, backoff=0.001
         ) as client,
     ):
-        await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.01)  # a fresh window
+        quota_fake.clock = ManualClock()  # one window for the whole test
         quota_fake.faults.add("status_500", times=5)
         for _ in range(6):
             await client.get_chat(BUSINESS, chat_id)
@@ -294,7 +290,7 @@ async def test_other_methods_in_flight_do_not_eat_this_methods_quota(
             RedisLimiter(redis_server.url, limits=limits) as limiter,
             ChatsClient(api_key=fake.api_key, base_url=fake.url, limiter=limiter) as client,
         ):
-            await asyncio.sleep(WINDOW - time.time() % WINDOW + 0.01)  # a fresh window
+            fake.clock = ManualClock()  # one window for the whole test
             fake.faults.add("latency", delay=1.5, times=3, operations={"get_chat_history"})
             reads = [
                 asyncio.create_task(client.get_chat_history(BUSINESS, chat_id)) for _ in range(3)
@@ -335,6 +331,15 @@ async def within(call: Awaitable[T], seconds: float = 5.0) -> T:
     return await asyncio.wait_for(call, seconds)
 
 
+async def subscribers(url: str) -> int:
+    """Channels with a subscriber (the limiters' wake-ups)."""
+    probe = redis.Redis.from_url(url)
+    try:
+        return len(await probe.pubsub_channels())
+    finally:
+        await probe.aclose()
+
+
 async def script_calls(url: str) -> int:
     return await redis_stat(url, "commandstats", "cmdstat_evalsha", "calls")
 
@@ -372,8 +377,15 @@ async def test_a_slot_freed_by_another_worker_wakes_the_waiter(
         RedisLimiter(redis_server.url, prefix="wake", limits=NO_BUCKET) as other,
     ):
         held = [await one.acquire(BUSINESS, "get_chat") for _ in range(4)]
+        asked = await script_calls(redis_server.url)
         waiter = asyncio.create_task(other.acquire(BUSINESS, "get_chat"))
-        await asyncio.sleep(0.5)
+        # The waiting state: subscribed to the slots' channel, and Redis said "full".
+        deadline = time.monotonic() + 10
+        while await script_calls(redis_server.url) <= asked or not await subscribers(
+            redis_server.url
+        ):
+            assert time.monotonic() < deadline and not waiter.done()
+            await asyncio.sleep(0.01)
         assert not waiter.done()
         freed_at = time.monotonic()
         await one.finish(

@@ -31,8 +31,10 @@ SinkType = Callable[..., SQLiteSink | JsonlSink]
 SINKS: dict[str, SinkType] = {"sqlite": SQLiteSink, "jsonl": JsonlSink}
 
 CHILD = """
-import asyncio, json, sys
+import asyncio, json, logging, sys
 from yamarket_chats import ChatsClient, JsonlSink, SQLiteSink, SinkLockedError, sync
+
+logging.basicConfig(format="%(message)s")  # warnings on stderr, as a program shows them
 
 kind, path, url, key, timeout, hold = sys.argv[1:]
 
@@ -79,6 +81,11 @@ class Child:
             raise AssertionError(f"the child ended early (exit {code}):\n{error}")
         result: dict[str, Any] = json.loads(raw)
         return result
+
+    async def log_line(self) -> str:
+        """The next line the child logged (on stderr)."""
+        assert self.process.stderr is not None
+        return (await asyncio.wait_for(self.process.stderr.readline(), 60)).decode()
 
     def go(self) -> None:
         assert self.process.stdin is not None
@@ -147,7 +154,9 @@ async def test_second_sync_fails_at_once_then_one_waits(
     # With a lock_timeout the next one waits for the first to finish, then resumes.
     third = await start(kind, path, timeout=60)
     assert await third.line() == {"opened": True}
-    await asyncio.sleep(0.3)
+    waiting = await third.log_line()  # the sign that it waits for the lock
+    assert f"{path} is in use by another sync (pid {first.process.pid})" in waiting, waiting
+    assert "waiting up to 60 s for its lock" in waiting
     assert not fake.journal.entries("get_chat_history")  # nobody synced yet
     first.go()
     assert await first.line() == {"messages": 2 * 5 * 230}
@@ -189,7 +198,7 @@ async def test_lock_of_a_killed_sync_is_released(
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_in_process_second_sink_waits_without_blocking_the_loop(
-    tmp_path: Path, kind: str
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = sink_path(tmp_path, kind)
     first = SINKS[kind](path)
@@ -200,7 +209,10 @@ async def test_in_process_second_sink_waits_without_blocking_the_loop(
     second = SINKS[kind](path, lock_timeout=30)  # returns at once: the thread waits
     assert time.monotonic() - started < 1
     state = asyncio.ensure_future(second.load_state(1))
-    await asyncio.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while "waiting up to 30 s for its lock" not in caplog.text:  # the thread's wait began
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
     assert not state.done()
     await first.close()
     assert await asyncio.wait_for(state, 10) == {}

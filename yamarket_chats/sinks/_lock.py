@@ -11,6 +11,7 @@ the same part without blocking readers of the data.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -18,7 +19,9 @@ import time
 
 from ..errors import SinkLockedError
 
-__all__ = ["locked_error", "try_lock", "wait_lock"]
+__all__ = ["locked_error", "note_wait", "try_lock", "wait_lock"]
+
+log = logging.getLogger("yamarket_chats.sinks")
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -67,6 +70,16 @@ def locked_error(path: str | os.PathLike[str], fd: int, timeout: float) -> SinkL
         f"{os.fspath(path)} is in use by another sync{by}{waited}. Its lock is released"
         " when that sync ends; pass lock_timeout (seconds) to wait for it"
     )
+
+
+def note_wait(path: str | os.PathLike[str], fd: int, timeout: float) -> None:
+    """Log (a warning: the sync stalls) that the sink waits for another sync's lock."""
+    holder = _holder(fd)
+    by = f" (pid {holder})" if holder else ""
+    log.warning(
+        "%s is in use by another sync%s; waiting up to %g s for its lock",
+        os.fspath(path), by, timeout,
+    )  # fmt: skip
 
 
 def _holder(fd: int) -> int | None:

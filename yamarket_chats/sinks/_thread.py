@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from .._closing import AsyncClosing
 from ..errors import InvalidRequestError
-from ._lock import locked_error, try_lock, wait_lock
+from ._lock import locked_error, note_wait, try_lock, wait_lock
 
 T = TypeVar("T")
 
@@ -106,6 +106,7 @@ class _ThreadSink(AsyncClosing):
 
     def _acquire(self, fd: int, timeout: float) -> None:
         try:
+            note_wait(self.path, fd, timeout)
             if not wait_lock(fd, timeout, self._stop):
                 raise locked_error(self.path, fd, timeout)
             self._setup()

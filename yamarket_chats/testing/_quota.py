@@ -15,17 +15,19 @@ class QuotaBook:
     """Fixed windows per (business, operation), aligned to multiples of the window.
 
     A request counts on arrival; ``refund`` gives it back (5xx answers).
+    ``clock`` (seconds since the epoch) places the windows; tests may swap it
+    for a virtual one to cross windows without waiting.
     """
 
     def __init__(self, config: FakeMarketConfig, clock: Callable[[], float] = time.time) -> None:
         self._config = config
         self._window = config.quota_window
-        self._clock = clock
+        self.clock = clock
         # (business, operation) -> [window index, used]
         self._used: dict[tuple[int, str], list[int]] = {}
 
     def _slot(self, key: tuple[int, str]) -> list[int]:
-        index = int(self._clock() // self._window)
+        index = int(self.clock() // self._window)
         slot = self._used.get(key)
         if slot is None or slot[0] != index:
             slot = self._used[key] = [index, 0]
@@ -46,12 +48,14 @@ class QuotaBook:
             slot[1] -= 1
 
     def headers(self, business_id: int, operation: str) -> dict[str, str]:
-        """The ``X-RateLimit-Resource-*`` headers as of now."""
+        """The ``X-RateLimit-Resource-*`` headers, and ``Date``, as of now."""
         index, used = self._slot((business_id, operation))
         limit = self._config.quota(operation)
         # Never report a reset earlier than the real one.
         until = math.ceil((index + 1) * self._window)
         return {
+            # On the windows' clock, so that a client reads -Until against it.
+            "Date": formatdate(self.clock(), usegmt=True),
             "X-RateLimit-Resource-Limit": str(limit),
             "X-RateLimit-Resource-Remaining": str(max(limit - used, 0)),
             "X-RateLimit-Resource-Until": formatdate(until, usegmt=True),

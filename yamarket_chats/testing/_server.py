@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -65,6 +65,20 @@ class FakeServer:
         """Requests of each business being processed right now."""
         return self._api.gate.in_flight
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """What the quota windows read as now, in seconds since the epoch (``time.time``).
+
+        Assign a function of your own, such as a test's virtual clock, to move
+        across windows without waiting: the ``Date`` and
+        ``X-RateLimit-Resource-Until`` headers follow it.
+        """
+        return self._api.quotas.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self._api.quotas.clock = clock
+
     async def wait_in_flight(self, business_id: int, count: int) -> None:
         """Wait until ``count`` requests of a business are being processed at once."""
         await self._api.gate.wait_for(business_id, count)
@@ -106,6 +120,12 @@ class FakeServer:
         return f"FakeServer(url={self.url!r})"
 
 
+#: Seconds the requests still in flight get to finish when the fake stops; then
+#: their connections are closed. The fake answers in microseconds unless told
+#: to wait (a ``latency`` fault), so only such waits are cut short.
+_SHUTDOWN_GRACE = 0.1
+
+
 @contextlib.asynccontextmanager
 async def run_fake_server(
     config: FakeMarketConfig | None = None,
@@ -118,6 +138,9 @@ async def run_fake_server(
 
     With ``ssl_context`` (a server-side context, e.g. ``self_signed_tls().server_context``)
     the fake speaks HTTPS and its ``url`` starts with ``https://``.
+
+    Leaving the block gives requests still in flight 0.1 s to finish, then
+    closes their connections: a ``latency`` fault never holds up the exit.
     """
     config = config or FakeMarketConfig()
     api = FakeApi(config, FakeMarket(config), Journal(), Faults(config.seed))
@@ -132,6 +155,8 @@ async def run_fake_server(
         handle_signals=False,
         max_line_size=1 << 20,
         max_field_size=1 << 20,
+        # Leaving the block must not wait out a latency fault still sleeping.
+        shutdown_timeout=_SHUTDOWN_GRACE,
         **options,
     )
     await runner.setup()
