@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import os
 import re
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -199,3 +200,18 @@ async def test_snippet_runs(snippet: Snippet, tmp_path: Path) -> None:
         f"\n--- stdout ---\n{out.decode(errors='replace')}"
         f"\n--- stderr ---\n{err.decode(errors='replace')}"
     )
+
+
+def test_the_readme_commands_for_one_test_run_it() -> None:
+    """README's "one file or one test, fast" commands run their tests and pass."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    block = readme.split("- One file or one test, fast", 1)[1].split("```sh", 1)[1]
+    commands = [line.split() for line in block.split("```", 1)[0].splitlines() if line.strip()]
+    assert len(commands) == 2 and all(c[0] == ".venv/bin/pytest" for c in commands)
+    for command in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", *command[1:], "-q", "-p", "no:cacheprovider"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert re.search(r"^\d+ passed", done.stdout.splitlines()[-1]), done.stdout[-500:]
