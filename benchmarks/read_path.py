@@ -87,12 +87,11 @@ async def iteration() -> dict[str, float]:
     return {name: statistics.median([await run() for _ in range(5)]) for name, run in ways.items()}
 
 
-def tokens() -> dict[str, float]:
+def tokens(n: int = 100_000) -> dict[str, float]:
     """Nanoseconds per page token, ``quote`` against the client's shortcut."""
     from yamarket_chats.client import _quote_token
 
     assert _quote_token(TOKEN) == quote(TOKEN, safe="")
-    n = 100_000
     return {
         "quote(token, safe='')": timeit.timeit(lambda: quote(TOKEN, safe=""), number=n) / n * 1e9,
         "_quote_token(token)": timeit.timeit(lambda: _quote_token(TOKEN), number=n) / n * 1e9,
@@ -121,16 +120,18 @@ def _limits_at(ref: str, folder: Path) -> ModuleType:
         sys.path.remove(str(folder))  # its submodules come through the package's __path__
 
 
-async def limiter(modules: dict[str, ModuleType]) -> dict[tuple[str, str], float]:
+async def limiter(
+    modules: dict[str, ModuleType], businesses: int = 2000, rounds: int = 10
+) -> dict[tuple[str, str], float]:
     """Microseconds per acquire + finish, limits off and with default limits.
 
-    Every version is timed in turn, 9 times, on the same business ids: the
-    median of each is taken from runs interleaved in time, so the machine's
-    load swings alike for all.
+    Every version is timed in turn, ``rounds - 1`` times, on the same business
+    ids: the median of each is taken from runs interleaved in time, so the
+    machine's load swings alike for all.
     """
     from benchmarks import _limiter
 
-    ids = range(1, 2001)
+    ids = range(1, businesses + 1)
     headers = _limiter._answer_headers()
     cases = {}
     for label, module in modules.items():
@@ -140,7 +141,7 @@ async def limiter(modules: dict[str, ModuleType]) -> dict[tuple[str, str], float
             headers,
         )
     times: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
-    for round_ in range(10):
+    for round_ in range(rounds):
         for key, (limits, answer) in cases.items():
             spent = await _limiter._cycle(limits, ids, _limiter.OVERHEAD_METHODS, answer)
             if round_:  # the first round creates the buckets
@@ -151,19 +152,31 @@ async def limiter(modules: dict[str, ModuleType]) -> dict[tuple[str, str], float
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.read_path", description=__doc__)
     parser.add_argument("--baseline", metavar="GIT_REF", help="also time Limits at this commit")
+    parser.add_argument(
+        "--quick", action="store_true", help="a tiny run to check the harness, not to measure"
+    )
     args = parser.parse_args(argv)
     import yamarket_chats.limits as current
 
     lines = ["| what | way | cost |", "|---|---|---:|"]
-    for name, ns in asyncio.run(iteration()).items():
+    pages = PAGES[:]
+    if args.quick:
+        del PAGES[20:]  # _pages() iterates the module's list
+    try:
+        iterated = asyncio.run(iteration())
+    finally:
+        PAGES[:] = pages
+    for name, ns in iterated.items():
         lines.append(f"| iterating messages | {name} | {ns:.0f} ns / message |")
-    for name, ns in tokens().items():
+    for name, ns in tokens(1000 if args.quick else 100_000).items():
         lines.append(f"| a page token | `{name}` | {ns:.0f} ns |")
     runs = {"now": current}
     with tempfile.TemporaryDirectory() as folder:
         if args.baseline:
             runs[args.baseline] = _limits_at(args.baseline, Path(folder))
-        for (label, name), us in sorted(asyncio.run(limiter(runs)).items(), key=lambda i: i[0][1]):
+        size = {"businesses": 100, "rounds": 2} if args.quick else {}
+        timed = asyncio.run(limiter(runs, **size))
+        for (label, name), us in sorted(timed.items(), key=lambda i: i[0][1]):
             lines.append(f"| Limits acquire + finish ({label}) | {name} | {us:.2f} µs |")
     print("\n".join(lines))
 

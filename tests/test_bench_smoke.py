@@ -79,7 +79,7 @@ def test_read_path_times_the_limits_of_another_commit(
     if not (root / ".git").exists() and not os.environ.get("CI"):
         pytest.skip("not a git checkout")  # e.g. the suite run from an unpacked sdist
     monkeypatch.chdir(root)  # git finds the repository from here
-    read_path.main(["--baseline", "HEAD"])
+    read_path.main(["--baseline", "HEAD", "--quick"])
     table = capsys.readouterr().out
     assert "yamarket_chats_baseline.limits" in sys.modules  # HEAD's, not the current ones again
     assert "| Limits acquire + finish (HEAD) | default limits + headers |" in table
