@@ -170,8 +170,12 @@ class PostgresServer:
             if self._proc.poll() is not None:
                 self._proc = None
                 return False
+            # Asked on its own socket directory: a server another xdist worker
+            # started on the same port cannot answer for ours (and ours, unable
+            # to bind that port, exits: the next try takes another).
+            sock = str(self.root / "sock")
             ready = subprocess.run(
-                [str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+                [str(self.bin / "pg_isready"), "-q", "-h", sock, "-p", str(self.port)],
                 check=False,
             )
             if ready.returncode == 0:

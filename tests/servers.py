@@ -6,7 +6,9 @@ in CI (``CI`` set), where ``.ci/run`` must have installed it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,6 +27,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _serving_pid(port: int) -> int | None:
+    """The process id of the Redis server on ``port`` (INFO server), if one answers."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+        s.sendall(b"INFO server\r\n")
+        data = b""
+        while b"process_id:" not in data or not data.endswith(b"\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        found = re.search(rb"process_id:(\d+)", data)
+        return int(found.group(1)) if found else None
+    return None
+
+
 class RedisServer:
     """A throwaway redis-server on a free loopback port, no persistence."""
 
@@ -40,15 +57,26 @@ class RedisServer:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        args = [self._exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        self._proc = subprocess.Popen([*args, "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
+        """Start it; a port another process (another xdist worker) took is retried."""
+        for _ in range(5):
+            if self._launch():
+                return
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
         raise RuntimeError("redis-server did not start")
+
+    def _launch(self) -> bool:
+        args = [self._exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        proc = subprocess.Popen([*args, "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _serving_pid(self.port) == proc.pid:  # ours, not a server already there
+                self._proc = proc
+                return True
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait(10)
+        return False
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -331,6 +331,14 @@ async def within(call: Awaitable[T], seconds: float = 5.0) -> T:
     return await asyncio.wait_for(call, seconds)
 
 
+async def redis_answered(url: str, calls: int) -> None:
+    """Wait until Redis has run the limiter's script `calls` times in all."""
+    deadline = time.monotonic() + 10
+    while await script_calls(url) < calls:
+        assert time.monotonic() < deadline, "the limiter never asked Redis"
+        await asyncio.sleep(0.01)
+
+
 async def subscribers(url: str) -> int:
     """Channels with a subscriber (the limiters' wake-ups)."""
     probe = redis.Redis.from_url(url)
@@ -449,8 +457,9 @@ async def test_deadline_raises_at_once_for_the_bucket_and_the_window(
         assert caught.value.retry_in is not None and caught.value.retry_in > 3000
         # a coroutine waiting for that bucket without a deadline: the next
         # one with a deadline learns the wait from it, not from Redis
+        asked = await script_calls(redis_server.url)
         sleeper = asyncio.create_task(limiter.acquire(BUSINESS, "get_chat"))
-        await asyncio.sleep(0.1)
+        await redis_answered(redis_server.url, asked + 1)  # it learned its wait, and sleeps
         with pytest.raises(WaitTooLong) as caught:
             await within(limiter.acquire(BUSINESS, "get_chat", deadline=time.monotonic() + 2))
         assert caught.value.retry_in is not None and caught.value.retry_in > 3000
@@ -477,8 +486,9 @@ async def test_deadline_ends_a_wait_for_a_slot(redis_server: RedisServer) -> Non
         assert caught.value.retry_in is None
         assert 0.25 <= elapsed < 1.5, elapsed
         # queued behind another waiter of this process: the same
+        asked = await script_calls(redis_server.url)
         behind = asyncio.create_task(limiter.acquire(BUSINESS, "get_chat"))
-        await asyncio.sleep(0.05)
+        await redis_answered(redis_server.url, asked + 1)  # told "full", it waits
         with pytest.raises(WaitTooLong):
             await within(limiter.acquire(BUSINESS, "get_chats", deadline=time.monotonic() + 0.3))
         await limiter.finish(held[0], 200, None)
@@ -499,7 +509,7 @@ async def test_cancelled_acquires_leave_no_slot_behind(redis_server: RedisServer
                 await limiter.finish(await task, 200, None)  # it went out first
         held = [await limiter.acquire(BUSINESS, "get_chat") for _ in range(4)]
         waiters = [asyncio.create_task(limiter.acquire(BUSINESS, "get_chat")) for _ in range(10)]
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # wherever each is by then: cancelled at any point
         for task in waiters:
             task.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)

@@ -211,8 +211,12 @@ async def test_sqlite_waits_for_another_writer_off_the_loop(
 
         ticking = asyncio.ensure_future(ticker())
         job = asyncio.ensure_future(sync(client, BUSINESSES, sink))
-        await asyncio.sleep(0.5)
-        assert not job.done() and ticks > 10  # the sync waits, the loop does not
+        # The sync has chats to save (the fake answered) and the loop ticks on.
+        deadline = time.monotonic() + 10
+        while not fake.journal.entries("get_chats", status=200) or ticks <= 10:
+            assert time.monotonic() < deadline and not job.done()
+            await asyncio.sleep(0.01)
+        assert not job.done()  # the sync waits, the loop does not
         other.execute("COMMIT")
         other.close()
         report = await asyncio.wait_for(job, 30)

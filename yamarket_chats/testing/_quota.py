@@ -25,6 +25,7 @@ class QuotaBook:
         self.clock = clock
         # (business, operation) -> [window index, used]
         self._used: dict[tuple[int, str], list[int]] = {}
+        self._date = (-1, "")  # (second, its HTTP date): one formatdate per second
 
     def _slot(self, key: tuple[int, str]) -> list[int]:
         index = int(self.clock() // self._window)
@@ -55,11 +56,17 @@ class QuotaBook:
         until = math.ceil((index + 1) * self._window)
         return {
             # On the windows' clock, so that a client reads -Until against it.
-            "Date": formatdate(self.clock(), usegmt=True),
+            "Date": self._http_date(),
             "X-RateLimit-Resource-Limit": str(limit),
             "X-RateLimit-Resource-Remaining": str(max(limit - used, 0)),
             "X-RateLimit-Resource-Until": formatdate(until, usegmt=True),
         }
+
+    def _http_date(self) -> str:
+        second = int(self.clock())
+        if second != self._date[0]:
+            self._date = (second, formatdate(second, usegmt=True))
+        return self._date[1]
 
 
 class ParallelGate:
