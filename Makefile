@@ -31,9 +31,12 @@ demo: $(VENV)/.installed-cli
 # pytest re-rewrite) hundreds of modules. The suite also runs the benchmark harness
 # at a tiny size, which needs [bench].
 WORKERS ?= 3
+# A new order each run, shown in the command line: `make test SEED=N` repeats one.
+SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 test: $(VENV)/.installed-dev,bench
 	$(BIN)/coverage erase
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/coverage run -m pytest -q -n $(WORKERS) --dist loadgroup
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/coverage run -m pytest -q -n $(WORKERS) \
+		--dist loadgroup --randomly-seed=$(SEED)
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
