@@ -20,8 +20,7 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-cli
 	$(BIN)/yamarket-chats demo
 
-# The whole suite on WORKERS pytest-xdist processes (the packaging tests on one, to
-# build the wheel and sdist once), in random order (pytest-randomly),
+# The whole suite on WORKERS pytest-xdist processes, in random order (pytest-randomly),
 # with branch coverage of the package in every process the tests start; the report
 # fails under the floor set in pyproject.toml. Tests wait on subprocesses and servers
 # as much as they compute, so more workers than cores pays, up to a point: on 2 cores
@@ -36,7 +35,7 @@ SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 test: $(VENV)/.installed-dev,bench
 	$(BIN)/coverage erase
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/coverage run -m pytest -q -n $(WORKERS) \
-		--dist loadgroup --randomly-seed=$(SEED)
+		--randomly-seed=$(SEED)
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 

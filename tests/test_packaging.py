@@ -1,6 +1,6 @@
 """What users get from the package index: the sdist, the wheel, its metadata and its pytest plugin.
 
-The sdist and wheel are built once per session from a copy of the working
+The sdist and wheel are built once per run (shared by the xdist workers) from a copy of the working
 tree, with the build backend the project declares, inside a fresh venv that
 has pytest but not pytest-asyncio. Needs the package index (or pip's
 configured wheel directory) for setuptools, pytest and the runtime
@@ -10,6 +10,7 @@ dependencies; about 30-60 s on a cold cache.
 from __future__ import annotations
 
 import email
+import fcntl
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("packaging")]
+pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = "https://github.com/yamarket-chats/yamarket-chats"
@@ -60,20 +61,34 @@ def _run(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> st
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    base = tmp_path_factory.mktemp("packaging")
+    """The sdist and wheel, built once per run: the first xdist worker to ask builds
+    them under a lock in the run's shared temporary directory, the others wait."""
+    run_dir = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # gw0, gw1...: their parent is the run's
+        run_dir = run_dir.parent
+    base = run_dir / "packaging"
+    with open(run_dir / "packaging.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released with the file
+        if not (base / "built").exists():
+            _build(base)
+            (base / "built").touch()
+    python = base / "venv" / ("Scripts" if sys.platform == "win32" else "bin") / "python"
+    [sdist] = (base / "dist").glob("*.tar.gz")
+    [wheel] = (base / "dist").glob("*.whl")
+    return Built(base / "src", python, sdist, wheel)
+
+
+def _build(base: Path) -> None:
+    """A copy of the tree, a fresh venv with pytest, and the sdist and wheel in dist/."""
     source = base / "src"
     shutil.copytree(ROOT, source, ignore=JUNK)
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / ("Scripts" if sys.platform == "win32" else "bin") / "python"
     _run(python, "-m", "pip", "install", "-q", "--no-compile", "setuptools>=77", "pytest")
-    dist = base / "dist"
     for hook in ("build_sdist", "build_wheel"):  # one process each, as pip and build do
-        _run(python, "-c", f"import sys, setuptools.build_meta as b; b.{hook}(sys.argv[1])", dist,
-             cwd=source)  # fmt: skip
-    [sdist] = dist.glob("*.tar.gz")
-    [wheel] = dist.glob("*.whl")
-    return Built(source, python, sdist, wheel)
+        _run(python, "-c", f"import sys, setuptools.build_meta as b; b.{hook}(sys.argv[1])",
+             base / "dist", cwd=source)  # fmt: skip
 
 
 def _metadata(wheel: Path) -> Message:
