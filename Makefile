@@ -32,18 +32,12 @@ demo: $(VENV)/.installed-cli
 WORKERS ?= 3
 # A new order each run, shown in the command line: `make test SEED=N` repeats one.
 SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
-test: $(VENV)/.warmed
+test: $(VENV)/.installed-dev,bench
 	$(BIN)/coverage erase
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/coverage run -m pytest -q -n $(WORKERS) \
 		--randomly-seed=$(SEED)
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
-
-# Once per venv: one process compiles, and pytest rewrites, the ~500 modules every
-# worker imports (the plugins' packages too), instead of all workers at once.
-$(VENV)/.warmed: $(VENV)/.installed-dev,bench
-	-env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest --collect-only -q -p no:randomly > /dev/null
-	touch $@
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check yamarket_chats tests benchmarks
