@@ -20,33 +20,6 @@ BUSINESS = 1001
 # Fast retries for tests: the policy is the same, only the delays shrink.
 FAST = {"backoff": 0.01, "max_backoff": 0.05}
 
-#: Tests that take seconds of wall time (builds, real quota windows, real
-#: processes killed and restarted). They go to the xdist workers first, so that
-#: none starts last and holds the run open while the other workers sit idle.
-#: The random order holds among them, and among the rest.
-SLOW_FIRST = (
-    "tests/test_packaging.py::",
-    "tests/test_bench_smoke.py::test_quick_benchmark_runs_and_writes_results",
-    "tests/test_redis_limits.py::test_four_workers_share_one_quota_without_420",
-    "tests/test_redis_limits.py::test_workers_on_skewed_clocks_share_one_quota_without_420",
-    "tests/test_redis_limits.py::test_a_killed_worker_frees_its_slots_within_the_lease",
-    "tests/test_postgres.py::test_ten_sigkills_lose_nothing_and_store_nothing_twice",
-    "tests/test_postgres.py::test_a_killed_syncs_lease_lapses",
-    "tests/test_cli_hardening.py::test_repeated_signals_at_any_moment_never_kill_the_process",
-    "tests/test_cli_hardening.py::test_a_signal_in_the_first_half_second_exits_cleanly",
-    "tests/test_fake_schemathesis.py::test_conforms_to_spec",
-    "tests/test_limits_differential.py::test_the_redis_store_answers_as_the_model_does",
-    "tests/test_fleet.py::test_a_killed_workers_businesses_are_finished_by_the_others",
-    "tests/test_fleet.py::test_two_workers_split_the_cabinets_and_never_share_one",
-    "tests/test_cli_lazy.py::test_mypy_strict_sees_every_public_name",
-)
-
-
-@pytest.hookimpl(trylast=True)  # after pytest-randomly has shuffled them
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first (a stable sort: each group keeps its order)."""
-    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))
-
 
 @pytest_asyncio.fixture
 async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeServer]:
