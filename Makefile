@@ -23,12 +23,11 @@ demo: $(VENV)/.installed-cli
 # The whole suite on WORKERS pytest-xdist processes, in random order (pytest-randomly),
 # with branch coverage of the package in every process the tests start; the report
 # fails under the floor set in pyproject.toml. Tests wait on subprocesses and servers
-# as much as they compute, so more workers than cores pays, up to a point: on 2 cores
-# (one run each, warm .venv) 2 workers took 145 s, 3 took 120 s, 4 took 133 s, each
-# worker collecting the whole suite. Bytecode is cached even
-# where PYTHONDONTWRITEBYTECODE is set: every worker would otherwise recompile (and
-# pytest re-rewrite) hundreds of modules. The suite also runs the benchmark harness
-# at a tiny size, which needs [bench].
+# as much as they compute, so more workers than cores pays, up to a point: each one
+# collects the whole suite (2 cores, warm .venv, one run each: 2 workers took 145 s,
+# 3 took 120 s, 4 took 133 s). Bytecode is cached even where PYTHONDONTWRITEBYTECODE
+# is set: every worker would otherwise recompile (and pytest re-rewrite) hundreds of
+# modules. The suite also runs the benchmark harness at a tiny size: [bench].
 WORKERS ?= 3
 # A new order each run, shown in the command line: `make test SEED=N` repeats one.
 SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
