@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,12 @@ BUSINESS = 1001
 
 # Fast retries for tests: the policy is the same, only the delays shrink.
 FAST = {"backoff": 0.01, "max_backoff": 0.05}
+
+
+def unmeasured_env() -> dict[str, str]:
+    """This environment, minus the variable through which `make test` measures the
+    coverage of every Python process a test starts (for processes not worth it)."""
+    return {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
 
 
 @pytest_asyncio.fixture

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import unmeasured_env
 from yamarket_chats.testing import FakeMarketConfig, run_fake_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,8 +209,7 @@ def test_the_readme_commands_for_one_test_run_it() -> None:
     block = readme.split("- One file or one test, fast", 1)[1].split("```sh", 1)[1]
     commands = [line.split() for line in block.split("```", 1)[0].splitlines() if line.strip()]
     assert len(commands) == 2 and all(c[0] == ".venv/bin/pytest" for c in commands)
-    # These tests run in the suite anyway: measuring them again would only cost time.
-    unmeasured = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
+    unmeasured = unmeasured_env()  # these tests run in the suite anyway: no second measure
     for command in commands:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", *command[1:], "-q", "-p", "no:cacheprovider"],

@@ -24,6 +24,7 @@ from yamarket_chats.notifications import (
     ChatMessageSentNotification,
     MemorySeenStore,
     Notification,
+    NotificationAnswer,
     NotificationFormatError,
     NotificationReceiver,
     PingNotification,
@@ -520,13 +521,21 @@ def test_a_request_in_flight_at_shutdown_runs_its_callback_before_cleanup() -> N
     run_virtual(main)
 
 
+async def one_event_in_the_seen_set() -> tuple[
+    Inbox, SlowStore, NotificationReceiver, asyncio.Future[NotificationAnswer]
+]:
+    """A receiver whose first event is held in the seen-set (no callback yet)."""
+    inbox = Inbox()
+    store = SlowStore()
+    receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
+    accepting = asyncio.ensure_future(receiver.handle(CREATED))
+    await asyncio.wait_for(store.entered.wait(), 10)
+    return inbox, store, receiver, accepting
+
+
 def test_aclose_refuses_new_events_and_waits_for_those_being_accepted() -> None:
     async def main(loop: VirtualClock) -> None:
-        inbox = Inbox()
-        store = SlowStore()
-        receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
-        accepting = asyncio.ensure_future(receiver.handle(CREATED))
-        await asyncio.wait_for(store.entered.wait(), 10)  # in the seen-set, no callback yet
+        inbox, store, receiver, accepting = await one_event_in_the_seen_set()
         assert receiver.pending == 1
         closing = asyncio.ensure_future(receiver.aclose(timeout=None))
         await asyncio.sleep(0)
@@ -550,11 +559,7 @@ def test_aclose_refuses_new_events_and_waits_for_those_being_accepted() -> None:
 
 def test_aclose_gives_up_on_an_event_still_being_accepted() -> None:
     async def main(loop: VirtualClock) -> None:
-        inbox = Inbox()
-        store = SlowStore()
-        receiver = NotificationReceiver(inbox, name=NAME, version=VERSION, seen=store)
-        accepting = asyncio.ensure_future(receiver.handle(CREATED))
-        await asyncio.wait_for(store.entered.wait(), 10)
+        inbox, store, receiver, accepting = await one_event_in_the_seen_set()
         started = loop.time()
         await receiver.aclose(timeout=5.0)
         assert loop.time() - started == pytest.approx(5.0)  # it gave up at the timeout

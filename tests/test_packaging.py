@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import unmeasured_env
+
 pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,9 +39,6 @@ JUNK = shutil.ignore_patterns(
     "*.egg-info", "*.sqlite3", "*.db", ".work", ".coverage*",
 )  # fmt: skip
 SHIPPED_TREES = ("tests", "benchmarks", "docs")
-# A copy of the package is no part of the coverage of this one (make test measures
-# every Python process it starts through this variable).
-UNMEASURED = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
 
 
 @dataclass(frozen=True)
@@ -115,9 +114,10 @@ def test_sdist_ships_the_whole_test_suite_and_it_collects(built: Built, tmp_path
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # Every module the suite imports is shipped: collection finds no missing file.
     done = subprocess.run(
+        # (a copy of the package is no part of this one's coverage)
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
          "--assert=plain"],  # collection is the question, not assertion rewriting
-        cwd=tmp_path / top, capture_output=True, text=True, timeout=300, env=UNMEASURED,
+        cwd=tmp_path / top, capture_output=True, text=True, timeout=300, env=unmeasured_env(),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert re.search(r"^\d+ tests? collected", done.stdout, re.M), done.stdout[-500:]
