@@ -26,6 +26,8 @@ def yamarket_fake_config() -> FakeMarketConfig:
         api_keys={"key-all": None, "key-other": frozenset({OTHER})},
         oauth_tokens={"token-all": None},
         limits_enabled=False,
+        orders=(777,),
+        returns=(888,),
     )
 
 
@@ -327,6 +329,43 @@ async def test_create_chat_is_idempotent_per_context(api: Api) -> None:
     assert first == again and first["chatId"] > existing.chat_id
     chat = await api.ok("GET", "/chat", params={"chatId": first["chatId"]})
     assert chat["context"]["orderId"] == 777 and chat["status"] == "NEW"
+    returned = await api.ok("POST", "/chats/new", json={"context": {"type": "RETURN", "id": 888}})
+    chat = await api.ok("GET", "/chat", params={"chatId": returned["chatId"]})
+    assert chat["context"]["type"] == "RETURN" and chat["context"]["returnId"] == 888
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"context": {"type": "ORDER", "id": 778}}, "Order 778 not found"),
+        ({"orderId": 778}, "Order 778 not found"),
+        ({"context": {"type": "RETURN", "id": 777}}, "Return 777 not found"),  # an order's id
+        ({"context": {"type": "ORDER", "id": 888}}, "Order 888 not found"),  # a return's id
+        ({"orderId": 777, "context": {"type": "RETURN", "id": 889}}, "Return 889 not found"),
+    ],
+)
+async def test_create_chat_about_an_order_or_return_the_business_lacks_is_404(
+    api: Api, body: dict[str, Any], message: str
+) -> None:
+    chats = len(api.server.market.chats(BUSINESS))
+    status, answer, _ = await api.call("POST", "/chats/new", json=body)
+    assert status == 404
+    assert answer == {"status": "ERROR", "errors": [{"code": "NOT_FOUND", "message": message}]}
+    assert len(api.server.market.chats(BUSINESS)) == chats
+
+
+async def test_create_chat_finds_orders_per_business(api: Api) -> None:
+    market = api.server.market
+    theirs = next(c for c in market.chats(OTHER) if c.context_type == "ORDER")
+    assert not any(c.order_id == theirs.order_id for c in market.chats(BUSINESS))
+    status, _, _ = await api.call("POST", "/chats/new", json={"orderId": theirs.order_id})
+    assert status == 404  # another business's order
+    result = await api.ok("POST", "/chats/new", json={"orderId": theirs.order_id}, business=OTHER)
+    assert result == {"chatId": theirs.chat_id}
+    # The order of a return chat is the business's order too: a chat about it may start.
+    returned = next(c for c in market.chats(BUSINESS) if c.context_type == "RETURN")
+    assert returned.order_id is not None and market.holds(BUSINESS, "ORDER", returned.order_id)
+    await api.ok("POST", "/chats/new", json={"orderId": returned.order_id})
 
 
 async def test_send_message_appends_to_history(api: Api) -> None:

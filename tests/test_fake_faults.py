@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -93,6 +94,34 @@ async def test_invalid_json(api: Api) -> None:
     assert status == 200 and body is None
     assert response.content_type == "application/json"
     assert count(api) == 41
+
+
+async def test_body_acts_then_answers_the_given_body(api: Api) -> None:
+    body = b'{"status":"OK","result":{"chatId":1,"createdAt":"2026-06-30T23:59:60Z"}}'
+    api.server.faults.add("body", times=1, operations=["send_message_to_chat"], body=body)
+    status, got, response = await api.call(
+        "POST", "/chats/message", params={"chatId": first_chat(api)}, json={"message": "hi"}
+    )
+    assert status == 200 and got == json.loads(body)
+    assert response.content_type == "application/json"
+    assert count(api) == 41  # acted: the message was sent
+    [entry] = api.server.journal.entries("send_message_to_chat")
+    assert entry.status == 200 and entry.fault == "body"
+    assert (await send(api))[0] == 200 and count(api) == 42  # once only
+
+
+async def test_body_only_with_its_kind(api: Api) -> None:
+    with pytest.raises(ValueError, match="body= goes with the fault kind 'body'"):
+        api.server.faults.add("body")
+    with pytest.raises(ValueError, match="body= goes with the fault kind 'body'"):
+        api.server.faults.add("invalid_json", body=b"{}")
+    assert len(api.server.faults) == 0
+
+
+async def test_body_is_not_served_for_an_error(api: Api) -> None:
+    api.server.faults.add("body", operations=["get_chat"], body=b"{}")
+    status, body, _ = await api.call("GET", "/chat", params={"chatId": 1})
+    assert status == 404 and body["errors"][0]["code"] == "NOT_FOUND"
 
 
 def all_objects(value: Any) -> list[dict[str, Any]]:

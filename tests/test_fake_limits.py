@@ -64,6 +64,10 @@ async def test_quota_headers_then_420_then_reset(api: Api, clock: ManualClock) -
 
     status, body, response = await api.call("GET", "/chat", params={"chatId": 1})
     assert status == 420 and body["errors"][0]["code"] == "LIMIT_EXCEEDED"
+    assert error_message(body) == (
+        "Hit rate limit of 3 requests per 2 seconds for resource "
+        "/v2/businesses/{businessId}/chat for businessId 1001"
+    )
     assert response.headers["X-RateLimit-Resource-Remaining"] == "0"
     # Other operations have their own quota.
     _, _, response = await api.call("POST", "/chats", json={})
@@ -122,7 +126,7 @@ async def test_parallel_cap(api: Api) -> None:
     await server.wait_in_flight(BUSINESS, 4)
     status, body, response = await api.call("POST", "/chats", json={})
     assert status == 420
-    assert error_message(body) == "Hit rate limit of 4 parallel requests"
+    assert error_message(body) == "Hit rate limit of 4 parallel requests for businessId 1001"
     # Quota is left: Remaining is > 0 and the refused request did not count.
     assert response.headers["X-RateLimit-Resource-Remaining"] == "4996"
     assert [r[0] for r in await asyncio.gather(*held)] == [200] * 4
@@ -140,8 +144,31 @@ async def test_parallel_cap_is_configurable() -> None:
         held = [asyncio.create_task(api.call("POST", "/chats", json={})) for _ in range(2)]
         await server.wait_in_flight(BUSINESS, 2)
         status, body, _ = await api.call("POST", "/chats", json={})
-        assert (status, error_message(body)) == (420, "Hit rate limit of 2 parallel requests")
+        message = "Hit rate limit of 2 parallel requests for businessId 1001"
+        assert (status, error_message(body)) == (420, message)
         await asyncio.gather(*held)
+
+
+@pytest.mark.parametrize(
+    ("window", "period"),
+    [(3600.0, "hour"), (60.0, "minute"), (86400.0, "day"), (1.5, "1.5 seconds")],
+)
+async def test_a_spent_quota_says_so_in_the_apis_words(window: float, period: str) -> None:
+    from yamarket_chats.testing import run_fake_server
+
+    config = FakeMarketConfig(businesses=(2002,), quota_window=window, quotas={"create_chat": 1})
+    async with run_fake_server(config) as server, connect(server) as api:
+        server.clock = ManualClock(1_800_000_000.0)  # no window turns over mid-test
+        order_id = server.market.chats(2002)[0].order_id
+        await api.ok("POST", "/chats/new", json={"orderId": order_id}, business=2002)
+        status, body, _ = await api.call(
+            "POST", "/chats/new", json={"orderId": order_id}, business=2002
+        )
+    assert status == 420 and body["errors"][0]["code"] == "LIMIT_EXCEEDED"
+    assert error_message(body) == (
+        f"Hit rate limit of 1 requests per {period} for resource "
+        "/v2/businesses/{businessId}/chats/new for businessId 2002"
+    )
 
 
 async def test_limits_disabled() -> None:

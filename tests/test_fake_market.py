@@ -99,3 +99,28 @@ async def test_paging_deep_into_a_huge_chat() -> None:
         assert [m["messageId"] for m in messages] == list(
             range(first_id + 999_850, first_id + 1_000_000)
         )
+
+
+def test_orders_and_returns_the_market_holds() -> None:
+    config = FakeMarketConfig(businesses=(1, 2), chats_per_business=5, orders=[42], returns=(43,))
+    assert config.orders == (42,)  # a list given is kept as a tuple
+    market = FakeMarket(config)
+    for business in (1, 2):  # the declared ids, for every business
+        assert market.holds(business, "ORDER", 42) and market.holds(business, "RETURN", 43)
+        assert not market.holds(business, "RETURN", 42) and not market.holds(business, "ORDER", 43)
+    for chat in market.chats(1):  # and each chat's own
+        if chat.order_id is not None:
+            assert market.holds(1, "ORDER", chat.order_id)
+            assert not market.holds(2, "ORDER", chat.order_id)
+        if chat.return_id is not None:
+            assert market.holds(1, "RETURN", chat.return_id)
+    market.add_chat(2, context_type="RETURN", order_id=7, return_id=8)
+    assert market.holds(2, "ORDER", 7) and market.holds(2, "RETURN", 8)
+    assert not market.holds(3, "ORDER", 42)  # no such business
+
+
+@pytest.mark.parametrize("ids", [(0,), (-1,), (2**63,), (True,), ("5",), (1.0,)])
+def test_declared_orders_and_returns_are_ids(ids: tuple[object, ...]) -> None:
+    for name in ("orders", "returns"):
+        with pytest.raises(ValueError, match=f"^{name} must hold integer ids"):
+            FakeMarketConfig(**{name: ids})  # type: ignore[arg-type]

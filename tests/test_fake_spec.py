@@ -72,6 +72,20 @@ async def test_create_chat_accepts_any_int64_order_id_and_finds_no_order_below_1
     assert len(api.server.market.chats(BUSINESS)) == 5
 
 
+@pytest.mark.parametrize("kind", ["ORDER", "RETURN"])
+async def test_create_chat_about_an_order_or_return_that_does_not_exist_is_404(
+    api: Api, kind: str
+) -> None:
+    # The spec's 404 ("the resource was not found"): a valid id the business does not have.
+    body = {"context": {"type": kind, "id": 999_999_999}}
+    status, answer, _ = await api.call("POST", "/chats/new", json=body)
+    assert status == 404, answer
+    assert answer["errors"] == [
+        {"code": "NOT_FOUND", "message": f"{kind.capitalize()} 999999999 not found"}
+    ]
+    assert len(api.server.market.chats(BUSINESS)) == 5
+
+
 @pytest.mark.parametrize("order_id", [2**63, -(2**63) - 1, 1.5, "7"])
 async def test_create_chat_refuses_an_order_id_outside_int64(api: Api, order_id: Any) -> None:
     status, body, _ = await api.call("POST", "/chats/new", json={"orderId": order_id})

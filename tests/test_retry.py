@@ -1,4 +1,4 @@
-"""README's "Retries" table, row by row, against the pure retry rules: no server, no clock.
+"""The "Retries" table of docs/limits.md, row by row, against the pure retry rules.
 
 `classify` names what an attempt came to and `decide` says what the call does
 next; together they are the whole retry policy of the request loop.
@@ -30,6 +30,7 @@ from yamarket_chats.errors import (
     BadRequestError,
     NotFoundError,
     RateLimitError,
+    ResponseDecodeError,
     ServerError,
     TransportError,
 )
@@ -94,7 +95,7 @@ TABLE = [
         "backoff",
         TransportError,
     ),
-    ("a 2xx whose body cannot be read", answer(200, b"{not json"), "backoff", "done"),
+    ("a 2xx whose body cannot be read", answer(200, b"{not json"), ResponseDecodeError, "done"),
     (
         "a pooled connection the server had closed",
         answer(error=aiohttp.ServerDisconnectedError(), stale=True),
@@ -107,7 +108,7 @@ TABLE = [
 ]
 
 
-# README's rows, by their first cell, and the rows of TABLE that stand for each.
+# The table's rows, by their first cell, and the rows of TABLE that stand for each.
 README_ROWS = {
     "420, quota spent (`-Remaining: 0`)": ["420, quota spent"],
     "420, quota left (the parallel cap) or no headers": [
@@ -124,7 +125,7 @@ README_ROWS = {
 
 
 def _readme_table() -> list[list[str]]:
-    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).parent.parent / "docs" / "limits.md").read_text(encoding="utf-8")
     section = text.split("## Retries", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[1:]]
@@ -212,6 +213,25 @@ def test_a_2xx_carrying_an_error_envelope_is_a_refusal_for_reads_and_sends() -> 
     for read in (True, False):
         outcome, decision = run(answer(200, refusal), read=read)
         assert decision.action is Action.RAISE and outcome.kind == Kind.REFUSED
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        (b"<html>502</html>", None),  # not JSON at all: no field to name
+        (b'{"status":"OK"}', "$.result"),  # an OK envelope without its result
+        (b'{"status":"OK","result":{"chatId":1}}', "$.result.context"),
+        (CHAT.replace(b"T00:00:00+03:00", b"T25:00:00+03:00", 1), "$.result.createdAt"),
+    ],
+)
+def test_a_2xx_that_cannot_be_decoded_is_raised_at_once_naming_the_field(
+    raw: bytes, path: str | None
+) -> None:
+    outcome, decision = run(answer(200, raw), read=True, tries=NO_TRIES)
+    assert outcome.kind == Kind.UNREADABLE and decision.action is Action.RAISE
+    assert isinstance(outcome.error, ResponseDecodeError)
+    assert outcome.error.path == path
+    assert "not retried" in str(outcome.error) and "502" not in str(outcome.error)
 
 
 def test_failures_are_retried_max_retries_times_then_raised() -> None:

@@ -2,14 +2,21 @@
 
 Input that cannot be valid is refused here, before any request, with an
 `InvalidRequestError` that names the argument and the limit. The limits come
-from the official spec (ids are int64, enums are closed lists) or, where the
-spec is silent, from the bounds named below. Secrets are never echoed.
+from the official spec (ids are int64) or, where the spec is silent, from the
+bounds named below. Secrets are never echoed.
+
+Enum values are the one place the client lets through what it does not know:
+the API adds values to its enums (answers already decode them), so a value
+shaped like the spec's (`MAX_ENUM_CHARS` upper-case letters, digits and ``_``)
+is sent as it is, with a DEBUG line naming the argument, and a new status can
+be filtered on before this library knows it. Anything else is refused.
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -30,12 +37,14 @@ from .models import (
     _CreateChatBody,
     _HistoryBody,
     _MessageBody,
+    _StrEnum,
 )
 
 __all__ = [
     "INT64_MAX",
     "MAX_CHATS_PAGE",
     "MAX_CONTENT_TYPE_CHARS",
+    "MAX_ENUM_CHARS",
     "MAX_FILENAME_CHARS",
     "MAX_FILE_BYTES",
     "MAX_HISTORY_PAGE",
@@ -61,6 +70,11 @@ MAX_SECRET_CHARS: Final = 4096
 MAX_PAGE_TOKEN_CHARS: Final = 4096
 MAX_FILENAME_CHARS: Final = 255  #: the usual file-system limit on a name
 MAX_CONTENT_TYPE_CHARS: Final = 255  #: RFC 6838: 127 for type and subtype each
+#: An enum value this library does not know yet: the spec's longest is 20
+#: characters (``WAITING_FOR_CUSTOMER``); 64 leaves room and stops absurd input.
+MAX_ENUM_CHARS: Final = 64
+
+logger = logging.getLogger("yamarket_chats")
 
 # C0 and C1 control characters (CR, LF, NUL, tab...) and lone surrogates,
 # which cannot be encoded as UTF-8 and so cannot be sent at all.
@@ -68,6 +82,8 @@ _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _NOT_VISIBLE_ASCII: Final = re.compile("[^\x21-\x7e]")
 _CHAR_KINDS: Final = {"\r": "a line break", "\n": "a line break", " ": "a space"}
+# The shape of the spec's enum values, and so of the values it may add.
+_ENUM_SHAPE: Final = re.compile("[A-Z][A-Z0-9_]*")
 
 # A media type of RFC 6838 (type and subtype are "restricted names") with the
 # optional parameters of RFC 9110 section 8.3.1 (token=token or token="quoted").
@@ -189,25 +205,71 @@ def _no_control(name: str, value: str) -> None:
 # --- request bodies -------------------------------------------------------------
 
 
+# Context types the spec leaves out of a context that names an order or a return.
+_NOT_IDENTIFIABLE: Final = frozenset(str(m.value) for m in ChatContextType) - frozenset(
+    str(m.value) for m in ChatContextIdentifiableType
+)
+
+
 def context(name: str, value: object) -> ChatContext:
-    """A `ChatContext` of the spec's ChatContextDTO: ORDER or RETURN and an id."""
+    """A `ChatContext` of the spec's ChatContextDTO: ORDER or RETURN and an id.
+
+    ``DIRECT`` is a context type the spec leaves out here on purpose (a chat
+    the buyer started has no order or return to name), so it is refused.
+    """
     if not isinstance(value, ChatContext):
         raise InvalidRequestError(f"{name} must be a ChatContext, got {_show(value)}")
-    kind = _enum_value(f"{name}.type", value.type, ChatContextIdentifiableType)
+    kind = _enum_value(
+        f"{name}.type", value.type, ChatContextIdentifiableType, excluded=_NOT_IDENTIFIABLE
+    )
     return ChatContext(kind, positive_id(f"{name}.id", value.id))
 
 
-def _enum_value(name: str, value: object, kind: type[enum.Enum]) -> str:
-    """The wire string of an enum value: the member of `kind` or any str equal to it.
+def _enum_value(
+    name: str, value: object, kind: type[enum.Enum], *, excluded: frozenset[str] = frozenset()
+) -> str:
+    """The wire string of an enum value: the member of `kind`, a str equal to one, or a new one.
 
     The check and the result both use the value's own characters, so a
     caller's ``(str, Enum)`` member is sent as ``"NEW"``, never ``"MyStatus.NEW"``.
+    A value `kind` lacks is sent (and logged) when it may be one the API added
+    since: shaped like the spec's values, not one the spec leaves out of this
+    argument (`excluded`), and no member of another of this library's enums
+    (``ChatStatus.NEW`` given as a chat type is a mistake, not news).
     """
     known = [str(m.value) for m in kind]
     text = _exact_str(value) if isinstance(value, str) else None
-    if text is None or text not in known:
-        raise InvalidRequestError(f"{name} must be one of {', '.join(known)}, got {_show(value)}")
+    if text is not None and text in known:
+        return text
+    if (
+        text is None
+        or text in excluded
+        or isinstance(value, _StrEnum)
+        or len(text) > MAX_ENUM_CHARS
+        or _ENUM_SHAPE.fullmatch(text) is None
+    ):
+        raise InvalidRequestError(_not_enum(name, value, kind, known, text in excluded))
+    logger.debug(
+        "%s %r is no %s value this version knows; sent as it is (a value the API added?)",
+        name,
+        text,
+        kind.__name__,
+    )
     return text
+
+
+def _not_enum(
+    name: str, value: object, kind: type[enum.Enum], known: list[str], excluded: bool
+) -> str:
+    """Why `value` is refused as a `kind` value: the message of `_enum_value`."""
+    allowed = ", ".join(known)
+    if excluded or isinstance(value, _StrEnum):
+        what = f"{type(value).__name__}.{value}" if isinstance(value, _StrEnum) else _show(value)
+        return f"{name} must be one of {allowed}, got {what}, which is no {kind.__name__}"
+    return (
+        f"{name} must be one of {allowed}, or a value the API added since (upper-case "
+        f"letters, digits and '_', up to {MAX_ENUM_CHARS} characters), got {_show(value)}"
+    )
 
 
 def _items(name: str, values: object) -> list[object] | None:

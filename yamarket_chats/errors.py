@@ -16,6 +16,7 @@ __all__ = [
     "NotFoundError",
     "PaginationError",
     "RateLimitError",
+    "ResponseDecodeError",
     "ServerError",
     "SinkLockedError",
     "TransportError",
@@ -64,6 +65,24 @@ class TransportError(YandexMarketError):
         super().__init__(f"{method} (business {business_id}): {message}")
         self.method = method
         self.business_id = business_id
+
+
+class ResponseDecodeError(TransportError):
+    """A 2xx answer whose body cannot be decoded: not JSON, or JSON that does not fit the spec.
+
+    Never retried: the same request gets the same answer, and every attempt
+    would spend quota. ``path`` names the field that did not fit, in msgspec's
+    words (such as ``$.result.chats[0].createdAt``), or is ``None`` when the
+    body is not JSON at all; the decoding error is chained as ``__cause__``.
+    The message holds msgspec's description and path, never the body itself
+    (it may hold a buyer's words).
+    """
+
+    def __init__(
+        self, message: str, *, method: str, business_id: int, path: str | None = None
+    ) -> None:
+        super().__init__(message, method=method, business_id=business_id)
+        self.path = path
 
 
 class ApiError(YandexMarketError):

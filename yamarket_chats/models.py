@@ -4,13 +4,28 @@ Field names follow the official spec (camelCase on the wire). Enum-typed fields
 hold the wire string: the enums below are `str` enums whose members compare
 equal to it (``chat.status == ChatStatus.FINISHED``), and a value the API adds
 later comes through as it is instead of breaking decoding.
+
+Timestamps (the spec's ``date-time`` fields) decode to aware `datetime`
+objects keeping the server's UTC offset. Two forms msgspec refuses are read
+too (`_decode_answer`, only once msgspec has refused an answer, so a page of
+ordinary timestamps costs nothing more):
+
+- a leap second, ``2026-06-30T23:59:60Z``, is clamped to the last microsecond
+  of its minute, ``23:59:59.999999`` (any fraction of the leap second
+  likewise): the date stays the server's, and the order of timestamps is kept
+  (never later than the second that follows, never earlier than the one before);
+- a time without seconds, ``2026-12-07T10:15+03:00``, is read as ``10:15:00``.
+
+Anything else that does not fit the spec is an error naming the field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Generic, TypeVar
+import functools
+import re
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import msgspec
 
@@ -213,3 +228,82 @@ class _HistoryBody(_Model):
 
 class _MessageBody(_Model):
     message: str
+
+
+# --- decoding answers -------------------------------------------------------
+
+# A timestamp msgspec refuses that can be read: a leap second (``:60``, any
+# fraction) or no seconds at all, with an offset as RFC 3339 requires.
+_ODD_TIME: Final = re.compile(
+    r"(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d)(:60(?:\.\d{1,9})?)?([Zz]|[+-]\d\d:\d\d)"
+)
+
+# Where a type holds timestamps: True (a timestamp), a dict of wire field name
+# to what that field holds, or a one-item list (what each item of a list holds).
+_TimeFields: TypeAlias = "bool | dict[str, _TimeFields] | list[_TimeFields]"
+
+
+def _decode_answer(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
+    """Decode an answer; on a timestamp msgspec refuses, read it as the module docstring says.
+
+    The first try is msgspec's own, so ordinary answers take no other path.
+    Raises msgspec's error, naming the field, when the answer still does not fit.
+    """
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError:
+        kind: Any = decoder.type
+        fields = _time_fields(kind)
+        if fields is False:
+            raise
+    # Again from plain JSON data, its odd timestamps rewritten; what still does
+    # not fit raises with its own path (not the path of a timestamp now read).
+    result: T = msgspec.convert(_repair(msgspec.json.decode(raw), fields), kind)
+    return result
+
+
+def _repair(value: Any, fields: _TimeFields) -> Any:
+    """`value` (plain JSON data) with the timestamps `fields` points at rewritten."""
+    if fields is True:
+        return _repair_time(value) if isinstance(value, str) else value
+    if isinstance(fields, dict) and isinstance(value, dict):
+        for name, inner in fields.items():
+            if name in value:
+                value[name] = _repair(value[name], inner)
+    elif isinstance(fields, list) and isinstance(value, list):
+        return [_repair(item, fields[0]) for item in value]
+    return value
+
+
+def _repair_time(text: str) -> str:
+    """A leap second clamped to ``:59.999999``, missing seconds as ``:00``; else `text`."""
+    odd = _ODD_TIME.fullmatch(text)
+    if odd is None:
+        return text
+    day_and_minute, leap, offset = odd.groups()
+    return f"{day_and_minute}{':59.999999' if leap else ':00'}{offset}"
+
+
+@functools.cache
+def _time_fields(kind: Any) -> _TimeFields:
+    """Where `kind` (a model, or an envelope of one) holds timestamps; False: nowhere."""
+    import msgspec.inspect  # the slow path only: not loaded by ordinary decoding
+
+    return _where(msgspec.inspect.type_info(kind))
+
+
+def _where(info: Any) -> _TimeFields:
+    """`_time_fields` of a `msgspec.inspect` type."""
+    import msgspec.inspect as mi
+
+    if isinstance(info, mi.DateTimeType):
+        return True
+    if isinstance(info, mi.StructType):
+        fields = {f.encode_name: _where(f.type) for f in info.fields}
+        return {name: inner for name, inner in fields.items() if inner is not False} or False
+    if isinstance(info, (mi.ListType, mi.VarTupleType)):
+        item = _where(info.item_type)
+        return [item] if item is not False else False
+    if isinstance(info, mi.UnionType):  # e.g. `Paging | None`: the model's own fields
+        return next((w for w in map(_where, info.types) if w is not False), False)
+    return False

@@ -11,17 +11,19 @@ is tested without a server (tests/test_retry.py):
   deadline into done, raise, retry after N seconds, or requeue (again through
   the limiter, which holds the request until the server's window resets).
 
-The budgets: failures (5xx, no answer, an unreadable answer, a connection
-never opened) are retried up to ``max_retries`` times; 420s, of either kind,
-up to twice that; a stale pooled connection is no failure and is tried again
-at once. A request that may have reached the server is retried only when the
-operation is idempotent.
+The budgets: failures (5xx, no answer, a connection never opened) are
+retried up to ``max_retries`` times; 420s, of either kind, up to twice that;
+a stale pooled connection is no failure and is tried again at once. A request
+that may have reached the server is retried only when the operation is
+idempotent. A 2xx whose body cannot be decoded is never retried: the same
+request would get the same answer, each time spending quota.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,8 +31,14 @@ from typing import Any, Final
 import aiohttp
 import msgspec
 
-from ..errors import ApiError, TransportError, YandexMarketError, error_for_status
-from ..models import _ErrorEnvelope
+from ..errors import (
+    ApiError,
+    ResponseDecodeError,
+    TransportError,
+    YandexMarketError,
+    error_for_status,
+)
+from ..models import _decode_answer, _ErrorEnvelope
 
 __all__ = [
     "Action",
@@ -45,6 +53,10 @@ __all__ = [
 ]
 
 _error_decoder: Final = msgspec.json.Decoder(_ErrorEnvelope)
+# Where a msgspec error is: "... - at `$.result.chats[0].createdAt`"; and the
+# field missing there, if that is the error: "Object missing required field `chatId`".
+_AT_PATH: Final = re.compile(r" - at `(\$[^`]*)`$")
+_MISSING: Final = re.compile(r"Object missing required field `([^`]+)`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +87,7 @@ class Kind:
     QUOTA_SPENT: Final = "420, quota spent"  #: the server's window is spent until -Until
     PARALLEL_420: Final = "420, quota left (parallel cap)"  #: or a 420 without a count
     SERVER_ERROR: Final = "5xx"
-    UNREADABLE: Final = "unreadable answer"  #: a 2xx whose body cannot be decoded
+    UNREADABLE: Final = "unreadable answer"  #: a 2xx whose body cannot be decoded: never retried
     STALE: Final = "stale pooled connection"  #: closed by the server before the request reached it
     NOT_CONNECTED: Final = "connection failed"  #: the connection never opened: nothing was sent
     NO_ANSWER: Final = "no answer"  #: a timeout or a dropped connection: it may have been acted on
@@ -145,7 +157,6 @@ _RAISE: Final = Decision(Action.RAISE)
 # Retried with backoff, and from which budget, by kind: (reads, sends).
 _FAILURES: Final = {
     Kind.SERVER_ERROR: (True, False),
-    Kind.UNREADABLE: (True, False),  # (a send's body is never decoded)
     Kind.NO_ANSWER: (True, False),
     Kind.NOT_CONNECTED: (True, True),
 }
@@ -270,16 +281,38 @@ def _answered(
         errors = refusal.errors
     else:
         try:
-            envelope = decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            message = f"unreadable answer ({exc})"
-            unreadable = TransportError(message, method=method, business_id=business_id)
-            return Outcome(Kind.UNREADABLE, Kind.UNREADABLE, error=unreadable, cause=exc)
+            envelope = _decode_answer(decoder, raw)
+        except msgspec.DecodeError as exc:  # (a ValidationError is a DecodeError)
+            return _unreadable(str(exc), method, business_id, exc)
         if envelope.status != "ERROR":
+            if envelope.result is None:  # an OK envelope without the result it exists for
+                missing = "Object missing required field `result` - at `$`"
+                return _unreadable(missing, method, business_id, None)
             return Outcome(Kind.OK, Kind.OK, envelope.result)
         errors = envelope.errors
     error = error_for_status(status, errors or [], method=method, business_id=business_id)
     return Outcome(Kind.REFUSED, f"HTTP {status}", error=error)
+
+
+def _unreadable(what: str, method: str, business_id: int, cause: BaseException | None) -> Outcome:
+    """A 2xx that cannot be decoded: `what` is msgspec's description, naming the field."""
+    error = ResponseDecodeError(
+        f"the answer cannot be decoded, so it is not retried (the same request would get "
+        f"the same answer): {what}",
+        method=method,
+        business_id=business_id,
+        path=_field(what),
+    )
+    return Outcome(Kind.UNREADABLE, Kind.UNREADABLE, error=error, cause=cause)
+
+
+def _field(what: str) -> str | None:
+    """The path of the field a msgspec error is about (a missing one included), if it names one."""
+    at = _AT_PATH.search(what)
+    if at is None:
+        return None  # not JSON at all: no field to name
+    missing = _MISSING.match(what)
+    return f"{at.group(1)}.{missing.group(1)}" if missing else at.group(1)
 
 
 def _api_error(status: int, raw: bytes, method: str, business_id: int) -> ApiError:

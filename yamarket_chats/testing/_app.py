@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ._config import FakeMarketConfig
+from ._config import MAX_ID, FakeMarketConfig
 from ._connections import ConnectionBook
 from ._data import FakeChat, FakeMarket
 from ._faults import Fault, Faults, add_extra_fields, replace_enums
@@ -39,7 +39,7 @@ from ._wire import (
 )
 
 MAX_FILE_SIZE = 5 * 1024 * 1024
-_MAX_ID = 2**63 - 1
+_V2 = "/v2/businesses/{businessId}"
 _ERROR_CODES = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -108,10 +108,10 @@ def _lenient_int(value: str) -> int | None:
     if not (value.isascii() and value.isdigit()):
         return None
     digits = value.lstrip("0")
-    if len(digits) > len(str(_MAX_ID)):  # also keeps int() off huge strings
+    if len(digits) > len(str(MAX_ID)):  # also keeps int() off huge strings
         return None
     number = int(digits or "0")
-    return number if 1 <= number <= _MAX_ID else None
+    return number if 1 <= number <= MAX_ID else None
 
 
 def _limit(query: Any, maximum: int, default: int) -> int:
@@ -163,6 +163,7 @@ class FakeApi:
         self.quotas = QuotaBook(config)
         self.gate = ParallelGate(config.max_parallel if config.limits_enabled else None)
         self.connections = ConnectionBook()
+        self._resources: dict[str, str] = {}  # operation -> its path in the spec (`build`)
         self._secrets: dict[str, frozenset[int] | None] = {}
         self._secrets.update({f"key:{k}": v for k, v in config.api_keys.items()})
         self._secrets.update({f"bearer:{k}": v for k, v in config.oauth_tokens.items()})
@@ -180,9 +181,11 @@ class FakeApi:
             ("POST", "/chats/message", "send_message_to_chat", self._send_message),
             ("POST", "/chats/file/send", "send_file_to_chat", self._send_file),
         ]
-        for prefix in ("/v2/businesses/{businessId}", "/businesses/{businessId}"):
+        for prefix in (_V2, "/businesses/{businessId}"):
             for method, suffix, operation, handler in routes:
                 app.router.add_route(method, prefix + suffix, self._endpoint(operation, handler))
+        # A quota's 420 names its resource: the operation's path in the spec.
+        self._resources = {operation: _V2 + suffix for _, suffix, operation, _ in routes}
         app.router.add_get("/files/{chatId}/{messageId}/{name}", self._download)
         return app
 
@@ -206,6 +209,7 @@ class FakeApi:
             business_id=None,
             query=dict(request.query),
             started=time.monotonic(),
+            user_agent=request.headers.get("User-Agent"),
         )
         self.journal.append(entry)
         connection = self.connections.request_on(request.transport)
@@ -226,12 +230,9 @@ class FakeApi:
                 business_id = self._authorize(request)
                 entry.business_id = business_id
                 if not self.gate.enter(business_id):
-                    raise ApiError(420, f"Hit rate limit of {self.gate.cap} parallel requests")
+                    raise ApiError(420, self.gate.refusal(business_id))
                 admitted = True
-                if self.config.limits_enabled:
-                    window = self.quotas.take(business_id, operation)
-                    if window is None:
-                        raise ApiError(420, f"Hit quota of requests for {operation}")
+                window = self._take_quota(business_id, operation)
                 body, file = await self._read_body(request, operation, entry)
                 fault = self.faults.pick(operation)
                 if fault is not None:
@@ -272,8 +273,18 @@ class FakeApi:
             response.force_close()
         entry.finished = time.monotonic()
         if status == 200 and fault is not None:
-            return await self._spoil(request, response, payload, fault.kind)
+            return await self._spoil(request, response, payload, fault)
         return response
+
+    def _take_quota(self, business_id: int, operation: str) -> int | None:
+        """Count the request in its quota window (returned); 420 when the quota is spent."""
+        if not self.config.limits_enabled:
+            return None
+        window = self.quotas.take(business_id, operation)
+        if window is None:
+            resource = self._resources[operation]
+            raise ApiError(420, self.quotas.refusal(business_id, operation, resource))
+        return window
 
     def _authorize(self, request: web.Request) -> int:
         """The business id of the request, once the credentials allow it."""
@@ -348,11 +359,14 @@ class FakeApi:
         return response
 
     async def _spoil(
-        self, request: web.Request, response: web.Response, payload: bytes, kind: str
+        self, request: web.Request, response: web.Response, payload: bytes, fault: Fault
     ) -> web.StreamResponse:
         """Apply a fault that damages a successful answer."""
+        kind = fault.kind
         if kind == "invalid_json":
             response.body = b"<html><body>502 Bad Gateway</body></html>"
+        elif kind == "body":
+            response.body = fault.body
         elif kind in ("extra_fields", "unknown_enum"):
             document = msgspec.json.decode(payload)
             if "result" in document:
@@ -385,12 +399,13 @@ class FakeApi:
         if not isinstance(body.context, msgspec.UnsetType):
             kind, context_id = body.context.type, body.context.id
         elif not isinstance(body.order_id, msgspec.UnsetType):
-            if body.order_id < 1:
-                raise ApiError(404, f"Order {body.order_id} not found")
             kind, context_id = "ORDER", body.order_id
         else:
             # The schema requires neither field, but there is nothing to start a chat about.
             raise ApiError(400, "Field `context` (or `orderId`) is required")
+        if not self.market.holds(call.business_id, kind, context_id):
+            # As the real API: no chat about an order or return the business does not have.
+            raise ApiError(404, f"{kind.capitalize()} {context_id} not found")
         chat_id = self.market.find_or_create_chat(call.business_id, kind, context_id)
         return CreateChatResult(chat_id=chat_id)
 

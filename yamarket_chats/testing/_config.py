@@ -32,6 +32,7 @@ DEFAULT_QUOTAS: Mapping[str, int] = MappingProxyType(
 
 DEFAULT_API_KEY = "ACMA:fake-api-key"
 DEFAULT_OAUTH_TOKEN = "y0_fake-oauth-token"
+MAX_ID = 2**63 - 1  #: ids of the spec are int64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,11 @@ class FakeMarketConfig:
     then treats it as closed: the next request arriving on it is dropped
     unanswered (journalled with ``fault="stale_connection"``), as when a server
     closes an idle connection just as the client reuses it.
+
+    Orders and returns: every business holds the orders and returns of its
+    chats (seeded or added), plus the ids in ``orders`` and ``returns``, which
+    are chat-less until ``createChat`` starts a chat about one. ``createChat``
+    about any other order or return answers 404, as the real API does.
     """
 
     businesses: tuple[int, ...] = (1001,)
@@ -70,6 +76,8 @@ class FakeMarketConfig:
     keep_alive: bool = False
     keep_alive_timeout: float | None = None
     max_requests_per_connection: int | None = None
+    orders: tuple[int, ...] = ()
+    returns: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.quotas) - set(OPERATIONS)
@@ -77,6 +85,11 @@ class FakeMarketConfig:
             raise ValueError(f"unknown operations in quotas: {sorted(unknown)}")
         if any(b < 1 for b in self.businesses):
             raise ValueError("business ids must be >= 1")
+        for name in ("orders", "returns"):
+            ids = tuple(getattr(self, name))
+            if not all(type(i) is int and 1 <= i <= MAX_ID for i in ids):
+                raise ValueError(f"{name} must hold integer ids in 1..2**63-1")
+            object.__setattr__(self, name, ids)  # a list given is kept as a tuple
         if self.quota_window <= 0:
             raise ValueError("quota_window must be > 0")
         if self.keep_alive_timeout is not None and self.keep_alive_timeout <= 0:

@@ -141,6 +141,12 @@ class FakeMarket:
         self._next_order_id = _FIRST_ORDER_ID
         self._next_return_id = _FIRST_RETURN_ID
         self._rng = random.Random(self._seed)
+        # What ``createChat`` may name, per business: ("ORDER" or "RETURN", id).
+        self._contexts: dict[int, set[tuple[str, int]]] = {
+            b: {("ORDER", i) for i in self.config.orders}
+            | {("RETURN", i) for i in self.config.returns}
+            for b in self.config.businesses
+        }
         self._page_cache: dict[tuple[int, int, int, str], tuple[FakeMessage, ...]] = {}
         self._page_cache_size = 0
         #: Called as ``listener(event, chat, message)`` after a chat is added
@@ -161,6 +167,14 @@ class FakeMarket:
     def chats(self, business_id: int) -> list[FakeChat]:
         """The chats of a business, ascending chat id (a copy of the list)."""
         return list(self._by_business[business_id])
+
+    def holds(self, business_id: int, kind: str, context_id: int) -> bool:
+        """Whether a business has the order (``kind`` "ORDER") or return ("RETURN") of an id.
+
+        Its chats' orders and returns (a return's order too), and the config's
+        ``orders`` and ``returns``.
+        """
+        return (kind, context_id) in self._contexts.get(business_id, ())
 
     def get_chat(self, business_id: int, chat_id: int) -> FakeChat:
         """A chat of a business; ``KeyError`` if there is none."""
@@ -273,6 +287,11 @@ class FakeMarket:
             chat.updated_at = self._seeded_message(chat, messages - 1).created_at
         self._chats[chat_id] = chat
         self._by_business[business_id].append(chat)
+        held = self._contexts[business_id]
+        if chat.order_id is not None:
+            held.add(("ORDER", chat.order_id))
+        if chat.return_id is not None:
+            held.add(("RETURN", chat.return_id))
         for listener in self.listeners:
             listener("chat_created", chat, None)
         return chat_id
@@ -317,7 +336,10 @@ class FakeMarket:
         return message_id
 
     def find_or_create_chat(self, business_id: int, kind: str, context_id: int) -> int:
-        """``createChat``: the chat of an order/return context, created if missing."""
+        """``createChat``: the chat of an order/return context, created if missing.
+
+        Whether the business `holds` that order or return is the caller's check.
+        """
         for chat in self._by_business[business_id]:
             if kind == "ORDER" and chat.context_type == "ORDER" and chat.order_id == context_id:
                 return chat.chat_id

@@ -19,6 +19,7 @@ FAULT_KINDS = frozenset(
         "invalid_json",  # act, then send a 200 whose body is not JSON
         "extra_fields",  # add unknown fields to every object of the result
         "unknown_enum",  # replace enum values with ones the spec does not list
+        "body",  # act, then send a 200 whose body is the fault's `body`, as it is
     }
 )
 
@@ -32,6 +33,7 @@ class Fault:
     probability: float | None = None
     operations: frozenset[str] | None = None
     delay: float = 0.0
+    body: bytes = b""  #: what a ``body`` fault answers
 
 
 class Faults:
@@ -49,21 +51,28 @@ class Faults:
         probability: float | None = None,
         operations: Collection[str] | None = None,
         delay: float = 0.0,
+        body: bytes | None = None,
     ) -> Fault:
         """Arm a fault for the next ``times`` matching requests (all, if ``None``).
 
         ``probability`` makes it hit each matching request with that chance
         (seeded RNG); ``operations`` restricts it to those operation names;
         ``delay`` seconds are slept before answering (the request stays in flight).
+        ``body`` (bytes; for the kind ``body`` only, which needs it) is what the
+        request gets instead of its 200 answer, once the request has acted:
+        an answer the client must cope with, such as a timestamp it cannot read.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if (kind == "body") != (body is not None):
+            raise ValueError("body= goes with the fault kind 'body', and only with it")
         fault = Fault(
             kind,
             times,
             probability,
             None if operations is None else frozenset(operations),
             delay,
+            b"" if body is None else bytes(body),
         )
         self._faults.append(fault)
         return fault

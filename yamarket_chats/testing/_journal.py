@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclasses.dataclass
 class JournalEntry:
-    """One request. Never holds a header value, key or token.
+    """One request. Never holds a key or token; of the headers, only ``User-Agent``.
 
     ``status`` is ``None`` when the connection was dropped without an answer;
     ``body`` is the decoded JSON body, or for a file upload a summary
@@ -32,6 +32,7 @@ class JournalEntry:
     fault: str | None = None
     connection: int = 0
     reused: bool = False
+    user_agent: str | None = None
 
 
 class Journal:

@@ -1,4 +1,13 @@
-"""Rate limits: fixed-window quotas and the parallel-requests cap."""
+"""Rate limits: fixed-window quotas and the parallel-requests cap, and their 420 texts.
+
+The texts are the API's (https://yandex.ru/dev/market/partner-api/doc/ru/concepts/limits):
+the parallel cap's is "Hit rate limit of 4 parallel requests for businessId 12345"
+for ``/businesses/{businessId}/...`` paths, where the cap applies per business;
+a spent quota's, of which the page shows no example, says the same of the
+quota: "Hit rate limit of 1000 requests per hour for resource
+/v2/businesses/{businessId}/chats/new for businessId 12345". Clients must
+not parse either (the library reads the ``X-RateLimit-Resource-*`` headers).
+"""
 
 from __future__ import annotations
 
@@ -48,6 +57,14 @@ class QuotaBook:
         if slot[0] == window and slot[1] > 0:
             slot[1] -= 1
 
+    def refusal(self, business_id: int, operation: str, resource: str) -> str:
+        """The 420 text of a spent quota of `operation` (`resource`: its path in the spec)."""
+        limit = self._config.quota(operation)
+        return (
+            f"Hit rate limit of {limit} requests per {_period(self._window)} "
+            f"for resource {resource} for businessId {business_id}"
+        )
+
     def headers(self, business_id: int, operation: str) -> dict[str, str]:
         """The ``X-RateLimit-Resource-*`` headers, and ``Date``, as of now."""
         index, used = self._slot((business_id, operation))
@@ -91,6 +108,10 @@ class ParallelGate:
         self._notify()
         return True
 
+    def refusal(self, business_id: int) -> str:
+        """The 420 text of a request beyond the cap."""
+        return f"Hit rate limit of {self.cap} parallel requests for businessId {business_id}"
+
     def leave(self, business_id: int) -> None:
         """Release a request admitted by ``enter``."""
         self.in_flight[business_id] -= 1
@@ -104,3 +125,11 @@ class ParallelGate:
         """Return once ``count`` requests of the business are in flight."""
         while self.in_flight.get(business_id, 0) < count:
             await self._changed.wait()
+
+
+_PERIODS = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
+
+
+def _period(window: float) -> str:
+    """A quota window in words: "hour" for the spec's hourly quotas, else seconds."""
+    return _PERIODS.get(window) or f"{window:g} seconds"
