@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 BUSINESS = 1001
 
+# The suite decides what the library reads from the environment: a developer's
+# own exported key or address must not leak into tests (or the processes they start).
+for _variable in [name for name in os.environ if name.startswith("YANDEX_MARKET_")]:
+    del os.environ[_variable]
+
 # Fast retries for tests: the policy is the same, only the delays shrink.
 FAST = {"backoff": 0.01, "max_backoff": 0.05}
 

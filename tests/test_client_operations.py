@@ -29,7 +29,7 @@ from yamarket_chats import (
     UnauthorizedError,
     YandexMarketError,
 )
-from yamarket_chats.testing import FakeServer
+from yamarket_chats.testing import FakeMarketConfig, FakeServer
 
 
 def first_chat(fake: FakeServer) -> int:
@@ -89,6 +89,11 @@ async def test_payload_messages_decode(fake: FakeServer, client: ChatsClient) ->
     assert all(p.url and p.size >= 0 and p.name for m in with_files for p in m.payload or ())
 
 
+# The fake holds the orders and returns of its chats, and those declared in its config.
+WITH_ORDERS = FakeMarketConfig(businesses=(BUSINESS,), chats_per_business=2, orders=(987654,))
+
+
+@pytest.mark.parametrize("fake", [WITH_ORDERS], indirect=True)
 async def test_create_chat_returns_existing_for_same_context(
     fake: FakeServer, client: ChatsClient
 ) -> None:
@@ -100,6 +105,18 @@ async def test_create_chat_returns_existing_for_same_context(
     assert fake.journal.entries("create_chat")[0].body == {
         "context": {"type": "ORDER", "id": 987654}
     }
+
+
+@pytest.mark.parametrize("fake", [WITH_ORDERS], indirect=True)
+async def test_create_chat_for_an_order_the_business_lacks_is_not_found(
+    fake: FakeServer, client: ChatsClient
+) -> None:
+    for kwargs in ({"order_id": 987655}, {"context": ChatContext("RETURN", 987654)}):
+        with pytest.raises(NotFoundError) as info:
+            await client.create_chat(BUSINESS, **kwargs)  # type: ignore[arg-type]
+        assert info.value.status == 404 and info.value.errors[0].code == "NOT_FOUND"
+    assert [e.status for e in fake.journal] == [404, 404]  # a 404 is not retried
+    assert len(fake.market.chats(BUSINESS)) == 2  # and no chat was made
 
 
 async def test_send_message_appends(fake: FakeServer, client: ChatsClient) -> None:
@@ -166,9 +183,9 @@ async def test_unknown_chat_is_not_found(client: ChatsClient) -> None:
     assert info.value.status == 404
 
 
-def test_exactly_one_credential_is_required() -> None:
-    with pytest.raises(InvalidRequestError, match="exactly one"):
-        ChatsClient()
+def test_one_credential_is_required() -> None:
+    with pytest.raises(InvalidRequestError, match=r"pass api_key .* or set YANDEX_MARKET_API_KEY"):
+        ChatsClient()  # the suite's conftest clears the YANDEX_MARKET_* variables
     with pytest.raises(InvalidRequestError, match="exactly one"):
         ChatsClient(api_key="a", oauth_token="b")
     assert "secret" not in repr(ChatsClient(oauth_token="secret"))

@@ -31,8 +31,8 @@ from tests.conftest import unmeasured_env
 pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parent.parent
-REPO = "https://github.com/yamarket-chats/yamarket-chats"
-RAW = "https://raw.githubusercontent.com/yamarket-chats/yamarket-chats/main/"
+# The address earlier versions linked to, which no repository answers.
+PLACEHOLDER = "github.com/yamarket-chats/yamarket-chats"
 # Never part of a distribution: local state, caches and build output.
 JUNK = shutil.ignore_patterns(
     ".git", ".venv*", "__pycache__", "*.py[cod]", ".*_cache", ".hypothesis", "build", "dist",
@@ -88,6 +88,15 @@ def _build(base: Path) -> None:
     for hook in ("build_sdist", "build_wheel"):  # one process each, as pip and build do
         _run(python, "-c", f"import sys, setuptools.build_meta as b; b.{hook}(sys.argv[1])",
              base / "dist", cwd=source)  # fmt: skip
+    # A plain install, no extras: what `pip install yamarket-chats` gives.
+    [wheel] = (base / "dist").glob("*.whl")
+    _run(python, "-m", "pip", "install", "-q", "--no-compile", wheel)
+
+
+def _version_in_source() -> str:
+    text = (ROOT / "yamarket_chats" / "_version.py").read_text("utf-8")
+    [version] = re.findall(r'^__version__ = "([^"]+)"$', text, flags=re.M)
+    return version
 
 
 def _metadata(wheel: Path) -> Message:
@@ -110,7 +119,7 @@ def test_sdist_ships_the_whole_test_suite_and_it_collects(built: Built, tmp_path
     assert {"tests/conftest.py", "tests/fake_helpers.py", "tests/spec/chats-openapi.yaml"} <= names
     assert expected - names == set()
     assert "Makefile" in names and "yamarket_chats/_entry.py" in names
-    assert not [n for n in names if "/" not in n and n.endswith(".py") and n != "setup.py"]
+    assert not [n for n in names if "/" not in n and n.endswith(".py") and n != "noxfile.py"]
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # Every module the suite imports is shipped: collection finds no missing file.
     done = subprocess.run(
@@ -125,9 +134,8 @@ def test_sdist_ships_the_whole_test_suite_and_it_collects(built: Built, tmp_path
 
 def test_wheel_metadata_for_the_package_index(built: Built) -> None:
     meta = _metadata(built.wheel)
-    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
-    assert urls.keys() >= {"Homepage", "Source", "Issues", "Documentation"}
-    assert all(u.startswith(REPO) for u in urls.values())
+    assert meta["Version"] == _version_in_source()  # one source: yamarket_chats/_version.py
+    assert not any(PLACEHOLDER in u for u in meta.get_all("Project-URL") or [])
     assert meta["License-Expression"] == "MIT"
     classifiers = set(meta.get_all("Classifier") or [])
     for version in ("3.10", "3.11", "3.12", "3.13"):
@@ -146,25 +154,55 @@ def test_wheel_metadata_for_the_package_index(built: Built) -> None:
     assert "yamarket_chats = yamarket_chats.testing.pytest_plugin" in scripts
 
 
-def test_readme_links_resolve_on_pypi() -> None:
-    """PyPI renders README.md without the repository: links and images must be absolute."""
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [("yamarket_chats.redis_limits", "redis"), ("yamarket_chats.otel", "otel")],
+)
+def test_a_plain_install_names_the_extra_a_module_needs(
+    built: Built, module: str, extra: str
+) -> None:
+    done = subprocess.run(
+        [built.python, "-c", f"import {module}"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: ") and f"pip install 'yamarket-chats[{extra}]'" in last
+
+
+def test_the_postgres_sink_without_asyncpg_names_its_extra(built: Built, tmp_path: Path) -> None:
+    script = (
+        "import asyncio\n"
+        "from yamarket_chats import PostgresSink\n"
+        "async def main():\n"
+        "    async with PostgresSink('postgresql://127.0.0.1:9/db'):\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [built.python, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert "pip install 'yamarket-chats[postgres]'" in done.stderr.strip().splitlines()[-1]
+
+
+def test_readme_links_are_relative_and_resolve_in_a_checkout() -> None:
+    """No repository is published yet: README.md links into the checkout it sits in,
+    never to a placeholder address, and every link it has resolves there."""
     text = (ROOT / "README.md").read_text("utf-8")
     text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)  # code is not links
     targets = re.findall(r"\]\(\s*<?([^)\s>]+)", text)
     targets += re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", text)
     targets += re.findall(r"^\s*\[[^\]]+\]:\s*(\S+)", text, flags=re.M)
-    assert targets
+    assert len(targets) > 10
     for target in targets:
-        assert re.match(r"(https?://|mailto:|#)", target), f"relative link in README: {target}"
-        for prefix in (f"{REPO}/blob/main/", f"{REPO}/tree/main/", RAW):
-            if target.startswith(prefix):
-                path = target[len(prefix) :].split("#")[0]
-                assert (ROOT / path).exists(), f"README links to a missing file: {target}"
+        assert PLACEHOLDER not in target, target
+        if not re.match(r"(https?://|mailto:|#)", target):
+            assert (ROOT / target.split("#")[0]).exists(), (
+                f"README links to a missing file: {target}"
+            )
 
 
 def test_pytest_plugin_is_harmless_without_pytest_asyncio(built: Built, tmp_path: Path) -> None:
     """`pip install yamarket-chats pytest`, then pytest in any project: no plugin error."""
-    _run(built.python, "-m", "pip", "install", "-q", "--no-compile", built.wheel)
     probe = "import importlib.util as u; print(u.find_spec('pytest_asyncio') is None)"
     assert _run(built.python, "-c", probe).strip() == "True"
     (tmp_path / "test_theirs.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
@@ -206,8 +244,10 @@ def test_make_demo_installs_only_the_cli_extra(built: Built) -> None:
     test = _run("make", "-n", "test", cwd=built.source)
     assert any(".[dev,bench]" in line for line in test.splitlines() if "pip install" in line), test
     readme = (ROOT / "README.md").read_text("utf-8")
-    quick = readme.split("## Quick start", 1)[1].split("```", 2)[1]
-    assert [line.split("#")[0].strip() for line in quick.splitlines()[1:] if line.strip()] == [
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    [block] = [b for b in quick.split("```sh")[1:] if "make demo" in b]
+    block = block.split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in block.splitlines() if line.strip()] == [
         "make demo",
         "make test",
     ]

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._lazy import attach
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
     from .client import ChatsClient
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
         NotFoundError,
         PaginationError,
         RateLimitError,
+        ResponseDecodeError,
         ServerError,
         SinkLockedError,
         TransportError,
@@ -63,7 +65,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
 # every WARNING to stderr).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -101,6 +102,7 @@ __all__ = [
     "PostgresSink",
     "RateLimit",
     "RateLimitError",
+    "ResponseDecodeError",
     "SQLiteSink",
     "ServerError",
     "Sink",
@@ -125,6 +127,7 @@ _MODULES: dict[str, str] = {
     "RateLimitError": ".errors",
     "ServerError": ".errors",
     "SinkLockedError": ".errors",
+    "ResponseDecodeError": ".errors",
     "TransportError": ".errors",
     "UnauthorizedError": ".errors",
     "YandexMarketError": ".errors",

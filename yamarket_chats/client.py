@@ -11,13 +11,13 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from . import _validate
+from . import _environ, _validate
 from ._closing import AsyncClosing
 from ._operations import OPERATIONS, Operation
 from ._transport.loop import Transport
 from ._transport.retry import Policy
 from ._validate import MAX_CHATS_PAGE, MAX_HISTORY_PAGE
-from .errors import InvalidRequestError, TransportError
+from .errors import InvalidRequestError
 from .files import FileInput, read_upload
 from .hooks import ClientHooks
 from .limits import DEFAULT_LIMITS, Limiter, Limits, RateLimit
@@ -60,9 +60,13 @@ class ChatsClient(AsyncClosing):
 
     :param api_key: an API key, sent as ``Api-Key``.
     :param oauth_token: a legacy OAuth token, sent as ``Authorization: Bearer``.
-        Exactly one of the two is required: 1..4096 visible ASCII characters
-        (a key read from a file with its trailing newline is refused).
-    :param base_url: the API's address, an ``http(s)://`` URL (a fake server's in tests).
+        At most one of the two: 1..4096 visible ASCII characters (a key read
+        from a file with its trailing newline is refused). With neither, the
+        environment's ``YANDEX_MARKET_API_KEY`` is used, else its
+        ``YANDEX_MARKET_OAUTH_TOKEN``.
+    :param base_url: the API's address, an ``http(s)://`` URL (a fake server's
+        in tests); by default the environment's ``YANDEX_MARKET_BASE_URL``,
+        else ``https://api.partner.market.yandex.ru``.
     :param limits: per-method overrides of :data:`DEFAULT_LIMITS`; a method
         mapped to ``None`` has no client-side bucket (the server's own count,
         read from its headers, is still obeyed).
@@ -99,7 +103,7 @@ class ChatsClient(AsyncClosing):
         api_key: str | None = None,
         *,
         oauth_token: str | None = None,
-        base_url: str = "https://api.partner.market.yandex.ru",
+        base_url: str | None = None,
         limits: Mapping[str, RateLimit | None] | None = None,
         max_concurrency: int | None = 4,
         max_retries: int = 5,
@@ -112,7 +116,8 @@ class ChatsClient(AsyncClosing):
         keep_alive: bool = True,
         hooks: ClientHooks | Sequence[ClientHooks] | None = None,
     ) -> None:
-        secret = _validate.credentials(api_key, oauth_token)
+        self._auth_kind, secret = _environ.credentials(api_key, oauth_token)
+        base_url = _environ.base_url(base_url)
         _validate.client_options(
             base_url=base_url,
             limits=limits,
@@ -126,7 +131,11 @@ class ChatsClient(AsyncClosing):
             max_wait=max_wait,
             keep_alive=keep_alive,
         )
-        auth = {"Api-Key": secret} if api_key is not None else {"Authorization": f"Bearer {secret}"}
+        auth = (
+            {"Api-Key": secret}
+            if self._auth_kind == "api_key"
+            else {"Authorization": f"Bearer {secret}"}
+        )
         self._base = _validate.base_url(base_url) + "/v2/businesses/"
         if limiter is not None and (limits is not None or max_concurrency != 4):
             raise InvalidRequestError(
@@ -147,7 +156,6 @@ class ChatsClient(AsyncClosing):
             hooks=hooks,
         )
         self._is_view = False
-        self._auth_kind = "api_key" if api_key is not None else "oauth_token"
         self._base_url = base_url
 
     def __repr__(self) -> str:
@@ -385,8 +393,8 @@ class ChatsClient(AsyncClosing):
     ) -> T:
         decoder: msgspec.json.Decoder[_Envelope[T]] = _decoders[model]
         result = await self._call(op, business_id, query, decoder, body)
-        if result is None:
-            raise TransportError("answer without a result", method=op.name, business_id=business_id)
+        # The request loop raises ResponseDecodeError for an OK envelope without its result.
+        assert result is not None
         return result
 
 

@@ -174,8 +174,10 @@ async def sync(
 ) -> SyncReport:
     """Sync the chats of ``business_ids`` (and their new messages) into ``sink``.
 
-    :param statuses, types, context_types, order_ids: filters of the chat list,
-        as for `ChatsClient.get_chats`.
+    :param statuses: a filter of the chat list, as for `ChatsClient.get_chats`.
+    :param types: a filter of the chat list, as for `ChatsClient.get_chats`.
+    :param context_types: a filter of the chat list, as for `ChatsClient.get_chats`.
+    :param order_ids: a filter of the chat list, as for `ChatsClient.get_chats`.
     :param concurrency: chats walked at the same time per business id. The
         client still enforces its own limits (buckets, parallel cap, retries).
     :param skip_unchanged: skip chats whose ``updated_at`` has not changed

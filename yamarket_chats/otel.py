@@ -11,23 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import context, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from ._extras import missing_extra
 
+try:
+    from opentelemetry import context, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "otel", __name__) from None
+
+from ._version import __version__
 from .hooks import CallInfo, ClientHooks
 
 __all__ = ["TracingHooks"]
 
 _KEY = "otel"
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("yamarket-chats")
-    except PackageNotFoundError:  # a source checkout
-        return "0"
 
 
 class TracingHooks(ClientHooks):
@@ -44,7 +41,7 @@ class TracingHooks(ClientHooks):
     """
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
-        self._tracer = trace.get_tracer("yamarket_chats", _version(), tracer_provider)
+        self._tracer = trace.get_tracer("yamarket_chats", __version__, tracer_provider)
 
     async def on_start(self, call: CallInfo) -> None:
         """Open the call's span and make it current."""

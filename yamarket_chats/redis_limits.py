@@ -16,8 +16,13 @@ from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
+from ._extras import missing_extra
+
+try:
+    import redis.asyncio as redis
+    from redis.exceptions import RedisError
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "redis", __name__) from None
 
 from . import _validate
 from .errors import InvalidRequestError

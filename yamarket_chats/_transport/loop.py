@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import platform
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -29,10 +30,12 @@ from typing import Any, Final
 
 import aiohttp
 import msgspec
+from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._operations import Operation
+from .._version import __version__
 from ..errors import (
     CLIENT_QUOTA_WAIT,
     RateLimitError,
@@ -52,6 +55,10 @@ logger = logging.getLogger("yamarket_chats")
 
 #: A wait on client-side limits longer than this is logged at WARNING.
 WAIT_WARNING_SECONDS: Final = 1.0
+#: Who is calling, for the API's operators: this library, its HTTP stack, Python.
+USER_AGENT: Final = (
+    f"yamarket-chats/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
+)
 
 _UTC = dt.timezone.utc
 _NO_HOOKS: Final = HookSet([])
@@ -88,6 +95,8 @@ class Transport:
         hooks: object | Sequence[object] | None,
     ) -> None:
         plain = {**auth, "Accept": "application/json"}
+        if session is None or hdrs.USER_AGENT not in session.headers:
+            plain[hdrs.USER_AGENT] = USER_AGENT  # a caller's session keeps its own
         close = {**plain, "Connection": "close"}
         # Reads say nothing about the connection when pooling, so the server
         # decides (and aiohttp obeys its `Connection: close`); sends always

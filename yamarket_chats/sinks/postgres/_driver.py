@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._extras import missing_extra
 from ...errors import YandexMarketError
 
 
@@ -17,7 +18,10 @@ class PostgresSinkError(YandexMarketError):
 
 def driver() -> Any:
     """asyncpg, imported on first use."""
-    import asyncpg  # type: ignore[import-untyped]
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ModuleNotFoundError as error:
+        raise missing_extra(error, "postgres", "yamarket_chats.sinks.PostgresSink") from None
 
     return asyncpg
 

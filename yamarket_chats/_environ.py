@@ -1,0 +1,69 @@
+"""The environment variables read when an argument is left out.
+
+One family, ``YANDEX_MARKET_*``, for the library, the CLI and every snippet of
+the docs: a key exported once serves all three. An empty variable counts as
+unset (``export YANDEX_MARKET_API_KEY=`` is how a shell clears one). A value
+read from the environment is checked as the argument would be, and a refusal
+names the variable, never its value. Only the standard library loads with this
+module (the checks load when used), so the CLI's parser takes its names from here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final, Literal
+
+__all__ = ["API_KEY", "BASE_URL", "OAUTH_TOKEN", "PRODUCTION_URL", "base_url", "credentials"]
+
+API_KEY: Final = "YANDEX_MARKET_API_KEY"
+OAUTH_TOKEN: Final = "YANDEX_MARKET_OAUTH_TOKEN"
+BASE_URL: Final = "YANDEX_MARKET_BASE_URL"
+PRODUCTION_URL: Final = "https://api.partner.market.yandex.ru"
+
+AuthKind = Literal["api_key", "oauth_token"]
+_SOURCES: Final[tuple[tuple[str, AuthKind], ...]] = (
+    (API_KEY, "api_key"),
+    (OAUTH_TOKEN, "oauth_token"),
+)
+
+
+def credentials(api_key: object, oauth_token: object) -> tuple[AuthKind, str]:
+    """The secret to send and its kind: the argument given, else the environment's.
+
+    With neither argument, ``YANDEX_MARKET_API_KEY`` is read, then
+    ``YANDEX_MARKET_OAUTH_TOKEN``.
+    """
+    from . import _validate
+    from .errors import InvalidRequestError
+
+    if api_key is not None or oauth_token is not None:
+        secret = _validate.credentials(api_key, oauth_token)
+        return ("api_key" if api_key is not None else "oauth_token"), secret
+    for variable, kind in _SOURCES:
+        value = os.environ.get(variable)
+        if value:
+            return kind, _validate.secret(variable, value)
+    raise InvalidRequestError(
+        f"pass api_key (or oauth_token), or set {API_KEY} (or {OAUTH_TOKEN}) in the environment"
+    )
+
+
+def base_url(value: str | None) -> str:
+    """The API's address: `value`, else ``YANDEX_MARKET_BASE_URL``, else production.
+
+    Returned as given (the client normalizes it); one read from the
+    environment is checked here, so that a refusal names the variable.
+    """
+    if value is not None:
+        return value
+    variable = os.environ.get(BASE_URL)
+    if not variable:
+        return PRODUCTION_URL
+    from . import _validate
+    from .errors import InvalidRequestError
+
+    try:
+        _validate.base_url(variable)
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(f"{BASE_URL}: {exc}") from None
+    return variable
