@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -56,6 +57,7 @@ async def test_help() -> None:
         assert word in out
     code, out, _ = await cli("sync", "--help")
     assert code == 0 and "--db" in out and "YANDEX_MARKET_API_KEY" in out
+    assert "YANDEX_MARKET_BASE_URL" in out
 
 
 @pytest.mark.parametrize(
@@ -210,7 +212,7 @@ async def test_ctrl_c_exits_130_and_the_next_run_continues(
     _, err = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 130, err.decode()
     assert "run again to continue" in err.decode() and "Traceback" not in err.decode()
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # (a plain `with` never closes)
         kept = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
     assert 0 < kept < 2300
     fake.faults.clear()
@@ -252,4 +254,47 @@ async def test_fake_server_command_serves_until_interrupted() -> None:
     assert len(json_lines(out)) == 2
     process.send_signal(signal.SIGINT)
     await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 0
+    assert process.returncode == 130  # 128 + SIGINT, as every command (SIGTERM: 143)
+
+
+async def test_the_base_url_comes_from_the_environment_when_the_option_is_absent(
+    fake: FakeServer,
+) -> None:
+    env = {**keyed(fake), "YANDEX_MARKET_BASE_URL": fake.url}
+    code, out, err = await cli("chats", str(BUSINESS), "--json", env=env)
+    assert code == 0, err
+    assert len(json_lines(out)) == len(fake.market.chats(BUSINESS))
+    # The option beats the variable (which is then not even read).
+    env["YANDEX_MARKET_BASE_URL"] = "http://[::1"
+    code, _, err = await cli("chats", str(BUSINESS), "--json", "--base-url", fake.url, env=env)
+    assert code == 0, err
+    # A bad variable is a usage error naming it, never showing its password.
+    env["YANDEX_MARKET_BASE_URL"] = "http://bob:S3cretPW@example.com"
+    code, out, err = await cli("chats", str(BUSINESS), env=env)
+    assert code == 2, err
+    assert_clean_failure(err)
+    assert "YANDEX_MARKET_BASE_URL" in err and "S3cretPW" not in out + err
+    assert len(fake.journal) == 2
+
+
+async def test_the_first_retry_of_a_run_is_one_warning_even_without_v(fake: FakeServer) -> None:
+    """Without -v a retried call used to be silent (a host that never answers: a minute
+    of nothing); now the first retry says so in one line, and later ones stay quiet."""
+    fake.faults.add("status_503", times=2, operations={"get_chats"})
+    args = ["chats", str(BUSINESS), "--json", "--base-url", fake.url]
+    code, out, err = await cli(*args, env=keyed(fake))
+    assert code == 0, err
+    assert len(fake.journal.entries("get_chats", status=503)) == 2  # two retries...
+    [line] = err.splitlines()  # ...one line
+    assert line.startswith(f"yamarket-chats: WARNING: get_chats business={BUSINESS}: HTTP 503; ")
+    assert "attempt 2 in " in line and " s" in line, line
+    assert fake.api_key not in err and len(json_lines(out)) == 5
+
+
+async def test_with_v_every_retry_is_logged_once(fake: FakeServer) -> None:
+    fake.faults.add("status_503", times=1, operations={"get_chats"})
+    args = ["chats", str(BUSINESS), "--json", "--base-url", fake.url, "-v"]
+    code, _, err = await cli(*args, env=keyed(fake))
+    assert code == 0, err
+    [line] = [line for line in err.splitlines() if "HTTP 503" in line]  # the client's own
+    assert line.startswith("yamarket-chats: WARNING: get_chats business=1001: HTTP 503; retry in")

@@ -42,6 +42,7 @@ def _python(code: str, *, cwd: Path | None = None, env: dict[str, str] | None = 
         "yamarket_chats.testing",
         "yamarket_chats.testing.pytest_plugin",
         "yamarket_chats._entry",
+        "yamarket_chats.__main__",
     ],
 )
 def test_importing_loads_nothing_heavy(module: str) -> None:
@@ -57,10 +58,43 @@ def test_importing_loads_nothing_heavy(module: str) -> None:
     assert set(ast.literal_eval(ours)) <= {
         "yamarket_chats",
         "yamarket_chats._lazy",
+        "yamarket_chats._version",
+        "yamarket_chats._environ",
         "yamarket_chats.testing",
         "yamarket_chats.testing.pytest_plugin",
         "yamarket_chats._entry",
+        "yamarket_chats.__main__",
     }
+
+
+def _imported(stderr: str) -> set[str]:
+    """The modules ``python -X importtime`` reported loading."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line and "imported package" not in line
+    }
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"]], ids=["bare", "--help"])
+def test_python_dash_m_yamarket_chats_is_the_command_and_shows_help(argv: list[str]) -> None:
+    """``python -m yamarket_chats`` runs the command; bare, it shows the help (exit 0)
+    and, like ``--help``, loads neither rich nor the client, the sinks or the fake."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "yamarket_chats", *argv],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage: yamarket-chats "), done.stdout
+    for command in ("sync", "chats", "history", "send", "fake-server", "demo", "Exit codes"):
+        assert command in done.stdout
+    imported = _imported(done.stderr)
+    assert {"yamarket_chats._entry", "yamarket_chats.cli.parser"} <= imported
+    assert not {m for m in imported if m.split(".")[0] in ("rich", "aiohttp", "redis", "asyncpg")}
+    ours = {m.removeprefix("yamarket_chats.") for m in imported if m.startswith("yamarket_chats.")}
+    assert not {m for m in ours if m.startswith(("client", "sinks", "fleet", "_transport"))}
+    assert not ours & {"testing._server", "testing._app"}
+    assert [line for line in done.stderr.splitlines() if not line.startswith("import time:")] == []
 
 
 @pytest.mark.parametrize("package", ["yamarket_chats", "yamarket_chats.testing"])
@@ -172,8 +206,9 @@ def test_the_command_imports_only_what_the_command_needs() -> None:
     """)
     parsed, reading, syncing = (set(ast.literal_eval(line)) for line in out.splitlines())
     options = {"testing", "testing._options", "testing._config"}  # the fake's options: no fake
-    assert parsed <= {"_lazy", "errors", "models", *options}
-    assert reading <= {"_lazy", "errors", "models", *options}  # the client comes with the run
+    light = {"_lazy", "_version", "_environ", "errors", "models", *options}
+    assert parsed <= light
+    assert reading <= light  # the client comes with the run
     assert not {m for m in syncing - options if m.startswith(("testing", "fleet"))}
     assert not {m for m in syncing if m.split(".")[0] in ("rich", "redis", "asyncpg")}
     assert not {m for m in syncing if m.startswith("opentelemetry")}

@@ -275,3 +275,21 @@ def test_running_the_cli_twice_in_one_process_adds_one_log_handler() -> None:
         assert sum(type(h) is logging.StreamHandler for h in logger.handlers) == 1
     finally:  # the rest of the suite reads these records through propagation
         logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_a_secret_is_masked_as_a_whole_token_never_inside_a_word() -> None:
+    """A short key used to blank parts of other words ("data1" became "dat***")."""
+    from yamarket_chats.cli.output import one_line
+
+    key = "a1"
+    text = "key a1 in data1, a1b, xa1, ba1_, ACMA:a1 and a1-x; (a1) 'a1'\n=a1"
+    assert one_line(text, [key]) == (
+        "key *** in data1, a1b, xa1, ba1_, ACMA:a1 and a1-x; (***) '***' =***"
+    )
+    assert one_line("a1", [key]) == "***" and one_line("a1a1", [key]) == "a1a1"
+    cyrillic = "\u0434\u0430\u043d\u043do"  # letters of any script are word letters
+    assert one_line(f"{cyrillic}a1 a1{cyrillic}", [key]) == f"{cyrillic}a1 a1{cyrillic}"
+    # Several secrets; one inside another is masked whole; regex characters are literal.
+    secrets = ["ACMA:a1", "a1", None, "", "y0_b.c+"]
+    text = "ACMA:a1 a1 y0_b.c+ y0_bxc+ ACMA:a1b"
+    assert one_line(text, secrets) == "*** *** *** y0_bxc+ ACMA:a1b"

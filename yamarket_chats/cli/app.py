@@ -21,7 +21,10 @@ __all__ = ["main", "run"]
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with `argv` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the CLI with `argv` (default: ``sys.argv[1:]``); return the exit code.
+
+    No command at all prints the help on stdout (exit 0).
+    """
     name, secrets = "-", [os.environ.get(ENV_API_KEY), os.environ.get(ENV_OAUTH_TOKEN)]
     try:
         install_signal_handlers()
@@ -29,14 +32,16 @@ def run(argv: Sequence[str] | None = None) -> int:
             if isinstance(stream, io.TextIOWrapper):
                 # Text from the API or argv that is not valid Unicode prints escaped.
                 stream.reconfigure(errors="backslashreplace")
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:  # bare `yamarket-chats`: what it can do
+            parser.print_help()
+            return EXIT_OK
         name = args.command
         secrets += [getattr(args, "api_key", None), getattr(args, "oauth_token", None)]
         configure_logging(args)
         return asyncio.run(interruptible(command(name)(args)))
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:  # Interrupted too
-        if name == "fake-server":
-            return EXIT_OK
         print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
         return 128 + exc.signum if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -2,7 +2,10 @@
 
 An option beats its environment variable; the key is never echoed: a
 refusal by the client's own checks names the option (or the variable) the
-bad value came from, not the value.
+bad value came from, not the value. Without ``--base-url`` the client is
+given none: it reads ``$YANDEX_MARKET_BASE_URL``, else uses production (the
+library's rule, in one place). Unless every warning is shown (-v), the client
+gets a `FirstRetryNotice` hook, so a retrying call is never silent.
 """
 
 from __future__ import annotations
@@ -11,20 +14,31 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
+from .. import _environ
 from ..errors import InvalidRequestError
 from .failures import UsageError
+from .logs import warnings_shown
 
 if TYPE_CHECKING:
     from ..client import ChatsClient
     from ..hooks import ClientHooks
     from ..limits import Limiter
 
-__all__ = ["DEFAULT_BASE_URL", "ENV_API_KEY", "ENV_DEBUG", "ENV_OAUTH_TOKEN", "make_client"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ENV_API_KEY",
+    "ENV_BASE_URL",
+    "ENV_DEBUG",
+    "ENV_OAUTH_TOKEN",
+    "make_client",
+]
 
-ENV_API_KEY = "YANDEX_MARKET_API_KEY"
-ENV_OAUTH_TOKEN = "YANDEX_MARKET_OAUTH_TOKEN"
-ENV_DEBUG = "YAMARKET_CHATS_DEBUG"
-DEFAULT_BASE_URL = "https://api.partner.market.yandex.ru"
+# The library's variables: the client reads them when given None.
+ENV_API_KEY = _environ.API_KEY
+ENV_OAUTH_TOKEN = _environ.OAUTH_TOKEN
+ENV_BASE_URL = _environ.BASE_URL
+ENV_DEBUG = "YANDEX_MARKET_DEBUG"
+DEFAULT_BASE_URL = _environ.PRODUCTION_URL  #: for --help: the client's default
 
 # The client's parameters that come from an option (or the key's variable).
 _CLIENT_OPTIONS = frozenset(
@@ -39,8 +53,12 @@ def make_client(
 ) -> ChatsClient:
     """A client from the options; an option beats its environment variable."""
     from ..client import ChatsClient
+    from .retries import FirstRetryNotice
 
     api_key, token, key_source = _credentials(args)
+    all_hooks = [] if hooks is None else [hooks]
+    if not warnings_shown(args):
+        all_hooks.append(FirstRetryNotice())
     # A sync is a bulk job: it waits out a spent quota; other commands keep the client's bound.
     max_wait: dict[str, Any] = {"max_wait": None} if args.command == "sync" else {}
     if args.max_wait is not None:
@@ -53,7 +71,7 @@ def make_client(
             timeout=args.timeout,
             max_retries=args.max_retries,
             limiter=limiter,
-            hooks=hooks,
+            hooks=all_hooks or None,
             **max_wait,
         )
     except InvalidRequestError as exc:

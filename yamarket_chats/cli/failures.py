@@ -14,6 +14,7 @@ from ..errors import (
     ForbiddenError,
     InvalidRequestError,
     RateLimitError,
+    ResponseDecodeError,
     SinkLockedError,
     TransportError,
     UnauthorizedError,
@@ -48,6 +49,8 @@ def failure(exc: BaseException) -> tuple[int, str]:
             f"authentication failed (HTTP {exc.status}): the API key or token was refused "
             f"or may not access business {exc.business_id}"
         )
+    if isinstance(exc, ResponseDecodeError):  # the API answered: not a network failure
+        return EXIT_ERROR, f"the API's answer could not be read (not retried): {exc}"
     if isinstance(exc, TransportError):
         return EXIT_UNREACHABLE, _unreachable(exc)
     if isinstance(exc, RateLimitError):

@@ -8,25 +8,33 @@ import sys
 
 from .output import log_text
 
-__all__ = ["configure_logging"]
+__all__ = ["CLI_LOGGER", "configure_logging", "warnings_shown"]
+
+#: The command's own records (the first retry's notice), shown with or without -v.
+CLI_LOGGER = "yamarket_chats.cli"
+
+
+def warnings_shown(args: argparse.Namespace) -> bool:
+    """Whether every WARNING of the library reaches stderr: with -v, or for long-running
+    workers (``--follow``, ``--worker``), whose warnings are their only news."""
+    verbose = getattr(args, "verbose", 0)
+    return bool(verbose) or getattr(args, "follow", False) or getattr(args, "worker", False)
 
 
 def configure_logging(args: argparse.Namespace) -> None:
-    """The library's log records on stderr: only with -v, or for long-running workers.
+    """The library's log records on stderr: all its warnings only when `warnings_shown`.
 
-    A one-shot command reports retries and 420s in its summary and its failure
-    in one line; a fleet worker runs for days, so its warnings are shown. A
-    sink's warnings are always shown: a damaged line of a JSONL file was moved
-    aside, and the user must learn where (one line each).
+    Otherwise a one-shot command reports retries and 420s in its summary and
+    its failure in one line; shown anyway are a sink's warnings (a damaged
+    line of a JSONL file was moved aside, and the user must learn where, one
+    line each) and the command's own (the first retry of a run: a host that
+    never answers would otherwise keep it silent for a minute).
     """
-    verbose = getattr(args, "verbose", 0)
-    service = getattr(args, "follow", False) or getattr(args, "worker", False)
-    level = logging.DEBUG if verbose > 1 else logging.WARNING if verbose or service else None
+    level = logging.DEBUG if getattr(args, "verbose", 0) > 1 else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLineFormatter("yamarket-chats: %(levelname)s: %(message)s"))
-    if level is None:
-        handler.addFilter(_from_sinks)
-        level = logging.WARNING
+    if not warnings_shown(args):
+        handler.addFilter(_shown_when_quiet)
     logger = logging.getLogger("yamarket_chats")
     for old in [h for h in logger.handlers if isinstance(h.formatter, _OneLineFormatter)]:
         logger.removeHandler(old)  # an earlier run() in this process (tests, embedding)
@@ -35,8 +43,11 @@ def configure_logging(args: argparse.Namespace) -> None:
     logger.propagate = False
 
 
-def _from_sinks(record: logging.LogRecord) -> bool:
-    return record.name == "yamarket_chats.sinks" or record.name.startswith("yamarket_chats.sinks.")
+def _shown_when_quiet(record: logging.LogRecord) -> bool:
+    return any(
+        record.name == name or record.name.startswith(name + ".")
+        for name in ("yamarket_chats.sinks", CLI_LOGGER)
+    )
 
 
 class _OneLineFormatter(logging.Formatter):

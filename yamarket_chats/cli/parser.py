@@ -3,7 +3,9 @@
 Options several commands share (the connection, the chat filters, a chat's
 ids, ``--json``) are defined once. The fake server's options come from the
 fake's own light module of options: the fake itself (aiohttp's server side)
-is not imported to parse a command.
+is not imported to parse a command. Every id (business, chat, message, order)
+is read by that module's `parse_id`: ASCII digits within the spec's int64,
+refused by argparse (exit 2) before anything is opened.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 from .. import __version__
 from ..models import ChatContextType, ChatStatus, ChatType
 from ..testing._options import add_arguments as add_fake_options
-from .connect import DEFAULT_BASE_URL, ENV_API_KEY, ENV_OAUTH_TOKEN
+from ..testing._options import parse_id
+from .connect import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL, ENV_OAUTH_TOKEN
 from .failures import EXIT_CODES
 
 __all__ = ["DEFAULT_DB", "build_parser"]
@@ -25,6 +28,14 @@ DEFAULT_DB = "yamarket-chats.sqlite3"
 _JSON_HELP = "JSON Lines: one object per line (API field names)"
 
 _Commands = Any  # what add_subparsers returns (argparse._SubParsersAction, a private class)
+
+
+def _id(text: str) -> int:
+    """An id: argparse names the argument in front of the reason."""
+    try:
+        return parse_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -58,7 +69,11 @@ def _connection_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--oauth-token", metavar="TOKEN", help=f"OAuth token instead (default: ${ENV_OAUTH_TOKEN})"
     )
-    group.add_argument("--base-url", default=DEFAULT_BASE_URL, help="API address (%(default)s)")
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        help=f"API address (default: ${ENV_BASE_URL}, else {DEFAULT_BASE_URL})",
+    )
     group.add_argument(
         "--timeout", type=float, default=15.0, help="seconds per request (%(default)s)"
     )
@@ -95,13 +110,15 @@ def _filter_options() -> argparse.ArgumentParser:
         action="append",
         choices=[c.value for c in ChatContextType],
     )
-    group.add_argument("--order-id", dest="order_ids", action="append", type=_positive_int)
+    group.add_argument(
+        "--order-id", dest="order_ids", action="append", type=_id, metavar="ORDER_ID"
+    )
     return parent
 
 
 def _chat_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
-    parser.add_argument("chat_id", type=_positive_int, metavar="CHAT_ID")
+    parser.add_argument("business_id", type=_id, metavar="BUSINESS_ID")
+    parser.add_argument("chat_id", type=_id, metavar="CHAT_ID")
 
 
 def _sync_targets(p: argparse.ArgumentParser) -> None:
@@ -151,7 +168,7 @@ def _add_sync(
             "any time (Ctrl-C): nothing fetched is lost, the next run continues."
         ),
     )
-    p.add_argument("business_ids", nargs="+", type=_positive_int, metavar="BUSINESS_ID")
+    p.add_argument("business_ids", nargs="+", type=_id, metavar="BUSINESS_ID")
     _sync_targets(p)
     p.add_argument(
         "--concurrency",
@@ -181,13 +198,13 @@ def _add_reads(
     p = commands.add_parser(
         "chats", parents=[conn, filters], help="print a business's chats as a table or JSON"
     )
-    p.add_argument("business_id", type=_positive_int, metavar="BUSINESS_ID")
+    p.add_argument("business_id", type=_id, metavar="BUSINESS_ID")
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
     p = commands.add_parser("history", parents=[conn], help="print a chat's messages")
     _chat_arguments(p)
     p.add_argument(
-        "--from", dest="message_id_from", type=_positive_int, metavar="MESSAGE_ID",
+        "--from", dest="message_id_from", type=_id, metavar="MESSAGE_ID",
         help="start at this message id",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
@@ -228,12 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sync, read and send Yandex Market seller-buyer chats.",
         epilog=(
             f"Credentials come from --api-key or ${ENV_API_KEY} (or --oauth-token / "
-            f"${ENV_OAUTH_TOKEN}). Try `yamarket-chats demo` for a run against a built-in "
-            "fake API. " + EXIT_CODES.replace("\n", " ")
+            f"${ENV_OAUTH_TOKEN}), the API's address from --base-url or ${ENV_BASE_URL}. "
+            "Try `yamarket-chats demo` for a run against a built-in fake API. "
+            + EXIT_CODES.replace("\n", " ")
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not required: bare `yamarket-chats` shows this help (`run` prints it).
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     conn, filters = _connection_options(), _filter_options()
     _add_sync(commands, conn, filters)
     _add_reads(commands, conn, filters)

@@ -1,17 +1,42 @@
 """The fake's command-line options, apart from the fake so that parsing them is cheap.
 
 ``python -m yamarket_chats.testing`` and ``yamarket-chats fake-server`` take
-the same options; ``yamarket-chats`` builds its whole parser at start, so these
-must not import the fake (aiohttp's server side) to be added.
+the same options, defined once here; ``yamarket-chats`` builds its whole
+parser at start, so these must not import the fake (aiohttp's server side) to
+be added. An id typed on either command line is read by `parse_id`, the one
+rule of both.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from ._config import FakeMarketConfig
 
-__all__ = ["add_arguments", "config_from_args"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["INT64_MAX", "add_arguments", "config_from_args", "parse_id", "tls_from_args"]
+
+INT64_MAX: Final = 2**63 - 1  #: every id of the spec is an int64
+# ASCII only: int() also takes "+1", "1_0", " 1" and other scripts' digits ("\u0661").
+_DIGITS: Final = re.compile("[0-9]+")
+
+
+def parse_id(text: str) -> int:
+    """An id as typed: ASCII digits (leading zeros allowed), 1..2^63-1; else ValueError."""
+    if _DIGITS.fullmatch(text) is None:
+        raise ValueError(f"must be ASCII digits from 1 to {INT64_MAX}, got {text!a}")
+    significant = text.lstrip("0")
+    # By length first: int() refuses strings past 4300 digits with a ValueError of its own.
+    if len(significant) > len(str(INT64_MAX)) or int(significant or "0") > INT64_MAX:
+        raise ValueError(f"must be at most {INT64_MAX} (the API's int64), got {text!a}")
+    if not significant:
+        raise ValueError(f"must be from 1 to {INT64_MAX}, got {text!a}")
+    return int(significant)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,14 +62,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --keep-alive: answer N requests on a connection, then drop the next one on it",
     )
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="FILE",
+        help="serve HTTPS with a throwaway certificate; write its CA (PEM) to FILE for clients"
+        " (needs trustme)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> FakeMarketConfig:
     """The configuration the options of `add_arguments` describe (ValueError if bad)."""
     try:
-        businesses = tuple(int(b) for b in args.businesses.split(","))
-    except ValueError:
-        raise ValueError("--businesses takes comma-separated integers") from None
+        businesses = tuple(parse_id(b) for b in args.businesses.split(","))
+    except ValueError as exc:
+        raise ValueError(f"--businesses takes comma-separated ids: each {exc}") from None
     return FakeMarketConfig(
         businesses=businesses,
         chats_per_business=args.chats,
@@ -56,3 +88,22 @@ def config_from_args(args: argparse.Namespace) -> FakeMarketConfig:
         keep_alive_timeout=args.keep_alive_timeout,
         max_requests_per_connection=args.max_requests_per_connection,
     )
+
+
+def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """With ``--tls-ca FILE``: a throwaway certificate's server context, its CA written
+    to FILE; else None. ValueError (naming the option) if trustme is missing or FILE
+    cannot be written."""
+    if args.tls_ca is None:
+        return None
+    from ._tls import DEFAULT_HOSTS, self_signed_tls
+
+    try:
+        tls = self_signed_tls(tuple(dict.fromkeys((args.host, *DEFAULT_HOSTS))))
+    except RuntimeError as exc:  # trustme is missing: say what to install
+        raise ValueError(f"--tls-ca: {exc}") from None
+    try:
+        args.tls_ca.write_text(tls.ca_pem, encoding="ascii")
+    except OSError as exc:
+        raise ValueError(f"--tls-ca: cannot write {args.tls_ca}: {exc.strerror}") from None
+    return tls.server_context

@@ -29,14 +29,16 @@ __all__ = ["demo_command", "fake_server_command"]
 
 
 async def fake_server_command(args: argparse.Namespace) -> int:
-    """Serve the fake until interrupted."""
-    from ...testing.__main__ import config_from_args, serve_forever
+    """Serve the fake until interrupted (SIGINT, SIGTERM: 130, 143, as any command)."""
+    from ...testing.__main__ import serve_forever
+    from ...testing._options import config_from_args, tls_from_args
 
     try:
         config = config_from_args(args)
+        context = tls_from_args(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    await serve_forever(config, args.host, args.port)
+    await serve_forever(config, args.host, args.port, ssl_context=context)
     return EXIT_OK
 
 
