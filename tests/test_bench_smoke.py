@@ -84,3 +84,13 @@ def test_read_path_times_the_limits_of_another_commit(
     assert "yamarket_chats_baseline.limits" in sys.modules  # HEAD's, not the current ones again
     assert "| Limits acquire + finish (HEAD) | default limits + headers |" in table
     assert "| Limits acquire + finish (now) | limits off |" in table
+
+
+def test_the_blocking_benchmark_compares_the_facade_with_the_async_client(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import blocking
+
+    result = blocking.main(["--quick", "--threads", "2"])
+    assert result["mode"] == "keep-alive" and result["asyncio_run_per_call_us"] > 0
+    assert "asyncio.run + a new async client each call" in capsys.readouterr().out
