@@ -2,13 +2,13 @@
 # One venv; each target installs only the extras it needs, once (a stamp per extras set),
 # without compiling every module up front (each is compiled when first imported):
 # `make demo` needs the package and [cli] only, `make lint` adds [dev],
-# `make test` and `make bench` add [dev] and [bench] (one install of both).
+# `make test` and `make bench` add [dev] and [bench] (one install of both), `make docs` [docs].
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +46,11 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev,bench
 	$(BIN)/python -m benchmarks
 
+# The documentation site (mkdocs-material, mkdocstrings) into site/: the guides of
+# docs/ and an API reference read from the docstrings. --strict: a broken link or
+# a docstring it cannot read fails the build.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) site .nox .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

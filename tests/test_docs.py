@@ -3,8 +3,9 @@
 Each fenced block whose info string is ``python`` is a test. It runs as a script
 in a subprocess (``python -c``) in a fresh directory, with the environment a
 real deployment would give it, pointed at a fake Market this test starts:
-``YAMARKET_API_KEY``, ``YAMARKET_BASE_URL``, ``YAMARKET_BUSINESS_ID`` (a
-business with chats) and ``YAMARKET_CHAT_ID`` (one of its chats).
+``YANDEX_MARKET_API_KEY``, ``YANDEX_MARKET_BASE_URL``, ``YANDEX_MARKET_BUSINESS_ID`` (a
+business with chats) and ``YANDEX_MARKET_CHAT_ID`` (one of its chats): the variables
+the README's table names.
 
 HTML comments just before a fence steer the run:
 
@@ -164,10 +165,10 @@ async def test_snippet_runs(snippet: Snippet, tmp_path: Path) -> None:
         chat = fake.market.chats(business)[0]
         env = {
             **os.environ,
-            "YAMARKET_API_KEY": fake.api_key,
-            "YAMARKET_BASE_URL": fake.url,
-            "YAMARKET_BUSINESS_ID": str(business),
-            "YAMARKET_CHAT_ID": str(chat.chat_id),
+            "YANDEX_MARKET_API_KEY": fake.api_key,
+            "YANDEX_MARKET_BASE_URL": fake.url,
+            "YANDEX_MARKET_BUSINESS_ID": str(business),
+            "YANDEX_MARKET_CHAT_ID": str(chat.chat_id),
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
             **services,
         }
@@ -203,9 +204,9 @@ async def test_snippet_runs(snippet: Snippet, tmp_path: Path) -> None:
     )
 
 
-def test_the_readme_commands_for_one_test_run_it() -> None:
-    """README's "one file or one test, fast" commands run their tests and pass."""
-    readme = (ROOT / "README.md").read_text("utf-8")
+def test_the_contributing_commands_for_one_test_run_it() -> None:
+    """CONTRIBUTING's "one file or one test, fast" commands run their tests and pass."""
+    readme = (ROOT / "CONTRIBUTING.md").read_text("utf-8")
     block = readme.split("- One file or one test, fast", 1)[1].split("```sh", 1)[1]
     commands = [line.split() for line in block.split("```", 1)[0].splitlines() if line.strip()]
     assert len(commands) == 2 and all(c[0] == ".venv/bin/pytest" for c in commands)
