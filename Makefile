@@ -39,8 +39,8 @@ test: $(VENV)/.installed-dev,bench
 	$(BIN)/coverage report
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check yamarket_chats tests benchmarks
-	$(BIN)/ruff format --check yamarket_chats tests benchmarks
+	$(BIN)/ruff check yamarket_chats tests benchmarks noxfile.py
+	$(BIN)/ruff format --check yamarket_chats tests benchmarks noxfile.py
 	$(BIN)/mypy --strict yamarket_chats
 
 bench: $(VENV)/.installed-dev,bench

@@ -1,5 +1,7 @@
 """One test session per supported Python that this machine has: ``nox --list``.
 
+An interpreter is found on PATH as ``pythonX.Y``, or among pyenv's builds.
+
 ``make test`` runs the whole suite on the default interpreter (CI: 3.11). Each
 session here makes its own venv with ``.[dev]`` (so ``[dev]`` is shown to
 install on that Python) and runs the subset below: every test of the code
@@ -15,6 +17,8 @@ snippets, the benchmarks, and the schemathesis fuzzer (which needs 3.11).
 
 from __future__ import annotations
 
+import glob
+import os
 import shutil
 import subprocess
 
@@ -48,14 +52,28 @@ SUBSET = [
 ]
 
 
-def _present(version: str) -> bool:
-    """Whether ``pythonX.Y`` is on PATH and runs (a pyenv shim of a version not
-    selected is on PATH but fails)."""
-    found = shutil.which(f"python{version}")
-    return found is not None and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0
+def _runs(python: str | None) -> bool:
+    """Whether `python` runs (a pyenv shim of a version not selected is on PATH but fails)."""
+    return (
+        python is not None
+        and subprocess.run([python, "-c", ""], capture_output=True).returncode == 0
+    )
 
 
-PRESENT = [version for version in SUPPORTED if _present(version)]
+def _find(version: str) -> bool:
+    """Whether ``pythonX.Y`` runs from PATH, after putting pyenv's build of it first
+    on PATH when only a shim answered (so nox, which looks it up there, finds it)."""
+    if _runs(shutil.which(f"python{version}")):
+        return True
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    for folder in sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin"))):
+        if _runs(os.path.join(folder, f"python{version}")):
+            os.environ["PATH"] = os.pathsep.join([folder, os.environ.get("PATH", "")])
+            return True
+    return False
+
+
+PRESENT = [version for version in SUPPORTED if _find(version)]
 
 
 @nox.session(python=PRESENT)

@@ -184,6 +184,16 @@ def test_the_postgres_sink_without_asyncpg_names_its_extra(built: Built, tmp_pat
     assert "pip install 'yamarket-chats[postgres]'" in done.stderr.strip().splitlines()[-1]
 
 
+def test_the_readmes_install_names_the_wheel_the_build_makes(built: Built) -> None:
+    """No instruction that fails: the README installs the wheel of this version by name."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    install = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+    [named] = re.findall(r"dist/(\S+\.whl)", install)
+    assert named == built.wheel.name
+    assert "python3 -m pip install '.[cli]'" in install
+    assert "python3 -m pip wheel --no-deps -w dist ." in install
+
+
 def test_readme_links_are_relative_and_resolve_in_a_checkout() -> None:
     """No repository is published yet: README.md links into the checkout it sits in,
     never to a placeholder address, and every link it has resolves there."""

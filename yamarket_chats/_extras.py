@@ -16,8 +16,8 @@ def missing_extra(error: ModuleNotFoundError, extra: str, what: str) -> ImportEr
 
     `what` is the module that needs the extra, e.g. ``"yamarket_chats.redis_limits"``.
     """
-    missing = error.name or "a dependency"
+    missing = (error.name or "").partition(".")[0] or "a dependency"  # the package
     return ImportError(
         f"{what} needs {missing}, which is not installed: pip install 'yamarket-chats[{extra}]'",
-        name=error.name,
+        name=missing,
     )

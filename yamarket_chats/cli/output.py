@@ -60,16 +60,17 @@ def log_text(text: str) -> str:
 def one_line(text: str, secrets: Iterable[str | None]) -> str:
     """`text` on one line, with every secret blanked out where it stands as a token.
 
-    A secret is matched by its exact value, and only where no key character
-    (a letter or digit of any script, ``_``, ``-``, ``:``) touches it on
-    either side: a short key such as ``a1`` must not blank part of ``data1``
-    or of another key (``ACMA:a1b``). The longest secret is tried first, so
-    one holding another is masked whole.
+    A secret is matched by its exact value, and only where no word character
+    (a letter or digit of any script, or ``_``) touches it on either side: a
+    short key such as ``a1`` must not blank part of ``data1``. Punctuation is
+    a boundary, so ``Api-Key:<key>`` or ``key=<key>`` is masked: a mask that
+    misses is a leak, one that hits a stray ``x:a1`` costs nothing. The
+    longest secret is tried first, so one holding another is masked whole.
     """
     values = sorted({s for s in secrets if s}, key=len, reverse=True)
     if values:
         pattern = "|".join(map(re.escape, values))
-        text = re.sub(rf"(?<![\w:-])(?:{pattern})(?![\w:-])", "***", text)
+        text = re.sub(rf"(?<!\w)(?:{pattern})(?!\w)", "***", text)
     return " ".join(text.split()) or "-"
 
 
