@@ -584,6 +584,49 @@ def _run_script(code: str, served: ThreadedFake, *args: str) -> subprocess.Compl
     )
 
 
+def test_an_iterator_keeps_its_client_open_while_held(served: ThreadedFake) -> None:
+    """`ChatsClient().iter_chats(...)` in one expression: the client itself is dropped
+    at once, and its finalizer must not close it under the walk."""
+    options: dict[str, Any] = {"api_key": served.server.api_key, "base_url": served.server.url}
+    chats = ChatsClient(**options).iter_chats(BUSINESS, limit=2)
+    gc.collect()
+    assert len([chat.chat_id for chat in chats]) == 5  # three pages, the client still open
+    del chats
+    gc.collect()
+    for thread in facade_threads():  # the last reference gone: the finalizer closes it
+        thread.join(WAIT)
+    assert not facade_threads()
+
+
+def test_a_redis_limiter_given_is_started_and_closed_on_the_facades_loop(
+    served: ThreadedFake,
+) -> None:
+    """Blocking code cannot run the limiter's `async with`: the facade does, so that
+    its queued finishes reach Redis (the parallel slots are free at once)."""
+    import redis
+
+    from tests.servers import RedisServer, free_port
+    from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
+
+    server = RedisServer()
+    server.start()
+    try:
+        limiter = RedisLimiter(server.url, prefix="blocking", lease_seconds=60)
+        options: dict[str, Any] = {"api_key": served.server.api_key, "base_url": served.server.url}
+        with ChatsClient(**options, limiter=limiter) as client:
+            assert len(client.get_chats(BUSINESS).chats) == 5
+        probe = redis.Redis.from_url(server.url)
+        try:  # released now, not when the 60 s lease runs out
+            assert probe.zcard(f"blocking:{BUSINESS}:slots") == 0
+            assert len(probe.client_list()) == 1  # the probe alone: the limiter's pool is closed
+        finally:
+            probe.close()
+        with pytest.raises(QuotaBackendError):  # a Redis that does not answer: at once
+            ChatsClient(**options, limiter=RedisLimiter(f"redis://127.0.0.1:{free_port()}"))
+    finally:
+        server.stop()
+
+
 def test_an_open_facade_does_not_hold_up_interpreter_exit(served: ThreadedFake) -> None:
     done = _run_script(
         """
@@ -709,7 +752,8 @@ def test_an_interrupt_before_the_call_starts_on_the_loop_never_starts_it(
         release.wait(WAIT)
 
     def main_waits_in(*frames: str, outside: str = "") -> None:
-        """Until the main thread's stack holds `frames`, and not `outside`."""
+        """Until the main thread's stack holds `frames`, and not `outside`: a condition
+        polled every millisecond (another thread's frames signal no event to wait on)."""
         for _ in range(int(WAIT * 1000)):
             frame, names = sys._current_frames().get(main), set()
             while frame is not None:

@@ -60,6 +60,7 @@ def test_importing_loads_nothing_heavy(module: str) -> None:
         "yamarket_chats._lazy",
         "yamarket_chats._version",
         "yamarket_chats._environ",
+        "yamarket_chats._ids",
         "yamarket_chats.testing",
         "yamarket_chats.testing.pytest_plugin",
         "yamarket_chats._entry",
@@ -206,7 +207,7 @@ def test_the_command_imports_only_what_the_command_needs() -> None:
     """)
     parsed, reading, syncing = (set(ast.literal_eval(line)) for line in out.splitlines())
     options = {"testing", "testing._options", "testing._config"}  # the fake's options: no fake
-    light = {"_lazy", "_version", "_environ", "errors", "models", *options}
+    light = {"_lazy", "_version", "_environ", "_ids", "errors", "models", *options}
     assert parsed <= light
     assert reading <= light  # the client comes with the run
     assert not {m for m in syncing - options if m.startswith(("testing", "fleet"))}

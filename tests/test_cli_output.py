@@ -293,3 +293,6 @@ def test_a_secret_is_masked_as_a_whole_token_never_inside_a_word() -> None:
     secrets = ["ACMA:a1", "a1", None, "", "y0_b.c+"]
     text = "ACMA:a1 a1 y0_b.c+ y0_bxc+ ACMA:a1b"
     assert one_line(text, secrets) == "*** *** *** y0_bxc+ ACMA:a1b"
+    # A secret ending (or starting) with punctuation is masked whatever touches that end.
+    assert one_line("token y0_abc- then y0_abc-def", ["y0_abc-"]) == "token *** then ***def"
+    assert one_line("x-abc", ["-abc"]) == "x***"

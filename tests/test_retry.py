@@ -95,7 +95,13 @@ TABLE = [
         "backoff",
         TransportError,
     ),
-    ("a 2xx whose body cannot be read", answer(200, b"{not json"), ResponseDecodeError, "done"),
+    ("a 2xx whose body is not JSON", answer(200, b"{not json"), "backoff", "done"),
+    (
+        "a 2xx whose JSON does not fit the spec",
+        answer(200, b'{"status":"OK"}'),
+        ResponseDecodeError,
+        "done",
+    ),
     (
         "a pooled connection the server had closed",
         answer(error=aiohttp.ServerDisconnectedError(), stale=True),
@@ -117,7 +123,8 @@ README_ROWS = {
     ],
     "5xx": ["5xx"],
     "timeout, dropped connection": ["timeout", "dropped connection"],
-    "a 2xx whose body cannot be read": ["a 2xx whose body cannot be read"],
+    "a 2xx whose body is not JSON (a proxy's page)": ["a 2xx whose body is not JSON"],
+    "a 2xx whose JSON does not fit the spec": ["a 2xx whose JSON does not fit the spec"],
     "a pooled connection the server had closed": ["a pooled connection the server had closed"],
     "connection refused (never sent)": ["connection refused (never sent)"],
     "other 4xx": ["other 4xx: 400", "other 4xx: 404"],
@@ -218,7 +225,6 @@ def test_a_2xx_carrying_an_error_envelope_is_a_refusal_for_reads_and_sends() -> 
 @pytest.mark.parametrize(
     ("raw", "path"),
     [
-        (b"<html>502</html>", None),  # not JSON at all: no field to name
         (b'{"status":"OK"}', "$.result"),  # an OK envelope without its result
         (b'{"status":"OK","result":{"chatId":1}}', "$.result.context"),
         (CHAT.replace(b"T00:00:00+03:00", b"T25:00:00+03:00", 1), "$.result.createdAt"),
@@ -228,10 +234,17 @@ def test_a_2xx_that_cannot_be_decoded_is_raised_at_once_naming_the_field(
     raw: bytes, path: str | None
 ) -> None:
     outcome, decision = run(answer(200, raw), read=True, tries=NO_TRIES)
-    assert outcome.kind == Kind.UNREADABLE and decision.action is Action.RAISE
+    assert outcome.kind == Kind.UNDECODABLE and decision.action is Action.RAISE
     assert isinstance(outcome.error, ResponseDecodeError)
     assert outcome.error.path == path
-    assert "not retried" in str(outcome.error) and "502" not in str(outcome.error)
+    assert "not retried" in str(outcome.error)
+
+
+def test_a_2xx_that_is_not_json_is_a_failure_with_no_field_to_name() -> None:
+    outcome, decision = run(answer(200, b"<html>502</html>"), read=True, tries=NO_TRIES)
+    assert outcome.kind == Kind.UNREADABLE and decision.action is Action.RETRY
+    assert isinstance(outcome.error, ResponseDecodeError) and outcome.error.path is None
+    assert "502" not in str(outcome.error)  # (the body is never quoted)
 
 
 def test_failures_are_retried_max_retries_times_then_raised() -> None:

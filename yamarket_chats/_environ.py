@@ -13,7 +13,15 @@ from __future__ import annotations
 import os
 from typing import Final, Literal
 
-__all__ = ["API_KEY", "BASE_URL", "OAUTH_TOKEN", "PRODUCTION_URL", "base_url", "credentials"]
+__all__ = [
+    "API_KEY",
+    "BASE_URL",
+    "OAUTH_TOKEN",
+    "PRODUCTION_URL",
+    "base_url",
+    "credentials",
+    "source",
+]
 
 API_KEY: Final = "YANDEX_MARKET_API_KEY"
 OAUTH_TOKEN: Final = "YANDEX_MARKET_OAUTH_TOKEN"
@@ -27,6 +35,16 @@ _SOURCES: Final[tuple[tuple[str, AuthKind], ...]] = (
 )
 
 
+def source(api_key: object, oauth_token: object) -> str | None:
+    """Where the secret comes from: ``"api_key"``, ``"oauth_token"``, the name of the
+    variable that holds it, or ``None`` when there is none anywhere."""
+    if api_key is not None:
+        return "api_key"
+    if oauth_token is not None:
+        return "oauth_token"
+    return next((variable for variable, _ in _SOURCES if os.environ.get(variable)), None)
+
+
 def credentials(api_key: object, oauth_token: object) -> tuple[AuthKind, str]:
     """The secret to send and its kind: the argument given, else the environment's.
 
@@ -36,13 +54,13 @@ def credentials(api_key: object, oauth_token: object) -> tuple[AuthKind, str]:
     from . import _validate
     from .errors import InvalidRequestError
 
-    if api_key is not None or oauth_token is not None:
+    where = source(api_key, oauth_token)
+    if where in ("api_key", "oauth_token"):
         secret = _validate.credentials(api_key, oauth_token)
         return ("api_key" if api_key is not None else "oauth_token"), secret
     for variable, kind in _SOURCES:
-        value = os.environ.get(variable)
-        if value:
-            return kind, _validate.secret(variable, value)
+        if variable == where:
+            return kind, _validate.secret(variable, os.environ[variable])
     raise InvalidRequestError(
         f"pass api_key (or oauth_token), or set {API_KEY} (or {OAUTH_TOKEN}) in the environment"
     )

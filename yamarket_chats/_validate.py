@@ -25,6 +25,7 @@ from typing import Final, TypeVar
 import aiohttp
 from yarl import URL
 
+from ._ids import INT64_MAX
 from .errors import InvalidRequestError
 from .limits import METHODS, Limiter, RateLimit, _is_int
 from .models import (
@@ -56,7 +57,6 @@ __all__ = [
 ]
 
 # --- limits of the spec -------------------------------------------------------
-INT64_MAX: Final = 2**63 - 1  #: every id of the spec is an int64
 MAX_MESSAGE_CHARS: Final = 4096
 MAX_CHATS_PAGE: Final = 20
 MAX_HISTORY_PAGE: Final = 100

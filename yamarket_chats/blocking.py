@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from ._validate import MAX_CHATS_PAGE, MAX_HISTORY_PAGE
 from .client import ChatsClient as AsyncChatsClient
 from .errors import YandexMarketError
+from .limits._engine import Engine
 from .pagination import PageIterator as AsyncPageIterator
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class _Runner:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.client: AsyncChatsClient | None = None  # the root async client, once made
+        self.limiter: Engine[Any] | None = None  # a limiter given: started and closed here
         # Why calls are refused (closed, forked), or None. Set under _lock, so
         # nothing is submitted once closing began.
         self.refusal: str | None = None
@@ -185,9 +187,10 @@ class _Runner:
             if self._stopped:
                 return
             try:
-                client = self.client
-                if client is not None and self._thread.is_alive():
-                    closing = asyncio.run_coroutine_threadsafe(client.close(), self.loop)
+                if self._thread.is_alive():
+                    closing = asyncio.run_coroutine_threadsafe(
+                        _shut(self.client, self.limiter), self.loop
+                    )
                     closing.result(timeout)
             except concurrent.futures.TimeoutError:
                 pass  # the loop's shutdown, below, cancels what is left
@@ -201,7 +204,7 @@ class _Runner:
         """Close from the loop's own thread (a finalizer run there): schedule it, no waiting."""
         if not self._stopped and not self.loop.is_closed():
             self._stopped = True
-            asyncio.run_coroutine_threadsafe(_close_and_stop(self.client, self.loop), self.loop)
+            asyncio.run_coroutine_threadsafe(_close_and_stop(self, self.loop), self.loop)
 
     def forked(self) -> None:
         """In a child process after fork(): the thread is gone; refuse calls, close nothing."""
@@ -281,9 +284,23 @@ class _Call(Generic[T]):
             self.future.set_result(task.result())
 
 
-async def _build(options: dict[str, Any]) -> AsyncChatsClient:
-    """The async client, made on the loop that will run it."""
-    return AsyncChatsClient(**options)
+async def _build(options: dict[str, Any], limiter: Engine[Any] | None) -> AsyncChatsClient:
+    """The async client, made on the loop that will run it; a limiter given is started
+    there (blocking code cannot run its ``async with``), as `_shut` closes it."""
+    client = AsyncChatsClient(**options)
+    if limiter is not None:
+        await limiter.start()
+    return client
+
+
+async def _shut(client: AsyncChatsClient | None, limiter: Engine[Any] | None) -> None:
+    """Close the async client, then the limiter given (its queued finishes are sent)."""
+    try:
+        if client is not None:
+            await client.close()
+    finally:
+        if limiter is not None:
+            await limiter.close()
 
 
 async def _next_page(pages: AsyncGenerator[P, None]) -> P | None:
@@ -298,10 +315,9 @@ async def _aclose(agen: AsyncGenerator[Any, None]) -> None:
     await agen.aclose()
 
 
-async def _close_and_stop(client: AsyncChatsClient | None, loop: asyncio.AbstractEventLoop) -> None:
+async def _close_and_stop(runner: _Runner, loop: asyncio.AbstractEventLoop) -> None:
     try:
-        if client is not None:
-            await client.close()
+        await _shut(runner.client, runner.limiter)
     finally:
         loop.stop()
 
@@ -322,11 +338,15 @@ class PageIterator(Generic[P, T]):
 
     def __init__(
         self,
-        runner: _Runner,
+        client: ChatsClient,
         walk: AsyncPageIterator[Any, T],
         items: Callable[[P], Sequence[T]],
     ) -> None:
+        runner = client._runner
         runner.check()  # a closed client fails here, not at the first page
+        # Held, so that `for chat in ChatsClient().iter_chats(...)` (the client
+        # itself dropped at once) is not closed by its finalizer mid-walk.
+        self._client = client
         self._runner = runner
         self._walk = walk
         self._items = items
@@ -426,8 +446,9 @@ class ChatsClient:
         if base_url is None:  # the async client's own default (the environment's, or production)
             del options["base_url"]
         runner = _Runner()
+        runner.limiter = limiter if isinstance(limiter, Engine) else None
         try:
-            runner.client = runner.run(_build(options))
+            runner.client = runner.run(_build(options, runner.limiter))
         except BaseException:
             runner.close()
             raise
@@ -628,7 +649,7 @@ class ChatsClient:
             page_token=page_token,
             limit=limit,
         )
-        return PageIterator(self._runner, walk, _chats_of)
+        return PageIterator(self, walk, _chats_of)
 
     def iter_chat_history(
         self,
@@ -650,7 +671,7 @@ class ChatsClient:
             page_token=page_token,
             limit=limit,
         )
-        return PageIterator(self._runner, walk, _messages_of)
+        return PageIterator(self, walk, _messages_of)
 
 
 def _chats_of(page: ChatsPage) -> list[Chat]:

@@ -70,8 +70,10 @@ class TransportError(YandexMarketError):
 class ResponseDecodeError(TransportError):
     """A 2xx answer whose body cannot be decoded: not JSON, or JSON that does not fit the spec.
 
-    Never retried: the same request gets the same answer, and every attempt
-    would spend quota. ``path`` names the field that did not fit, in msgspec's
+    JSON that does not fit is raised at once, never retried: the same request
+    gets the same answer, and every attempt would spend quota. A body that is
+    not JSON (a proxy's error page) is retried like a 5xx, and raised when
+    retries run out. ``path`` names the field that did not fit, in msgspec's
     words (such as ``$.result.chats[0].createdAt``), or is ``None`` when the
     body is not JSON at all; the decoding error is chained as ``__cause__``.
     The message holds msgspec's description and path, never the body itself

@@ -15,8 +15,9 @@ The budgets: failures (5xx, no answer, a connection never opened) are
 retried up to ``max_retries`` times; 420s, of either kind, up to twice that;
 a stale pooled connection is no failure and is tried again at once. A request
 that may have reached the server is retried only when the operation is
-idempotent. A 2xx whose body cannot be decoded is never retried: the same
-request would get the same answer, each time spending quota.
+idempotent. A 2xx whose body is not JSON (a proxy's page) is a failure like a
+5xx; one whose JSON does not fit the spec is never retried: the same request
+would get the same answer, each time spending quota.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class Kind:
     QUOTA_SPENT: Final = "420, quota spent"  #: the server's window is spent until -Until
     PARALLEL_420: Final = "420, quota left (parallel cap)"  #: or a 420 without a count
     SERVER_ERROR: Final = "5xx"
-    UNREADABLE: Final = "unreadable answer"  #: a 2xx whose body cannot be decoded: never retried
+    UNREADABLE: Final = "unreadable answer"  #: a 2xx whose body is not JSON (a proxy's page?)
+    UNDECODABLE: Final = "answer off the spec"  #: JSON that does not fit the spec: never retried
     STALE: Final = "stale pooled connection"  #: closed by the server before the request reached it
     NOT_CONNECTED: Final = "connection failed"  #: the connection never opened: nothing was sent
     NO_ANSWER: Final = "no answer"  #: a timeout or a dropped connection: it may have been acted on
@@ -157,6 +159,7 @@ _RAISE: Final = Decision(Action.RAISE)
 # Retried with backoff, and from which budget, by kind: (reads, sends).
 _FAILURES: Final = {
     Kind.SERVER_ERROR: (True, False),
+    Kind.UNREADABLE: (True, False),  # (a send's body is never decoded)
     Kind.NO_ANSWER: (True, False),
     Kind.NOT_CONNECTED: (True, True),
 }
@@ -282,8 +285,10 @@ def _answered(
     else:
         try:
             envelope = _decode_answer(decoder, raw)
-        except msgspec.DecodeError as exc:  # (a ValidationError is a DecodeError)
+        except msgspec.ValidationError as exc:  # JSON, not as the spec says
             return _unreadable(str(exc), method, business_id, exc)
+        except msgspec.DecodeError as exc:  # not JSON: a page of a proxy between us?
+            return _unreadable(str(exc), method, business_id, exc, retried=True)
         if envelope.status != "ERROR":
             if envelope.result is None:  # an OK envelope without the result it exists for
                 missing = "Object missing required field `result` - at `$`"
@@ -294,16 +299,27 @@ def _answered(
     return Outcome(Kind.REFUSED, f"HTTP {status}", error=error)
 
 
-def _unreadable(what: str, method: str, business_id: int, cause: BaseException | None) -> Outcome:
-    """A 2xx that cannot be decoded: `what` is msgspec's description, naming the field."""
+def _unreadable(
+    what: str, method: str, business_id: int, cause: BaseException | None, retried: bool = False
+) -> Outcome:
+    """A 2xx that cannot be decoded: `what` is msgspec's description, naming the field.
+
+    JSON that does not fit the spec is never retried: the same request would
+    get the same answer, each time spending quota. A body that is not JSON at
+    all (`retried`) may be a proxy's error page, gone on the next attempt.
+    """
+    if retried:
+        message = f"the answer is not JSON: {what}"
+    else:
+        message = (
+            "the answer does not fit the spec, so it is not retried (the same request "
+            f"would get the same answer): {what}"
+        )
     error = ResponseDecodeError(
-        f"the answer cannot be decoded, so it is not retried (the same request would get "
-        f"the same answer): {what}",
-        method=method,
-        business_id=business_id,
-        path=_field(what),
+        message, method=method, business_id=business_id, path=None if retried else _field(what)
     )
-    return Outcome(Kind.UNREADABLE, Kind.UNREADABLE, error=error, cause=cause)
+    kind = Kind.UNREADABLE if retried else Kind.UNDECODABLE
+    return Outcome(kind, kind, error=error, cause=cause)
 
 
 def _field(what: str) -> str | None:

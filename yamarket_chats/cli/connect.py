@@ -11,7 +11,6 @@ gets a `FirstRetryNotice` hook, so a retrying call is never silent.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import TYPE_CHECKING, Any
 
 from .. import _environ
@@ -77,22 +76,27 @@ def make_client(
     except InvalidRequestError as exc:
         # The client checks its arguments (never echoing a key, nor a URL's
         # password); the message names its parameter: say the option instead.
+        # A variable's value refused is named by the variable: said as `$NAME`.
         field, _, rest = str(exc).partition(" ")
-        options = {"api_key": key_source, "oauth_token": key_source}
-        option = options.get(field, "--" + field.replace("_", "-"))
-        raise UsageError(f"{option} {rest}" if field in _CLIENT_OPTIONS else str(exc)) from None
+        sources = {"api_key", "oauth_token", ENV_API_KEY, ENV_OAUTH_TOKEN}
+        option = key_source if field in sources else "--" + field.replace("_", "-")
+        known = field in _CLIENT_OPTIONS or field in sources
+        raise UsageError(f"{option} {rest}" if known else str(exc)) from None
 
 
 def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None, str]:
-    """(api key, OAuth token, where it came from): exactly one of the two is set."""
+    """(api key, OAuth token, where the secret comes from, as the user names it).
+
+    An option given is passed on; with neither, both stay None and the client
+    reads the environment (`yamarket_chats._environ`: the rule lives there).
+    """
     if args.api_key and args.oauth_token:
         raise UsageError("pass only one of --api-key and --oauth-token")
-    api_key, token = args.api_key, args.oauth_token
-    key_source = "--api-key" if api_key else "--oauth-token"
-    if not api_key and not token:
-        api_key = os.environ.get(ENV_API_KEY) or None
-        token = None if api_key else os.environ.get(ENV_OAUTH_TOKEN) or None
-        key_source = f"${ENV_API_KEY}" if api_key else f"${ENV_OAUTH_TOKEN}"
-    if not api_key and not token:
+    api_key, token = args.api_key or None, args.oauth_token or None
+    where = _environ.source(api_key, token)
+    if where is None:
         raise UsageError(f"no credentials: pass --api-key or set {ENV_API_KEY}")
-    return api_key or None, None if api_key else token, key_source
+    return api_key, token, _SOURCE_NAMES.get(where, f"${where}")
+
+
+_SOURCE_NAMES = {"api_key": "--api-key", "oauth_token": "--oauth-token"}

@@ -50,7 +50,7 @@ def failure(exc: BaseException) -> tuple[int, str]:
             f"or may not access business {exc.business_id}"
         )
     if isinstance(exc, ResponseDecodeError):  # the API answered: not a network failure
-        return EXIT_ERROR, f"the API's answer could not be read (not retried): {exc}"
+        return EXIT_ERROR, f"the API's answer could not be read: {exc}"
     if isinstance(exc, TransportError):
         return EXIT_UNREACHABLE, _unreachable(exc)
     if isinstance(exc, RateLimitError):

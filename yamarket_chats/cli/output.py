@@ -57,6 +57,14 @@ def log_text(text: str) -> str:
     return text.translate(_LOG_ESCAPES)
 
 
+def _as_token(secret: str) -> str:
+    """The pattern of `secret` standing as a token: no word character glued to an
+    edge of it that is itself a word character."""
+    before = r"(?<!\w)" if re.match(r"\w", secret) else ""
+    after = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
+    return f"{before}{re.escape(secret)}{after}"
+
+
 def one_line(text: str, secrets: Iterable[str | None]) -> str:
     """`text` on one line, with every secret blanked out where it stands as a token.
 
@@ -64,13 +72,14 @@ def one_line(text: str, secrets: Iterable[str | None]) -> str:
     (a letter or digit of any script, or ``_``) touches it on either side: a
     short key such as ``a1`` must not blank part of ``data1``. Punctuation is
     a boundary, so ``Api-Key:<key>`` or ``key=<key>`` is masked: a mask that
-    misses is a leak, one that hits a stray ``x:a1`` costs nothing. The
-    longest secret is tried first, so one holding another is masked whole.
+    misses is a leak, one that hits a stray ``x:a1`` costs nothing. A secret
+    that starts or ends with punctuation (``y0_abc-``) has no such boundary
+    on that side: it is masked whatever follows. The longest secret is tried
+    first, so one holding another is masked whole.
     """
     values = sorted({s for s in secrets if s}, key=len, reverse=True)
     if values:
-        pattern = "|".join(map(re.escape, values))
-        text = re.sub(rf"(?<!\w)(?:{pattern})(?!\w)", "***", text)
+        text = re.sub("|".join(map(_as_token, values)), "***", text)
     return " ".join(text.split()) or "-"
 
 

@@ -4,8 +4,8 @@ Options several commands share (the connection, the chat filters, a chat's
 ids, ``--json``) are defined once. The fake server's options come from the
 fake's own light module of options: the fake itself (aiohttp's server side)
 is not imported to parse a command. Every id (business, chat, message, order)
-is read by that module's `parse_id`: ASCII digits within the spec's int64,
-refused by argparse (exit 2) before anything is opened.
+is read by `yamarket_chats._ids.parse_id`: ASCII digits within the spec's
+int64, refused by argparse (exit 2) before anything is opened.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .._ids import parse_id
 from ..models import ChatContextType, ChatStatus, ChatType
 from ..testing._options import add_arguments as add_fake_options
-from ..testing._options import parse_id
 from .connect import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL, ENV_OAUTH_TOKEN
 from .failures import EXIT_CODES
 

@@ -64,7 +64,10 @@ async def _serve_until_signal(
         serving.cancel()
 
     for sig in _SIGNALS:
-        loop.add_signal_handler(sig, stop, sig)
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+        except NotImplementedError:  # Windows: Ctrl-C arrives as KeyboardInterrupt (main)
+            break
     try:
         await serving
     except asyncio.CancelledError:
@@ -84,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(exc))
     try:
         code = asyncio.run(_serve_until_signal(config, args.host, args.port, context))
-    except KeyboardInterrupt:  # a Ctrl-C before the server's handlers were in place
+    except KeyboardInterrupt:  # before the server's handlers were in place, or on Windows
         code = 128 + signal.SIGINT
     except OSError as exc:  # the port is taken, the host is not ours
         parser.exit(1, f"{parser.prog}: error: {exc}\n")

@@ -3,40 +3,23 @@
 ``python -m yamarket_chats.testing`` and ``yamarket-chats fake-server`` take
 the same options, defined once here; ``yamarket-chats`` builds its whole
 parser at start, so these must not import the fake (aiohttp's server side) to
-be added. An id typed on either command line is read by `parse_id`, the one
-rule of both.
+be added. An id typed on either command line is read by the package's one
+rule for typed ids, `yamarket_chats._ids.parse_id`.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
+from .._ids import parse_id
 from ._config import FakeMarketConfig
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["INT64_MAX", "add_arguments", "config_from_args", "parse_id", "tls_from_args"]
-
-INT64_MAX: Final = 2**63 - 1  #: every id of the spec is an int64
-# ASCII only: int() also takes "+1", "1_0", " 1" and other scripts' digits ("\u0661").
-_DIGITS: Final = re.compile("[0-9]+")
-
-
-def parse_id(text: str) -> int:
-    """An id as typed: ASCII digits (leading zeros allowed), 1..2^63-1; else ValueError."""
-    if _DIGITS.fullmatch(text) is None:
-        raise ValueError(f"must be ASCII digits from 1 to {INT64_MAX}, got {text!a}")
-    significant = text.lstrip("0")
-    # By length first: int() refuses strings past 4300 digits with a ValueError of its own.
-    if len(significant) > len(str(INT64_MAX)) or int(significant or "0") > INT64_MAX:
-        raise ValueError(f"must be at most {INT64_MAX} (the API's int64), got {text!a}")
-    if not significant:
-        raise ValueError(f"must be from 1 to {INT64_MAX}, got {text!a}")
-    return int(significant)
+__all__ = ["add_arguments", "config_from_args", "tls_from_args"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
