@@ -229,3 +229,25 @@ def test_the_spec_has_one_path_and_the_docs_say_the_same() -> None:
         text = (ROOT / doc).read_text("utf-8")
         assert phrase in text, doc
         assert "the notification URL you register" not in text, doc  # the old wording
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "extra"),
+    [
+        ("CHAT_MESSAGE_SENT", "sentAt", {"messageId": "7"}),  # a string in the spec
+        ("CHAT_CREATED", "createdAt", {}),
+        ("CHAT_ARBITRAGE_FINISHED", "finishedAt", {}),
+    ],
+)
+def test_a_leap_second_and_a_time_without_seconds_decode_in_every_event(
+    kind: str, field: str, extra: dict[str, object]
+) -> None:
+    """As in the API's answers (models._decode_answer): each event's own timestamp."""
+    from yamarket_chats.notifications import decode_notification
+
+    base = {"notificationType": kind, "businessId": BUSINESS, "chatId": 5, **extra}
+    leap = decode_notification(json.dumps({**base, field: "2026-12-31T23:59:60+03:00"}))
+    short = decode_notification(json.dumps({**base, field: "2026-12-07T10:15+03:00"}))
+    name = {"sentAt": "sent_at", "createdAt": "created_at", "finishedAt": "finished_at"}[field]
+    assert getattr(leap, name).isoformat() == "2026-12-31T23:59:59.999999+03:00"
+    assert getattr(short, name).isoformat() == "2026-12-07T10:15:00+03:00"

@@ -304,6 +304,13 @@ def _where(info: Any) -> _TimeFields:
     if isinstance(info, (mi.ListType, mi.VarTupleType)):
         item = _where(info.item_type)
         return [item] if item is not False else False
-    if isinstance(info, mi.UnionType):  # e.g. `Paging | None`: the model's own fields
-        return next((w for w in map(_where, info.types) if w is not False), False)
+    if isinstance(info, mi.UnionType):  # `Paging | None`, or a tagged union of models
+        found = [w for w in map(_where, info.types) if w is not False]
+        models = [w for w in found if isinstance(w, dict)]
+        if models and len(models) == len(found):
+            merged: dict[str, _TimeFields] = {}
+            for member in models:  # each model's fields: a field only it has is its own
+                merged.update(member)
+            return merged
+        return found[0] if found else False
     return False

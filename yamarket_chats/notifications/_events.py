@@ -20,6 +20,7 @@ from typing import Annotated, Any, Final, TypeAlias
 import msgspec
 
 from ..errors import YandexMarketError
+from ..models import _decode_answer
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -219,7 +220,7 @@ def decode_notification(body: bytes | str, *, max_bytes: int = MAX_BODY_BYTES) -
     if kind not in _KNOWN_TAGS:
         return UnknownNotification(kind, raw)
     try:
-        event: Notification = _known_decoder.decode(body)
+        event: Notification = _decode_answer(_known_decoder, body)  # leap seconds too
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise NotificationFormatError(f"{kind}: {exc}") from None
     return event
