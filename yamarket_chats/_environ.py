@@ -29,10 +29,8 @@ BASE_URL: Final = "YANDEX_MARKET_BASE_URL"
 PRODUCTION_URL: Final = "https://api.partner.market.yandex.ru"
 
 AuthKind = Literal["api_key", "oauth_token"]
-_SOURCES: Final[tuple[tuple[str, AuthKind], ...]] = (
-    (API_KEY, "api_key"),
-    (OAUTH_TOKEN, "oauth_token"),
-)
+#: The variables read for a secret, in order, and the kind of secret each holds.
+_KINDS: Final[dict[str, AuthKind]] = {API_KEY: "api_key", OAUTH_TOKEN: "oauth_token"}
 
 
 def source(api_key: object, oauth_token: object) -> str | None:
@@ -42,7 +40,7 @@ def source(api_key: object, oauth_token: object) -> str | None:
         return "api_key"
     if oauth_token is not None:
         return "oauth_token"
-    return next((variable for variable, _ in _SOURCES if os.environ.get(variable)), None)
+    return next((variable for variable in _KINDS if os.environ.get(variable)), None)
 
 
 def credentials(api_key: object, oauth_token: object) -> tuple[AuthKind, str]:
@@ -58,9 +56,8 @@ def credentials(api_key: object, oauth_token: object) -> tuple[AuthKind, str]:
     if where in ("api_key", "oauth_token"):
         secret = _validate.credentials(api_key, oauth_token)
         return ("api_key" if api_key is not None else "oauth_token"), secret
-    for variable, kind in _SOURCES:
-        if variable == where:
-            return kind, _validate.secret(variable, os.environ[variable])
+    if where is not None:  # a variable's name
+        return _KINDS[where], _validate.secret(where, os.environ[where])
     raise InvalidRequestError(
         f"pass api_key (or oauth_token), or set {API_KEY} (or {OAUTH_TOKEN}) in the environment"
     )

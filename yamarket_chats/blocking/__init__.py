@@ -105,24 +105,10 @@ class ChatsClient:
         keep_alive: bool = True,
         hooks: ClientHooks | Sequence[ClientHooks] | None = None,
     ) -> None:
-        options = dict(
-            api_key=api_key,
-            oauth_token=oauth_token,
-            base_url=base_url,
-            limits=limits,
-            max_concurrency=max_concurrency,
-            max_retries=max_retries,
-            timeout=timeout,
-            session=session,
-            backoff=backoff,
-            max_backoff=max_backoff,
-            limiter=limiter,
-            max_wait=max_wait,
-            keep_alive=keep_alive,
-            hooks=hooks,
-        )
-        if base_url is None:  # the async client's own default (the environment's, or production)
-            del options["base_url"]
+        # The parameters, as given, for the async constructor (the signatures are
+        # the same, tests/test_blocking.py holds them so): no list to keep in step.
+        options = dict(locals())  # first: nothing but the parameters is bound yet
+        del options["self"]
         runner = Runner()
         runner.limiter = limiter if isinstance(limiter, Engine) else None
         try:

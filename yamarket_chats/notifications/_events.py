@@ -19,6 +19,7 @@ from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
 
+from .._ids import INT64_MAX
 from ..errors import YandexMarketError
 from ..models import _decode_answer
 
@@ -45,10 +46,9 @@ MAX_BODY_BYTES: Final = 64 * 1024
 #: Deepest JSON nesting accepted. The spec's events nest at most 3 levels.
 MAX_DEPTH: Final = 32
 
-_INT64_MAX: Final = 2**63 - 1
 # The spec's `integer, format: int64`, with its `minimum` where it has one.
-_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=_INT64_MAX)]
-_BusinessId = Annotated[int, msgspec.Meta(ge=1, le=_INT64_MAX)]
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=INT64_MAX)]
+_BusinessId = Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
 # `format: date-time` (RFC 3339): an offset is required, a naive time refused.
 _Time = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 _DECIMAL_ID: Final = re.compile(r"[0-9]{1,19}")
@@ -112,7 +112,7 @@ class ChatMessageSentNotification(_Known, tag="CHAT_MESSAGE_SENT", frozen=True):
         if _DECIMAL_ID.fullmatch(raw) is None:
             return None
         value = int(raw)
-        return value if 1 <= value <= _INT64_MAX else None
+        return value if 1 <= value <= INT64_MAX else None
 
 
 class ChatArbitrageStartedNotification(_Known, tag="CHAT_ARBITRAGE_STARTED", frozen=True):
