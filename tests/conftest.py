@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from tests.pg_server import PostgresServer, server_or_skip
+from tests.servers import RedisServer
 from yamarket_chats import ChatsClient
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
 
@@ -70,6 +71,15 @@ async def client(make_client: Callable[..., ChatsClient]) -> ChatsClient:
 def pg() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL for the whole run (skips locally, fails in CI, if missing)."""
     server = server_or_skip()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway redis-server of the test's own (skips locally, fails in CI, if missing)."""
+    server = RedisServer()
     server.start()
     yield server
     server.stop()

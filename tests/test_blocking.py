@@ -617,7 +617,7 @@ def test_a_redis_limiter_given_is_started_and_closed_on_the_facades_loop(
             assert len(client.get_chats(BUSINESS).chats) == 5
         probe = redis.Redis.from_url(server.url)
         try:  # released now, not when the 60 s lease runs out
-            assert probe.zcard(f"blocking:{BUSINESS}:slots") == 0
+            assert probe.zcard(f"blocking:{{{BUSINESS}}}:slots") == 0
             assert len(probe.client_list()) == 1  # the probe alone: the limiter's pool is closed
         finally:
             probe.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -47,11 +48,15 @@ async def fakes(n: int, config: FakeMarketConfig = FLEET) -> AsyncIterator[list[
 async def start_workers(
     servers: Sequence[FakeServer], pg_url: str, *extra: str
 ) -> list[asyncio.subprocess.Process]:
-    """One worker process per fake (ids w0, w1, ...), all starting at the same moment."""
+    """One worker process per fake (ids w0, w1, ...), all starting at the same moment.
+
+    Each worker's sessions carry its id as their ``application_name``.
+    """
     start = time.time() + 1.5
     procs = []
     for i, fake in enumerate(servers):
-        cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, pg_url]
+        url = f"{pg_url}?application_name=w{i}"
+        cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, url]
         cmd += [*map(str, BUSINESSES), "--worker", "--id", f"w{i}", "--start", str(start)]
         cmd += ["--max-businesses", "2", *extra]
         procs.append(
@@ -104,7 +109,7 @@ async def test_two_workers_split_the_cabinets_and_never_share_one(
 async def test_a_killed_workers_businesses_are_finished_by_the_others(
     pg_url: str, db: asyncpg.Connection
 ) -> None:
-    lease = 2.0
+    lease = 30.0  # taken over long before it could lapse: its session died with w0
     async with fakes(3) as servers:
         procs = await start_workers(servers, pg_url, "--lease", str(lease))
         # Kill w0 once it has committed pages of a business it holds.
@@ -120,10 +125,17 @@ async def test_a_killed_workers_businesses_are_finished_by_the_others(
                 )
             ):
                 break
-        procs[0].kill()
-        await procs[0].wait()
-        killed_at = time.monotonic()
-        # What w0 held and had committed when it died (nobody may take over yet).
+        # Stopped first, so that what it held and committed can be read before it
+        # dies (nobody takes a live worker's leases); once each of its sessions waits
+        # for it (idle, or for the rest of a statement it was sending when stopped),
+        # nothing more of it can commit.
+        procs[0].send_signal(signal.SIGSTOP)
+        while await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'w0'"
+            " AND wait_event IS DISTINCT FROM 'ClientRead'"
+        ):
+            assert time.monotonic() < deadline, "w0's statements never finished"
+            await asyncio.sleep(0.01)
         held = [
             r[0]
             for r in await db.fetch(
@@ -139,6 +151,9 @@ async def test_a_killed_workers_businesses_are_finished_by_the_others(
             )
         }
         assert held and checkpoints
+        procs[0].kill()
+        await procs[0].wait()
+        killed_at = time.monotonic()
         reports = [await report_of(p) for p in procs[1:]]
         assert same_host(await stored(db)) == same_host(expected(servers[0], BUSINESSES))
         journals = {f"w{i}": fake.journal for i, fake in enumerate(servers)}
@@ -148,12 +163,12 @@ async def test_a_killed_workers_businesses_are_finished_by_the_others(
     assert not any(r["failed"] for r in reports)
     resumed = 0  # walks a survivor resumed in the middle of a chat
     for business in held:
-        # Taken over only once the dead worker's lease had lapsed (it was renewed
-        # every third of the lease, so at least two thirds were left)...
+        # Taken over as soon as w0 was dead, not when its lease lapsed (it was
+        # renewed every third of the lease, so at least two thirds were left)...
         takeover = [
             e for name in ("w1", "w2") for e in journals[name].entries(business_id=business)
         ]
-        assert takeover and min(e.started for e in takeover) >= killed_at + lease * 2 / 3 - 0.1
+        assert takeover and killed_at < min(e.started for e in takeover) < killed_at + lease / 3
         # ...and continued from the checkpoints the dead worker had committed.
         for e in takeover:
             if e.operation == "get_chat_history" and "pageToken" not in e.query:

@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -128,4 +130,68 @@ async def test_a_second_sync_of_a_business_exits_6_naming_the_holder(
         owners = await conn.fetch("SELECT owner FROM yamarket_chats.leases")
         assert [r[0] for r in owners] == [None, None]  # released at once, not left to lapse
     finally:
+        await conn.close()
+
+
+async def until(condition: Callable[[], Awaitable[object]], what: str) -> None:
+    """Poll ``condition`` until it holds (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while not await condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("mode", ["sync", "worker"])
+async def test_a_stopped_holder_keeps_its_leases_and_a_killed_one_is_taken_over_at_once(
+    fake: FakeServer, pg: PostgresServer, mode: str
+) -> None:
+    """SIGSTOP: a rerun is refused (exit 6); SIGKILL: a rerun takes over at once.
+
+    The lease is the default 30 s and the rerun's --lock-timeout 10: a rerun
+    that finishes proves the takeover, not the lapse.
+    """
+    url = pg.create_database()
+    fake.faults.add("latency", delay=0.3, operations={"get_chat_history"})
+    extra = ["--worker"] if mode == "worker" else []
+    first = await cli(fake, "--postgres-url", url, "--quiet", *extra)
+    conn = await asyncpg.connect(url)
+    try:
+
+        async def holding_with_pages() -> bool:
+            if not await conn.fetchval("SELECT to_regclass('yamarket_chats.messages')"):
+                return False
+            return bool(
+                await conn.fetchval("SELECT count(*) FROM yamarket_chats.messages")
+                and await conn.fetchval(
+                    "SELECT count(*) FROM yamarket_chats.leases WHERE owner IS NOT NULL"
+                )
+            )
+
+        await until(holding_with_pages, "the first run never stored a page")
+        first.send_signal(signal.SIGSTOP)
+        held = await conn.fetch(
+            "SELECT business_id FROM yamarket_chats.leases WHERE owner IS NOT NULL"
+        )
+        refused = await cli(fake, "--postgres-url", url)  # a plain sync, lock-timeout 0
+        _, err = await asyncio.wait_for(refused.communicate(), 30)
+        assert refused.returncode == 6, err.decode()  # alive (if paused): not taken over
+        assert "in use by another sync" in err.decode()
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        fake.faults.clear()
+        killed_at = time.monotonic()
+        rerun = await cli(fake, "--postgres-url", url, "--lock-timeout", "10", *extra)
+        out, err = await asyncio.wait_for(rerun.communicate(), 30)
+        assert rerun.returncode == 0, err.decode()
+        assert time.monotonic() - killed_at < 10
+        assert await stored(conn) == expected(fake, BUSINESSES)  # each message once
+        leases = await conn.fetch("SELECT business_id, owner, token FROM yamarket_chats.leases")
+        assert all(r["owner"] is None for r in leases)
+        tokens = {r["business_id"]: r["token"] for r in leases}
+        assert held and all(tokens[r[0]] >= 2 for r in held)  # taken over, not left
+        assert PASSWORD not in out.decode() + err.decode()
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
         await conn.close()

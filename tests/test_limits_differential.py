@@ -6,7 +6,10 @@ server's count), and clock moves. Both stores live through the same history
 on the same clock (a virtual event loop for the model, the script's test-only
 ``now`` for Redis) and must give the same answer at every step: the same kind,
 the same seconds (to 1e-9), the same result of every finish. Leases outlast
-any history, so lease expiry (Redis only) never enters.
+any history, so lease expiry (Redis only) never enters; the worker's hint
+(Redis only: a count Redis lost, restored from what the worker knows) enters
+only where a test makes Redis lose its keys, and must then keep the answers
+the model's.
 """
 
 from __future__ import annotations
@@ -164,18 +167,56 @@ def test_the_redis_store_answers_as_the_model_does(
     cap: int | None,
     history: list[tuple[Any, ...]],
 ) -> None:
+    replay(redis_url, limits, cap, history)
+
+
+def test_a_count_redis_lost_comes_back_from_the_workers_hint(redis_url: str) -> None:
+    # Redis loses its keys (a restart without persistence, a failover, an
+    # eviction) in the middle of a window the worker knows 2 requests short of
+    # spent: it still answers as the model, which lost nothing. Before, the
+    # count was gone: the third request went out into a spent window.
+    replay(
+        redis_url,
+        dict.fromkeys(METHODS),
+        None,
+        [
+            *[("acquire", 1, "get_chat")] * 2,
+            ("finish", 0, 200, (3, 30, True)),  # 3 left, one of ours still out
+            ("finish", 0, 200, None),
+            ("forget",),
+            *[("acquire", 1, "get_chat")] * 3,  # go, go, the window (30 s)
+            ("tick", 31.0),
+            ("acquire", 1, "get_chat"),  # over: the server counts afresh
+        ],
+    )
+
+
+def replay(
+    redis_url: str,
+    limits: dict[str, RateLimit | None],
+    cap: int | None,
+    history: list[tuple[Any, ...]],
+) -> None:
+    """Both stores through `history`, expecting the same answer at every step.
+
+    Steps: ``("acquire", business, method)``, ``("finish", which, status,
+    count)``, ``("tick", seconds)``, and ``("forget",)``: Redis loses every
+    key of the store (the model, nothing).
+    """
     model_loop, redis_loop = VirtualClock(START), asyncio.new_event_loop()
     client = redis.Redis.from_url(redis_url)
+    prefix = f"diff{next(prefixes)}"
     try:
         model = LocalStore(limits, cap)
         shared = RedisStore(
             client,
             limits,
             cap or 0,
-            prefix=f"diff{next(prefixes)}",
+            prefix=prefix,
             lease_seconds=LEASE,
             on_error="raise",
             fallback=LocalStore({}, None),
+            fraction=1.0,
             where="the test's redis-server",
             on_free=lambda channel: None,
         )
@@ -185,6 +226,10 @@ def test_the_redis_store_answers_as_the_model_does(
         for number, step in enumerate(history):
             if step[0] == "tick":
                 model_loop.now += step[1]
+                continue
+            if step[0] == "forget":
+                keys = settle(redis_loop, client.keys, f"{prefix}:*")
+                assert keys and settle(redis_loop, client.delete, *keys) == len(keys)
                 continue
             if step[0] == "acquire":
                 lease = model.lease(step[1], step[2]), shared.lease(step[1], step[2])

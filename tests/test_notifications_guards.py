@@ -467,10 +467,10 @@ async def test_fetcher_max_wait_and_validation(client: ChatsClient) -> None:
     fetcher = NotificationFetcher(
         client, business_ids=[BUSINESS], rate=RateLimit(1, 3600, burst=1), max_wait=0.05
     )
-    await fetcher._take(BUSINESS)
+    await fetcher._take(BUSINESS, "get_chat")
     started = time.monotonic()
     with pytest.raises(FetchLimitError):
-        await fetcher._take(BUSINESS)
+        await fetcher._take(BUSINESS, "get_chat")
     assert 0.04 < time.monotonic() - started < 2
     for bad in ([], [0], "1001", [True]):
         with pytest.raises(InvalidRequestError, match="business_ids"):

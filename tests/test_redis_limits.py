@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from email.utils import formatdate
 from pathlib import Path
 from typing import TypeVar
@@ -21,7 +22,7 @@ import redis.asyncio as redis
 from tests.conftest import BUSINESS, FAST
 from tests.servers import RedisServer, free_port
 from tests.virtual_clock import ManualClock
-from yamarket_chats import ChatsClient, InvalidRequestError, RateLimit
+from yamarket_chats import ChatsClient, InvalidRequestError, RateLimit, RateLimitError
 from yamarket_chats.limits import WaitTooLong, _engine
 from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
 from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
@@ -29,14 +30,6 @@ from yamarket_chats.testing import FakeMarketConfig, FakeServer, run_fake_server
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 WINDOW = 2.0
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def scaled(get_chat: int, max_parallel: int | None = None) -> FakeMarketConfig:
@@ -70,7 +63,7 @@ async def test_keys_are_prefixed_and_expire(
     probe = redis.Redis.from_url(redis_server.url)
     try:
         keys = sorted(k.decode() for k in await probe.keys("*"))
-        assert keys == [f"t1:{BUSINESS}:get_chat:bucket", f"t1:{BUSINESS}:get_chat:server"]
+        assert keys == [f"t1:{{{BUSINESS}}}:get_chat:bucket", f"t1:{{{BUSINESS}}}:get_chat:server"]
         ttls = [await probe.pttl(k) for k in keys]
         assert all(0 < ttl <= (WINDOW + 6) * 1000 for ttl in ttls), ttls
         assert int(await probe.hget(keys[1], "remaining") or 0) == 39
@@ -80,13 +73,20 @@ async def test_keys_are_prefixed_and_expire(
 
 
 async def run_workers(
-    fake: FakeServer, redis_url: str, workers: int, windows: int, skews: tuple[float, ...] = ()
+    fake: FakeServer,
+    redis_url: str,
+    workers: int,
+    windows: int,
+    skews: tuple[float, ...] = (),
+    options: Sequence[str] = (),
+    during: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[list[tuple[int, int]], float]:
     """Run `workers` processes of tests/redis_worker.py for `windows` windows.
 
     Once every worker says it is ready, they start together on the fake's next
     window boundary. Returns their (reads, 420s) and the wall-clock end.
-    ``skews[i]`` shifts worker i's clock by that many seconds (default 0).
+    ``skews[i]`` shifts worker i's clock by that many seconds (default 0);
+    `options` go to every worker's command line; `during` runs once they started.
     """
     chat_id = fake.market.chats(BUSINESS)[0].chat_id
     args = [fake.url, fake.api_key, redis_url, str(BUSINESS), str(chat_id), "40", str(WINDOW)]
@@ -100,6 +100,7 @@ async def run_workers(
                 "-m",
                 "tests.redis_worker",
                 *args,
+                *options,
                 cwd=ROOT,
                 env=env,
                 stdin=asyncio.subprocess.PIPE,
@@ -115,6 +116,8 @@ async def run_workers(
         assert proc.stdin is not None
         proc.stdin.write(f"{start} {end}\n".encode())
         await proc.stdin.drain()
+    if during is not None:
+        await during()
     results = []
     for proc in procs:
         out, _ = await proc.communicate()
@@ -183,6 +186,127 @@ async def test_a_killed_worker_frees_its_slots_within_the_lease(
     ):
         await asyncio.wait_for(c.get_chat(BUSINESS, chat_id), 5.0)
     assert time.monotonic() - killed_at <= 1.0 + 0.5  # the lease: the waiter wakes as it ends
+
+
+async def served(fake: FakeServer, count: int) -> None:
+    """Wait until the fake has answered `count` requests with a 200."""
+    deadline = time.monotonic() + 30
+    while sum(1 for e in fake.journal if e.status == 200) < count:
+        assert time.monotonic() < deadline, "the workers never got going"
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("outage", ["restart", "death"])
+async def test_the_local_fallback_never_overspends_across_an_outage(
+    redis_server: RedisServer, quota_fake: FakeServer, outage: str
+) -> None:
+    # Two workers, each falling back to half of every quota, read as fast as
+    # the quota lets them (it binds: the buckets hold more than the server's
+    # window). Early in the second window Redis restarts empty, or dies for
+    # good. Before the fix a death cost 3 or 4 420s in every run (each
+    # fallback started with a full bucket and no server count, then took
+    # every count the server reported as its own), and a restart sometimes.
+    async def outage_mid_run() -> None:
+        await served(quota_fake, 50)
+        stop = redis_server.restart if outage == "restart" else redis_server.kill
+        await asyncio.to_thread(stop)
+
+    windows = 3
+    results, _ = await run_workers(
+        quota_fake,
+        redis_server.url,
+        2,
+        windows,
+        options=["--local-fraction", "0.5"],
+        during=outage_mid_run,
+    )
+    statuses = [e.status for e in quota_fake.journal]
+    print(f"{outage}: {statuses.count(200)} reads, {statuses.count(420)} x 420, {results=}")
+    assert statuses.count(420) == 0, (statuses.count(420), results)
+    assert all(done > 0 for done, _ in results)
+
+
+ONE_WINDOW = 1e9  # seconds: the fake's current window outlasts any test (on the true clock)
+
+
+@contextlib.asynccontextmanager
+async def half_a_fleet(url: str, fake: FakeServer) -> AsyncIterator[ChatsClient]:
+    """One of two workers: a client on a limiter that falls back to half of every quota.
+
+    No bucket: the server's count is the only quota. A call that would wait
+    for the server's window fails at once (`RateLimitError`), sending nothing.
+    """
+    limiter = RedisLimiter(url, limits=NO_BUCKET, on_error="local", local_fraction=0.5)
+    async with (
+        limiter,
+        ChatsClient(
+            api_key=fake.api_key, base_url=fake.url, limiter=limiter, max_wait=10.0, **FAST
+        ) as client,
+    ):
+        yield client
+
+
+async def reads(client: ChatsClient, chat_id: int, count: int) -> list[object]:
+    """`count` reads at once; each one's result or exception."""
+    calls = (client.get_chat(BUSINESS, chat_id) for _ in range(count))
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+def refused(results: list[object]) -> int:
+    """Reads that failed as the quota was spent, without waiting for it."""
+    assert all(isinstance(r, RateLimitError) for r in results if isinstance(r, Exception)), results
+    return sum(1 for r in results if isinstance(r, RateLimitError))
+
+
+@pytest.mark.parametrize("outage", ["restart", "death"])
+async def test_a_window_known_spent_stays_spent_across_an_outage(
+    redis_server: RedisServer, outage: str
+) -> None:
+    # Before the fix, a Redis restarted empty forgot the spent window, and
+    # each fallback started with none: both workers sent, two 420s.
+    config = scaled(get_chat=8)
+    async with run_fake_server(dataclasses.replace(config, quota_window=ONE_WINDOW)) as fake:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        async with (
+            half_a_fleet(redis_server.url, fake) as one,
+            half_a_fleet(redis_server.url, fake) as other,
+        ):
+            for client in (one, other):  # one at a time: the server's count is exact
+                for _ in range(4):
+                    await client.get_chat(BUSINESS, chat_id)
+            # both learn from Redis that the window is spent; nothing goes out
+            assert refused(await reads(one, chat_id, 1) + await reads(other, chat_id, 1)) == 2
+            stop = redis_server.restart if outage == "restart" else redis_server.kill
+            await asyncio.to_thread(stop)
+            assert refused(await reads(one, chat_id, 1) + await reads(other, chat_id, 1)) == 2
+        assert [(e.operation, e.status) for e in fake.journal] == [("get_chat", 200)] * 8
+
+
+async def test_each_fallback_takes_its_share_of_what_the_server_has_left(
+    redis_server: RedisServer,
+) -> None:
+    # 12 of 20 spent through Redis, the worker that spent first knowing only
+    # that 14 were left when it last looked; then Redis dies. Each fallback
+    # starts from half of what it knew and takes half of every count the
+    # server reports: together they stay within the 8 left (before the fix,
+    # both took the server's whole count as their own: 420s).
+    config = scaled(get_chat=20)
+    async with run_fake_server(dataclasses.replace(config, quota_window=ONE_WINDOW)) as fake:
+        chat_id = fake.market.chats(BUSINESS)[0].chat_id
+        async with (
+            half_a_fleet(redis_server.url, fake) as first,
+            half_a_fleet(redis_server.url, fake) as second,
+        ):
+            for client in (first, second):  # one at a time: the server's count is exact
+                for _ in range(6):
+                    await client.get_chat(BUSINESS, chat_id)
+            await asyncio.to_thread(redis_server.kill)
+            got = await asyncio.gather(reads(first, chat_id, 10), reads(second, chat_id, 10))
+        statuses = [e.status for e in fake.journal]
+        shares = [10 - refused(results) for results in got]
+        print(f"after Redis died: {shares} reads, {statuses.count(420)} x 420")
+        assert statuses.count(420) == 0, statuses
+        assert all(1 <= share <= 4 for share in shares), shares  # half of 8 at most
 
 
 async def test_redis_down_at_start_is_a_clear_error(quota_fake: FakeServer) -> None:
@@ -267,7 +391,7 @@ async def test_cli_sync_shares_quotas_through_redis(
         keys = {k.decode() for k in await probe.keys("yamarket_chats:*")}
     finally:
         await probe.aclose()
-    assert f"yamarket_chats:{BUSINESS}:get_chat_history:server" in keys
+    assert f"yamarket_chats:{{{BUSINESS}}}:get_chat_history:server" in keys
     down = await asyncio.create_subprocess_exec(
         *cmd,
         "--redis-url",
@@ -419,7 +543,7 @@ async def test_one_round_trip_per_request(redis_server: RedisServer) -> None:
     probe = redis.Redis.from_url(redis_server.url)
     try:  # every finish was applied: no lease left, the server's count merged
         keys = sorted(k.decode() for k in await probe.keys("rt:*"))
-        assert keys == [f"rt:{BUSINESS}:get_chat:server"]
+        assert keys == [f"rt:{{{BUSINESS}}}:get_chat:server"]
         # 900 from the first answer, less the 49 requests that went out after it
         assert int(await probe.hget(keys[0], "remaining") or 0) == 900 - 49
     finally:
@@ -526,7 +650,7 @@ async def test_cancelled_acquires_leave_no_slot_behind(redis_server: RedisServer
             await limiter.finish(lease, 200, None)
     probe = redis.Redis.from_url(redis_server.url)
     try:
-        assert await probe.exists(f"cx:{BUSINESS}:slots") == 0
+        assert await probe.exists(f"cx:{{{BUSINESS}}}:slots") == 0
     finally:
         await probe.aclose()
 
@@ -539,8 +663,19 @@ async def test_cancelled_acquires_leave_no_slot_behind(redis_server: RedisServer
         ({"lease_seconds": float("nan")}, "lease_seconds"),
         ({"local_fraction": 2}, "local_fraction"),
         ({"on_error": "ignore"}, "on_error"),
+        ({"prefix": "app{1}"}, "prefix"),  # the business id is the hash tag
+        ({"prefix": "app}"}, "prefix"),
     ],
 )
 def test_bad_options_are_refused_like_the_clients(option: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidRequestError, match=field):
         RedisLimiter("redis://127.0.0.1:1/0", **option)  # type: ignore[arg-type]
+
+
+async def test_cluster_needs_a_cluster_client() -> None:
+    client = redis.Redis.from_url("redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(InvalidRequestError, match="cluster=True needs a RedisCluster"):
+            RedisLimiter(client=client, cluster=True)
+    finally:
+        await client.aclose()

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
         YandexMarketError,
     )
     from .hooks import CallInfo, ClientHooks
-    from .ingest import ChatState, Sink, SyncReport, sync
+    from .ingest import ChatState, Sink, SyncObserver, SyncReport, sync
     from .limits import DEFAULT_LIMITS, Limiter, RateLimit
     from .models import (
         ApiErrorDetail,
@@ -108,6 +108,7 @@ __all__ = [
     "Sink",
     "SinkLockedError",
     "StatsSnapshot",
+    "SyncObserver",
     "SyncReport",
     "TransportError",
     "UnauthorizedError",
@@ -135,6 +136,7 @@ _MODULES: dict[str, str] = {
     "ClientHooks": ".hooks",
     "ChatState": ".ingest",
     "Sink": ".ingest",
+    "SyncObserver": ".ingest",
     "SyncReport": ".ingest",
     "sync": ".ingest",
     "DEFAULT_LIMITS": ".limits",

@@ -39,7 +39,15 @@ from .client import ChatsClient
 from .models import Chat, ChatMessage, ChatsPage
 from .pagination import PageIterator
 
-__all__ = ["DEFAULT_SETTLE_SECONDS", "ChatState", "Claim", "Sink", "SyncReport", "sync"]
+__all__ = [
+    "DEFAULT_SETTLE_SECONDS",
+    "ChatState",
+    "Claim",
+    "Sink",
+    "SyncObserver",
+    "SyncReport",
+    "sync",
+]
 
 #: Default margin for `sync`'s skip rule: one second of ``updated_at``
 #: resolution plus generous room for clock skew between us and the API.
@@ -99,6 +107,27 @@ class Sink(Protocol):
 
 Claim = Callable[[int], AbstractAsyncContextManager[Sink]]
 """A sink's optional ``claim(business_id)``: hold the business for one sync (see `Sink`)."""
+
+
+class SyncObserver(Protocol):
+    """What a sync tells about each business as it goes: pass one as ``sync(observer=...)``.
+
+    Called inline, in the sync's tasks: keep each method quick, never await,
+    never raise. `yamarket_chats.metrics.SyncMetrics` is one; a sync without
+    an observer pays one ``is None`` test per page.
+    """
+
+    def business_started(self, business_id: int, leased: bool) -> None:
+        """A business's sync begins; ``leased``: under a lease (PostgreSQL's claim, a fleet)."""
+        ...
+
+    def page_saved(self, business_id: int, messages: int) -> None:
+        """The sink stored one page of history holding ``messages`` new messages."""
+        ...
+
+    def business_ended(self, business_id: int, error: BaseException | None) -> None:
+        """A business's sync ended: completed (``None``), failed, or cancelled (the error)."""
+        ...
 
 
 class Page(NamedTuple):
@@ -171,6 +200,7 @@ async def sync(
     skip_unchanged: bool = True,
     settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     progress: Progress | None = None,
+    observer: SyncObserver | None = None,
 ) -> SyncReport:
     """Sync the chats of ``business_ids`` (and their new messages) into ``sink``.
 
@@ -184,6 +214,8 @@ async def sync(
         since their last complete walk and is older than ``settle_seconds``
         (see the module docs); ``False`` walks every chat from its checkpoint.
     :param progress: called with the live report after each page and chat.
+    :param observer: told when each business starts and ends and of each
+        page stored (`SyncObserver`; e.g. `yamarket_chats.metrics.SyncMetrics`).
 
     The first error stops the sync: walks in progress are cancelled, pages
     already saved stay saved, and the error is raised. Run again to resume.
@@ -217,7 +249,15 @@ async def sync(
             progress(report)
 
     job = _Job(
-        client, sink, list_chats, concurrency, skip_unchanged, settle_seconds, report, notify
+        client,
+        sink,
+        list_chats,
+        concurrency,
+        skip_unchanged,
+        settle_seconds,
+        report,
+        notify,
+        observer,
     )
     try:
         await _gather_or_cancel([job.business(b) for b in ids])
@@ -236,8 +276,23 @@ class _Job:
     settle_seconds: float
     report: SyncReport
     notify: Callable[[], None]
+    observer: SyncObserver | None
 
     async def business(self, business_id: int) -> None:
+        if self.observer is None:
+            await self._claimed(business_id)
+            return
+        # A fleet worker's sink is already leased (it carries the lease).
+        leased = hasattr(self.sink, "claim") or hasattr(self.sink, "lease")
+        self.observer.business_started(business_id, leased)
+        try:
+            await self._claimed(business_id)
+        except BaseException as exc:
+            self.observer.business_ended(business_id, exc)
+            raise
+        self.observer.business_ended(business_id, None)
+
+    async def _claimed(self, business_id: int) -> None:
         claim: Claim | None = getattr(self.sink, "claim", None)
         if claim is None:
             await self._business(self.sink, business_id)
@@ -312,11 +367,13 @@ class _Job:
             # Cancellation can arrive more than once (a gather and its owner).
             await wait_out(save)
             if not save.cancelled() and save.exception() is None:
-                self._saved(messages)
+                self._saved(business_id, messages)
             raise
-        self._saved(messages)
+        self._saved(business_id, messages)
 
-    def _saved(self, messages: list[ChatMessage]) -> None:
+    def _saved(self, business_id: int, messages: list[ChatMessage]) -> None:
+        if self.observer is not None:
+            self.observer.page_saved(business_id, len(messages))
         self.report.pages += 1
         self.report.messages += len(messages)
         self.notify()

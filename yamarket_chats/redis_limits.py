@@ -2,25 +2,27 @@
 
 `RedisLimiter` is the limits engine (`yamarket_chats.limits`) over a store in
 Redis: the same rules as the in-process `Limits`, run by a Lua script shipped
-with the package, so that every worker on one Redis spends one quota. Each
-(business id, method) has a bucket, the server's count and the requests in
-flight; each business's parallel-request cap is a sorted set of leases that
-expire, so a worker that dies never holds a slot for longer than
-`lease_seconds`. A request costs one Redis round trip; see
+with the package, so that every worker on one Redis (or one Redis Cluster)
+spends one quota. Each (business id, method) has a bucket, the server's count
+and the requests in flight; each business's parallel-request cap is a sorted
+set of leases that expire, so a worker that dies never holds a slot for longer
+than `lease_seconds`. A request costs one Redis round trip; see
 `yamarket_chats.limits._redis_store` for how.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from ._extras import missing_extra
 
 try:
     import redis.asyncio as redis
-    from redis.exceptions import RedisError
+    from redis.exceptions import NoPermissionError
 except ModuleNotFoundError as error:
     raise missing_extra(error, "redis", __name__) from None
 
@@ -29,35 +31,51 @@ from .errors import InvalidRequestError
 from .limits import DEFAULT_LIMITS, RateLimit
 from .limits._engine import Engine
 from .limits._local import LocalStore
-from .limits._redis_store import QuotaBackendError, RedisStore, _Lease
+from .limits._redis_store import BACKEND_ERRORS, QuotaBackendError, RedisStore, _Lease
 
 __all__ = ["QuotaBackendError", "RedisLimiter"]
+
+logger = logging.getLogger("yamarket_chats")
+
+#: The oldest Redis the script runs on: it reads ``TIME`` and then writes,
+#: which Redis refuses before 5.0 (scripts were replicated verbatim then).
+_MIN_VERSION: Final = (5, 0)
 
 
 class RedisLimiter(Engine[_Lease]):
     """Rate limits shared through Redis by every client that uses the same keys.
 
     :param redis_url: e.g. ``"redis://localhost:6379/0"``; or pass `client`,
-        a ``redis.asyncio.Redis`` you own.
+        a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` you own.
+    :param cluster: `redis_url` is a node of a Redis Cluster (the client finds
+        the others from it). A `client` given is a cluster's when it is a
+        ``RedisCluster``; `cluster` need not say so.
     :param limits: per-method overrides of :data:`DEFAULT_LIMITS`, as for
         `ChatsClient` (``None`` for a method: no shared bucket).
     :param max_concurrency: requests in flight per business id, over all
         workers together.
-    :param prefix: namespace of the keys (``{prefix}:{business}:{method}:...``);
-        the slots key's name is also the pub/sub channel announcing free slots.
+    :param prefix: namespace of the keys, ``<prefix>:{<business id>}:...``;
+        the business id in braces is the keys' hash tag, so all the keys of
+        a business are in one slot of a cluster (hence no braces in
+        `prefix`). The slots key's name is also the pub/sub channel
+        announcing free slots.
     :param lease_seconds: how long a slot outlives a worker that died holding
         it; keep it above the client's request timeout.
     :param on_error: what a request does when Redis fails mid-run: ``"raise"``
         (default) fails it with `QuotaBackendError`; ``"local"`` falls back to
-        in-process buckets, retrying Redis every 30 s. Redis unreachable at
+        in-process limits, retrying Redis every 30 s. Redis unreachable at
         `start` always raises.
-    :param local_fraction: the share of each quota and of `max_concurrency`
-        one worker's fallback buckets allow while Redis is down (with
-        ``on_error="local"``). Pick ``1/N`` for N workers, so that together
-        they cannot overspend: each worker then runs at 1/N of the rate even
-        when it is alone. The same rule holds without any Redis: N processes
-        with plain `ChatsClient` each keep their own buckets, so give each
-        ``limits`` of 1/N of every quota and ``max_concurrency`` of 4/N.
+    :param local_fraction: the share of each quota one worker's fallback
+        allows while Redis is down (with ``on_error="local"``): of the bucket,
+        of `max_concurrency`, and of the server's own remaining count, which
+        the fallback starts from what this worker last knew of it. Pick
+        ``1/N`` for N workers, so that together they cannot overspend: each
+        worker then runs at 1/N of the rate even when it is alone. The same
+        rule holds without any Redis: N processes with plain `ChatsClient`
+        each keep their own buckets, so give each ``limits`` of 1/N of every
+        quota and ``max_concurrency`` of 4/N.
+
+    Redis 5.0 or later, checked by `start`.
 
     Clocks: the workers' clocks are never compared with Redis's or with each
     other. Redis's ``TIME`` is the one clock of every bucket, lease and
@@ -66,15 +84,18 @@ class RedisLimiter(Engine[_Lease]):
     Connections: requests use the client's pool; while a coroutine waits for
     a full parallel cap, the limiter holds one more connection subscribed to
     the businesses' slot channels (so the Redis user needs ``PUBLISH`` and
-    ``SUBSCRIBE`` as well as ``EVALSHA``). If pub/sub fails, such waits
-    re-check every second instead. `close` sends the finishes still queued.
+    ``SUBSCRIBE`` as well as ``EVALSHA``, and ``INFO`` for the version
+    check). In a cluster that connection goes to one node, which hears every
+    node's messages. If pub/sub fails, such waits re-check every second
+    instead. `close` sends the finishes still queued.
     """
 
     def __init__(
         self,
         redis_url: str | None = None,
         *,
-        client: redis.Redis | None = None,
+        client: redis.Redis | redis.RedisCluster | None = None,
+        cluster: bool = False,
         limits: Mapping[str, RateLimit | None] | None = None,
         max_concurrency: int | None = 4,
         prefix: str = "yamarket_chats",
@@ -86,14 +107,21 @@ class RedisLimiter(Engine[_Lease]):
         # misspelt method in `limits` must not pass here either.
         if (redis_url is None) == (client is None):
             raise InvalidRequestError("pass exactly one of redis_url or client")
+        if cluster and client is not None and not isinstance(client, redis.RedisCluster):
+            raise InvalidRequestError("cluster=True needs a RedisCluster client (redis.asyncio)")
         if on_error not in ("raise", "local"):
             raise InvalidRequestError(f"on_error must be 'raise' or 'local', got {on_error!r}")
         if not 0 < _validate.seconds("local_fraction", local_fraction) <= 1:
             raise InvalidRequestError(f"local_fraction must be in (0, 1], got {local_fraction}")
+        if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
+            raise InvalidRequestError(
+                f"prefix must be a string without braces (the business id in braces is "
+                f"the keys' hash tag), got {prefix!r}"
+            )
         _validate.limits(limits)
         _validate.max_concurrency(max_concurrency)
         _validate.seconds("lease_seconds", lease_seconds)
-        self._redis = client if client is not None else redis.Redis.from_url(str(redis_url))
+        self._redis = client if client is not None else _connect(str(redis_url), cluster)
         self._owns_redis = client is None
         self._where = _redacted(redis_url) if redis_url else "the given Redis client"
         self._prefix = prefix
@@ -111,6 +139,7 @@ class RedisLimiter(Engine[_Lease]):
             lease_seconds=lease_seconds,
             on_error=on_error,
             fallback=fallback,
+            fraction=local_fraction,
             where=self._where,
             on_free=self.wake,
         )
@@ -120,17 +149,65 @@ class RedisLimiter(Engine[_Lease]):
         return f"RedisLimiter({self._where}, prefix={self._prefix!r})"
 
     async def start(self) -> None:
-        """Check that Redis answers; raise `QuotaBackendError` if it does not."""
+        """Check that Redis answers and is recent enough; raise `QuotaBackendError` if not."""
         try:
             await self._redis.ping()
-        except (RedisError, OSError) as exc:
+            version = await _server_version(self._redis)
+        except BACKEND_ERRORS as exc:
             raise QuotaBackendError(f"Redis at {self._where} is unreachable: {exc}") from exc
+        problem = _version_problem(version)
+        if problem is not None:
+            raise QuotaBackendError(f"Redis at {self._where}: {problem}")
 
     async def close(self) -> None:
         """Send the finishes still queued, then close what this limiter opened."""
         await self._redis_store.close()
         if self._owns_redis:
             await self._redis.aclose()
+
+
+def _version_problem(version: str | None) -> str | None:
+    """Why a Redis reporting `version` cannot hold the quotas; None if it can.
+
+    A version that cannot be read (``None``, or not ``major.minor...``)
+    passes: a Redis-compatible server may report it otherwise.
+    """
+    found = re.match(r"(\d+)\.(\d+)", version or "")
+    if found is None:
+        return None
+    if (int(found[1]), int(found[2])) >= _MIN_VERSION:
+        return None
+    needed = ".".join(map(str, _MIN_VERSION))
+    return f"Redis {version} is too old: the quota script needs Redis {needed} or later"
+
+
+async def _server_version(client: redis.Redis | redis.RedisCluster) -> str | None:
+    """The oldest ``redis_version`` of the server (of every primary of a cluster).
+
+    None when the Redis user may not run ``INFO``: the script's first call
+    fails clearly enough on a Redis too old.
+    """
+    try:
+        if isinstance(client, redis.RedisCluster):
+            answer = await client.info("server", target_nodes=redis.RedisCluster.PRIMARIES)
+        else:
+            answer = await client.info("server")
+    except NoPermissionError:
+        logger.info("the Redis user may not run INFO: the Redis version is not checked")
+        return None
+    infos: list[Any] = [answer] if "redis_version" in answer else list(answer.values())
+    versions = [str(info["redis_version"]) for info in infos if "redis_version" in info]
+    return min(versions, key=_version_key, default=None)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def _connect(url: str, cluster: bool) -> redis.Redis | redis.RedisCluster:
+    if cluster:
+        return redis.RedisCluster.from_url(url)
+    return redis.Redis.from_url(url)
 
 
 def _scaled(rate: RateLimit | None, fraction: float) -> RateLimit | None:

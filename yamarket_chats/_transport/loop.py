@@ -211,7 +211,14 @@ class Transport:
                 jitter=random.random(),
             )
             if decision.note is not None:
-                _warn(op.name, request.business_id, outcome.reason, decision.note)
+                _warn(
+                    op.name,
+                    request.business_id,
+                    outcome.reason,
+                    decision.note,
+                    attempt=call.attempts,
+                    status=status,
+                )
             if decision.action is Action.RAISE:
                 raise _error(outcome) from outcome.cause
             tries = decision.tries
@@ -343,7 +350,7 @@ class Transport:
         """
         error = answer.error
         status = answer.status if error is None else None
-        _log(call.method, call.business_id, status or type(error).__name__, answer.elapsed)
+        _log(call, status, status or type(error).__name__, answer.elapsed)
         call.outcome = outcome.kind
         if status is not None:
             call.status = status
@@ -420,10 +427,28 @@ def _hide_secrets(exc: aiohttp.ClientResponseError) -> None:
     )
 
 
-def _log(method: str, business_id: int, outcome: object, elapsed: float) -> None:
+# Each record also carries its fields as attributes (``extra``), for the CLI's
+# JSON lines and for users' own formatters: business_id, method, attempt, status.
+
+
+def _log(call: CallInfo, status: int | None, outcome: object, elapsed: float) -> None:
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("%s business=%d -> %s in %.3fs", method, business_id, outcome, elapsed)
+        method, business_id = call.method, call.business_id
+        fields = {"business_id": business_id, "method": method, "attempt": call.attempts}
+        fields["status"] = status
+        logger.debug(
+            "%s business=%d -> %s in %.3fs", method, business_id, outcome, elapsed, extra=fields
+        )
 
 
-def _warn(method: str, business_id: int, what: str, then: str) -> None:
-    logger.warning("%s business=%d: %s; %s", method, business_id, what, then)
+def _warn(
+    method: str,
+    business_id: int,
+    what: str,
+    then: str,
+    *,
+    attempt: int | None = None,
+    status: int | None = None,
+) -> None:
+    fields = {"business_id": business_id, "method": method, "attempt": attempt, "status": status}
+    logger.warning("%s business=%d: %s; %s", method, business_id, what, then, extra=fields)

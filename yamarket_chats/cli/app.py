@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from .commands import command
 from .connect import ENV_API_KEY, ENV_DEBUG, ENV_OAUTH_TOKEN
 from .failures import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK, failure
-from .logs import configure_logging
+from .logs import configure_logging, say
 from .output import log_text, one_line
 from .parser import build_parser
 from .signals import Interrupted, ignore_signals, install_signal_handlers, interruptible
@@ -39,11 +40,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         name = args.command
         secrets += [getattr(args, "api_key", None), getattr(args, "oauth_token", None)]
-        configure_logging(args)
+        configure_logging(args, secrets)
         return asyncio.run(interruptible(command(name)(args)))
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:  # Interrupted too
-        print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
-        return 128 + exc.signum if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+        code = 128 + exc.signum if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+        say("yamarket-chats: interrupted", level=logging.WARNING, exit_code=code)
+        return code
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and let nothing flush into the pipe.
         with contextlib.suppress(OSError):
@@ -54,7 +56,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise
         code, reason = failure(exc)
         reason = log_text(one_line(reason, secrets))
-        print(f"yamarket-chats {name}: error: {reason}", file=sys.stderr, flush=True)
+        say(f"yamarket-chats {name}: error: {reason}", level=logging.ERROR, exit_code=code)
         return code
 
 

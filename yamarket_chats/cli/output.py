@@ -23,6 +23,7 @@ __all__ = [
     "chat_row",
     "json_lines",
     "log_text",
+    "masked",
     "message_row",
     "one_line",
     "rich_available",
@@ -66,7 +67,12 @@ def _as_token(secret: str) -> str:
 
 
 def one_line(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` on one line, with every secret blanked out where it stands as a token.
+    """`text` on one line, with every secret blanked out as `masked` does."""
+    return " ".join(masked(text, secrets).split()) or "-"
+
+
+def masked(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret blanked out (``***``) where it stands as a token.
 
     A secret is matched by its exact value, and only where no word character
     (a letter or digit of any script, or ``_``) touches it on either side: a
@@ -80,7 +86,7 @@ def one_line(text: str, secrets: Iterable[str | None]) -> str:
     values = sorted({s for s in secrets if s}, key=len, reverse=True)
     if values:
         text = re.sub("|".join(map(_as_token, values)), "***", text)
-    return " ".join(text.split()) or "-"
+    return text
 
 
 def rich_available() -> bool:

@@ -48,6 +48,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -94,6 +104,13 @@ def _connection_options() -> argparse.ArgumentParser:
         default=0,
         help="log retries, 420s and long waits (-v), every request (-vv) on stderr",
     )
+    group.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines (default) or one JSON object per line on stdout and stderr, for log"
+        " collectors (no progress display)",
+    )
     return parent
 
 
@@ -129,8 +146,8 @@ def _sync_targets(p: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--postgres-url",
         metavar="URL",
-        help="sync into PostgreSQL, e.g. postgresql://user@host/db (needs the postgres extra;"
-        " give the password in $PGPASSWORD rather than in the URL)",
+        help="sync into PostgreSQL, e.g. postgresql://user@host/db or 'host=H dbname=D user=U'"
+        " (needs the postgres extra; give the password in $PGPASSWORD rather than here)",
     )
     p.add_argument(
         "--worker",
@@ -183,6 +200,25 @@ def _add_sync(
             "share the quotas with every worker using this Redis (e.g. redis://host:6379/0;"
             " needs the redis extra)"
         ),
+    )
+    p.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="--redis-url is a node of a Redis Cluster",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve /metrics (Prometheus), /healthz and /readyz on this port (0: any free one;"
+        " needs the metrics extra)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="the address --metrics-port listens on (%(default)s: every interface, as probes"
+        " and scrapers from outside a container need; 127.0.0.1: this machine only)",
     )
     p.add_argument(
         "--all-chats",

@@ -38,4 +38,10 @@ class FirstRetryNotice(ClientHooks):
             reason,
             call.attempts + 1,
             delay,
+            extra={
+                "business_id": call.business_id,
+                "method": call.method,
+                "attempt": call.attempts,
+                "status": call.status,
+            },
         )

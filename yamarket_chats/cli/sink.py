@@ -16,9 +16,9 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import os
 import sqlite3
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..ingest import Sink
 from ..sinks.jsonl import JsonlSink
 from ..sinks.sqlite import SQLiteSink
 from .failures import SinkUnusable, UsageError
+from .logs import say
 from .output import log_text
 from .parser import DEFAULT_DB
 
@@ -157,7 +158,7 @@ async def _built_off_loop(build: Callable[[], _T]) -> _T:
 
 
 def _say(line: str) -> None:
-    print(f"yamarket-chats: {line} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    say(f"yamarket-chats: {line} (Ctrl-C stops)", level=logging.WARNING)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

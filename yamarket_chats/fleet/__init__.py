@@ -12,9 +12,13 @@ worker at a time, under a **row lease** in the sink's ``leases`` table:
 - every write of that sync is fenced by the token in the same statement
   (`PostgresSink` ``lease=``): once another worker has claimed the business,
   the old holder cannot write a single row, even if it was only paused;
-- a worker killed with SIGKILL renews nothing, so its leases lapse after
-  ``lease_seconds`` and another worker continues from the checkpoints: the
-  pages it had committed stay, the pages in flight are fetched again.
+- each lease records the holder's database session (the backend pid of a
+  connection the sink keeps open): a worker killed with SIGKILL loses that
+  session with its process, so its leases are free at once and another
+  worker continues from the checkpoints (the pages it had committed stay,
+  the pages in flight are fetched again); one whose machine vanished
+  without closing its connections renews nothing, and its leases lapse
+  after ``lease_seconds``.
 
 Time is the database's (``now()``), so the clocks of the workers' machines do
 not matter. Quotas are shared by giving every worker's client the same

@@ -58,5 +58,6 @@ def count_synced(
 
 def count_failed(report: WorkerReport, business_id: int, error: BaseException) -> None:
     """A business's sync failed with one of `BUSINESS_ERRORS`: log and record it."""
-    logger.warning("sync of business %s failed: %s", business_id, error)
+    extra = {"business_id": business_id}
+    logger.warning("sync of business %s failed: %s", business_id, error, extra=extra)
     report.failed[business_id] = str(error)

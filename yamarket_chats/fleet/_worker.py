@@ -47,8 +47,10 @@ async def run_worker(
     :param follow: keep running; each business is synced again ``interval``
         seconds after its last sync finished (or failed).
     :param lease_seconds: how long a business stays locked after its worker
-        stops renewing the lease (killed, hung, cut off from the database);
-        the lease is renewed every third of it.
+        stops renewing the lease while its database session lives on (a hung
+        worker, a machine cut off without closing its connections); a killed
+        worker's session ends with it, and its leases are free at once. The
+        lease is renewed every third of it.
     :param max_businesses: businesses this worker syncs at the same time.
     :param stop: when set, claim nothing more, finish the syncs in progress
         and return.
@@ -62,7 +64,8 @@ async def run_worker(
     ``interval`` in follow mode; without follow it counts as done. Any other
     error (database, Redis) stops the worker: its leases are released and
     the error is raised. Cancelling the worker releases its leases at once,
-    after the pages in flight are committed.
+    after the pages in flight are committed, even a lease whose claim was
+    committing at that moment.
     """
     if lease_seconds <= 0:
         raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
@@ -79,9 +82,12 @@ async def run_worker(
         while True:
             if not running.stop.is_set():
                 while len(running) < max_businesses:
-                    lease = await leases.claim(ids, since, interval)
+                    lease = await leases.claim(ids, since, interval)  # none held if cancelled
                     if lease is None:
                         break
+                    # Nothing awaits between the claim and this, so the task's first step
+                    # (into `holding`, which releases the lease) runs before this loop can
+                    # resume, and so before its exit could cancel the task.
                     running.start(lease, worker.sync_leased(lease))
             if not running and (
                 running.stop.is_set() or not (follow or await leases.pending(ids, since))
@@ -137,7 +143,8 @@ class _Worker:
             not task.cancelled() and isinstance(task.exception(), LeaseLostError)
         ):
             self.report.leases_lost += 1
-            logger.warning("lost the lease on business %s", business_id)
+            extra = {"business_id": business_id}
+            logger.warning("lost the lease on business %s", business_id, extra=extra)
             return  # it is someone else's now
         exc = task.exception()
         if exc is None:

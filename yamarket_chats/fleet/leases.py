@@ -7,8 +7,37 @@ takes the one it was asked for). A claim bumps the row's ``token``; every
 write made under the lease carries it (`fence`) and the database refuses the
 write once a newer claim exists. Time is the database's ``now()``.
 
+**A dead holder is taken over at once.** A lease row also records the
+holder's *presence*: the server pid (``holder_pid``) of one connection that
+the holder keeps open, idle, for as long as it may hold leases
+(`Database.presence`). A claim treats a lease as free when that pid is gone
+from ``pg_stat_activity``, not only once the lease has expired: a SIGKILLed
+or OOM-killed process closes its sockets, its idle backend sees the end of
+the stream at once and exits, and the next claimant takes over without
+waiting ``lease_seconds``. A holder that is merely paused (a stopped VM, a
+long GC) keeps its session, so it is taken over only when its lease expires,
+and the token refuses its writes from then on (the fence, as before). A
+presence that dies while its process lives leaves its leases free for the
+taking: safe, since the fence refuses the holder's next write with
+`LeaseLostError` and its renewal reports the loss; and each renewal writes
+the holder's current presence back (a lost one is replaced), so a holder
+nobody took over from is whole again. A pid reused by a new session only
+makes a claimant wait for the expiry, as before; so does a node lost without
+a FIN, whose sessions live on until the server's TCP keepalive ends them.
+
+Why a pid in the row rather than a session-level advisory lock beside it:
+the claim stays one statement on any pooled connection (an advisory lock
+must be taken, checked and freed on the one session that holds it), it
+needs no lock-key space shared with the application's own advisory locks,
+and the row says who holds what in one place (``SELECT ... FROM leases``).
+``pg_stat_activity`` shows every session's pid to every role, so workers
+without special rights can read it.
+
 Every holder holds its lease through `holding`: the one renew loop, and a
-release that survives cancellation.
+release that survives cancellation. A claim survives cancellation too
+(`Leases._claimed`): a claim that commits just as its caller is cancelled
+is released before the cancellation goes on, instead of holding the
+business until it expires.
 
 Where this module sits, so that every import goes downwards: below the
 PostgreSQL sink, which needs the lease for a plain sync's claim and the fence
@@ -31,7 +60,7 @@ import dataclasses
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, Literal, NamedTuple, Protocol
 
 from .._closing import wait_out
@@ -89,6 +118,13 @@ class Database(Protocol):
         """Run one statement; the value, row or rows ``fetch`` names."""
         ...
 
+    async def presence(self) -> int:
+        """The server pid of a session kept open and idle while leases may be held.
+
+        Called before each claim and renewal: a lost session is replaced.
+        """
+        ...
+
 
 def default_worker_id() -> str:
     """``host:pid:random``, the owner name a worker writes into its leases."""
@@ -111,6 +147,13 @@ fence AS (
 ),"""
 
 
+def _free(row: str) -> str:
+    """The condition that the lease ``row`` may be claimed: nobody holds it, or nobody alive."""
+    return f"""({row}.owner IS NULL OR {row}.expires_at < now() OR (
+        {row}.holder_pid IS NOT NULL
+        AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = {row}.holder_pid)))"""
+
+
 class Leases:
     """The lease statements of one owner on one database (fleet workers and plain syncs).
 
@@ -123,11 +166,11 @@ class Leases:
         self._claim = f"""
             UPDATE {s}.leases AS l
             SET owner = $1, token = l.token + 1, claimed_at = now(),
-                expires_at = now() + make_interval(secs => $2)
+                expires_at = now() + make_interval(secs => $2), holder_pid = $6
             WHERE l.business_id = (
-                SELECT business_id FROM {s}.leases
+                SELECT business_id FROM {s}.leases AS c
                 WHERE business_id = ANY($3::bigint[])
-                  AND (owner IS NULL OR expires_at < now())
+                  AND {_free("c")}
                   AND (finished_at IS NULL
                        OR finished_at < coalesce($4, now() - make_interval(secs => $5)))
                   AND (failed_at IS NULL
@@ -138,10 +181,11 @@ class Leases:
             )
             RETURNING business_id, token"""
         self._renew = f"""
-            UPDATE {s}.leases SET expires_at = now() + make_interval(secs => $4)
+            UPDATE {s}.leases
+            SET expires_at = now() + make_interval(secs => $4), holder_pid = $5
             WHERE business_id = $1 AND owner = $2 AND token = $3 RETURNING 1"""
         self._release = f"""
-            UPDATE {s}.leases SET owner = NULL, expires_at = NULL,
+            UPDATE {s}.leases SET owner = NULL, expires_at = NULL, holder_pid = NULL,
                 finished_at = CASE WHEN $4 THEN now() ELSE finished_at END,
                 failed_at = CASE WHEN $5::text IS NOT NULL THEN now() ELSE failed_at END,
                 error = CASE WHEN $4 THEN NULL ELSE coalesce($5, error) END
@@ -154,10 +198,16 @@ class Leases:
         self._register = f"""
             INSERT INTO {s}.leases (business_id) SELECT unnest($1::bigint[])
             ON CONFLICT DO NOTHING"""
+        # SKIP LOCKED: a row locked by its holder's write (or another claim) counts
+        # as held, so `take` keeps to its timeout instead of queueing for the lock.
         self._take = f"""
-            UPDATE {s}.leases SET owner = $2, token = token + 1, claimed_at = now(),
-                expires_at = now() + make_interval(secs => $3)
-            WHERE business_id = $1 AND (owner IS NULL OR expires_at < now())
+            UPDATE {s}.leases AS l SET owner = $2, token = l.token + 1, claimed_at = now(),
+                expires_at = now() + make_interval(secs => $3), holder_pid = $4
+            WHERE l.business_id = (
+                SELECT business_id FROM {s}.leases AS c
+                WHERE business_id = $1 AND {_free("c")}
+                FOR UPDATE SKIP LOCKED
+            )
             RETURNING token"""
         self._holder = f"""
             SELECT owner, extract(epoch FROM expires_at - now())::float8 FROM {s}.leases
@@ -173,14 +223,45 @@ class Leases:
 
         Due: neither finished nor failed since ``since`` (the worker's start),
         or, with ``since=None`` (follow mode), within the last ``interval`` s.
+        Cancelled meanwhile, it holds nothing (see `_claimed`).
         """
-        args = (self.owner, self.seconds, list(business_ids), since, interval)
+        ids = list(business_ids)
+        return await self._claimed(self._claim_once(ids, since, interval))
+
+    async def _claim_once(self, ids: list[int], since: Any, interval: float) -> Lease | None:
+        args = (self.owner, self.seconds, ids, since, interval, await self.db.presence())
         row = await self.db.query(self._claim, *args, fetch="row", doing="claim a lease")
         return None if row is None else Lease(row[0], self.owner, row[1])
 
+    async def _take_once(self, business_id: int) -> Lease | None:
+        args = (business_id, self.owner, self.seconds, await self.db.presence())
+        token = await self.db.query(self._take, *args, doing="claim a lease")
+        return None if token is None else Lease(business_id, self.owner, token)
+
+    async def _claimed(self, statement: Coroutine[Any, Any, Lease | None]) -> Lease | None:
+        """The lease a claiming ``statement`` got; if cancelled meanwhile, none held.
+
+        The statement runs as a task of its own, waited out through a
+        cancellation: a claim that commits just as its caller is cancelled
+        (Ctrl-C, SIGTERM) would otherwise be held by nobody who knows it,
+        refusing every other claimant until it expires. So it is released,
+        then the cancellation goes on.
+        """
+        task = asyncio.ensure_future(statement)
+        if not await wait_out(task):
+            return task.result()
+        if not task.cancelled() and task.exception() is None and (got := task.result()):
+            await _release_surely(self, got)
+        raise asyncio.CancelledError
+
     async def renew(self, lease: Lease) -> bool:
-        """Push the lease's expiry on by ``lease_seconds``; ``False`` once it was taken over."""
-        args = (lease.business_id, lease.owner, lease.token, self.seconds)
+        """Push the lease's expiry on by ``lease_seconds``; ``False`` once it was taken over.
+
+        It also records the holder's current presence, in case it was lost
+        and replaced since the lease was claimed.
+        """
+        pid = await self.db.presence()
+        args = (lease.business_id, lease.owner, lease.token, self.seconds, pid)
         return bool(await self.db.query(self._renew, *args, doing="renew a lease"))
 
     async def release(self, lease: Lease, *, finished: bool, error: str | None = None) -> None:
@@ -196,18 +277,18 @@ class Leases:
     async def take(self, business_id: int, timeout: float) -> Lease | Holder:
         """The lease of one business, whatever its schedule: a plain sync's claim.
 
-        Waits up to ``timeout`` seconds for its holder to release it (or to
-        die and let it lapse); then returns that `Holder` instead.
+        Waits up to ``timeout`` seconds for its holder to release it, to die
+        (its presence gone) or to let it lapse; then returns that `Holder`
+        instead. Cancelled meanwhile, it holds nothing (see `_claimed`).
         """
         await self.db.query(self._register, [business_id], doing="register a lease")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.05
         while True:
-            args = (business_id, self.owner, self.seconds)
-            token = await self.db.query(self._take, *args, doing="claim a lease")
-            if token is not None:
-                return Lease(business_id, self.owner, token)
+            lease = await self._claimed(self._take_once(business_id))
+            if lease is not None:
+                return lease
             left = deadline - loop.time()
             if left <= 0:
                 row = await self.db.query(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 from aiolimiter import AsyncLimiter
 
@@ -163,6 +163,17 @@ class LocalStore:
         quota.business.held -= 1
         return _spent(quota, now)
 
+    def observe(self, business_id: int, method: str, remaining: int, reset_in: float) -> None:
+        """Take in a server's count learned without a request of this store's.
+
+        The same rules as a count an answer carries (`finish`); the Redis
+        store seeds its fallback this way with what the worker knew.
+        """
+        quota = self.lease(business_id, method)
+        now = self._now()
+        _forget_over(quota, now)
+        _observe(quota, remaining, reset_in, now)
+
 
 def _spent(quota: _Quota, now: float) -> float:
     """Seconds until the server's spent window resets (0: not spent)."""
@@ -172,7 +183,18 @@ def _spent(quota: _Quota, now: float) -> float:
     return quota.reset_at - now
 
 
-def _forget_over(quota: _Quota, now: float) -> None:
+class _Count(Protocol):
+    """What `_forget_over` and `_observe` keep: the server's count, its reset, the requests out.
+
+    A `_Quota` here; in the Redis store, what one worker knows of the count.
+    """
+
+    remaining: int | None
+    reset_at: float
+    in_flight: int
+
+
+def _forget_over(quota: _Count, now: float) -> None:
     """Forget a window that is over: spent and reset, or reset `FORGET_AFTER` ago."""
     remaining = quota.remaining
     if remaining is None:
@@ -181,7 +203,7 @@ def _forget_over(quota: _Quota, now: float) -> None:
         quota.remaining = None
 
 
-def _observe(quota: _Quota, remaining: int, reset_in: float, now: float) -> None:
+def _observe(quota: _Count, remaining: int, reset_in: float, now: float) -> None:
     """Take in the server's count from an answer to one of our requests.
 
     The server's count is a ceiling over the bucket: when it knows less

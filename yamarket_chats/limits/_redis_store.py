@@ -11,14 +11,31 @@ follows, they go on their own within a few milliseconds; a 420, a 5xx or a
 nearly spent count goes at once, so one worker's 420 slows all of them
 without delay.
 
+**One slot per script call (Redis Cluster).** Every key of a business
+carries its id as the hash tag (``<prefix>:{<business id>}:...``), so one
+business's keys share a slot. A script call never mixes businesses in a
+cluster: a take carries only the queued finishes of its own business, and
+finishes no take carried go in one call per business. On a single Redis any
+finishes ride on any take.
+
 **One clock: Redis's ``TIME``.** Every moment stored in Redis is computed in
 the script as ``TIME`` plus a duration. The server's ``-Until`` enters as the
 seconds until the reset, measured on the API server's clock, never as a
 wall-clock time of the worker, so workers whose clocks disagree with each
 other, with Redis or with the API still share one quota correctly.
 
+**What a worker knows of the server's count.** Each (business, method) keeps
+the count as this worker last learned it: from Redis with every take, from
+the answers it gets, less the requests it sends. It stands in for Redis when
+Redis has lost its state (a take sends it as a hint, which the script uses
+only when it holds no count of its own) or cannot be reached (below).
+
 **Fallback.** With ``on_error="local"``, a failed call hands the takes to an
-in-process store (at a fraction of each quota) for 30 s, then Redis again.
+in-process store for 30 s, then Redis again. The fallback allows the worker
+its fraction of each quota: of the bucket, of the parallel cap, and of the
+server's count (seeded from what the worker knew, and of every count an answer
+reports meanwhile), so that N workers at ``1/N`` each stay within what the
+server has left.
 """
 
 from __future__ import annotations
@@ -27,6 +44,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping
@@ -34,16 +52,15 @@ from importlib import resources
 from typing import Any, Final, Literal
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
 from ..errors import YandexMarketError
 from ._engine import BUCKET, GO_AHEAD, SLOT, WINDOW, Answer, _ask
-from ._local import FORGET_AFTER, WINDOW_TOLERANCE, LocalStore
+from ._local import FORGET_AFTER, WINDOW_TOLERANCE, LocalStore, _forget_over, _observe
 from ._local import _Quota as _LocalQuota
 from ._rate import RateLimit
-from ._wakeups import Wakeups
+from ._wakeups import BACKEND_ERRORS, Wakeups
 
-__all__ = ["QuotaBackendError", "RedisStore"]
+__all__ = ["BACKEND_ERRORS", "QuotaBackendError", "RedisStore"]
 
 logger = logging.getLogger("yamarket_chats")
 
@@ -57,22 +74,47 @@ class QuotaBackendError(YandexMarketError):
 
 
 class _Quota:
-    """One (business id, method): its keys and its bucket's shape, made once."""
+    """One (business id, method): its keys, its bucket's shape, what this worker knows."""
 
-    __slots__ = ("business_id", "key", "max_rate", "method", "names", "rate")
+    __slots__ = (
+        "business_id",
+        "epoch",
+        "group",
+        "in_flight",
+        "key",
+        "max_rate",
+        "method",
+        "names",
+        "rate",
+        "remaining",
+        "reset_at",
+    )
 
-    def __init__(self, business_id: int, method: str, prefix: str, limit: RateLimit | None):
+    def __init__(
+        self, business_id: int, method: str, prefix: str, limit: RateLimit | None, cluster: bool
+    ) -> None:
         self.business_id = business_id
         self.method = method
         self.key = (business_id, method)
-        base, each = f"{prefix}:{business_id}", f"{prefix}:{business_id}:{method}"
+        # The business id is the hash tag: all of a business's keys in one slot.
+        base = f"{prefix}:{{{business_id}}}"
+        each = f"{base}:{method}"
         # bucket, server's count, the business's slots (also a channel), in flight
         self.names = (f"{each}:bucket", f"{each}:server", f"{base}:slots", f"{each}:flight")
+        # finishes that may share a script call (a cluster's slot: the business)
+        self.group: Hashable = business_id if cluster else None
         self.max_rate, self.rate = 0.0, 0.0
         if limit is not None:
             # The model's AsyncLimiter, whose rate is max_rate / time_period.
             shape = limit.new_limiter()
             self.max_rate, self.rate = shape.max_rate, shape.max_rate / shape.time_period
+        # The server's count as this worker knows it (None: unknown), its reset
+        # on this process's clock (`RedisStore._local_now`), this worker's
+        # requests out: what the model keeps, and learns by the same rules.
+        self.remaining: int | None = None
+        self.reset_at = 0.0
+        self.in_flight = 0
+        self.epoch = 0  # the fallback epoch the fallback was last seeded in
 
 
 class _Lease:
@@ -103,7 +145,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         limits: Mapping[str, RateLimit | None],
         cap: int,
         *,
@@ -111,6 +153,7 @@ class RedisStore:
         lease_seconds: float,
         on_error: Literal["raise", "local"],
         fallback: LocalStore,
+        fraction: float,
         where: str,
         on_free: Callable[[str], None],
     ) -> None:
@@ -118,20 +161,23 @@ class RedisStore:
         self._cap = cap
         self._urgent_below = max(cap, 1)  # a count this low is shared at once
         self._prefix = prefix
+        self._cluster = isinstance(client, redis.RedisCluster)
         self._lease_seconds = lease_seconds
         self._on_error = on_error
         self._fallback = fallback
+        self._fraction = fraction
         self._fallback_until = 0.0
+        self._epoch = 0  # counts the switches to the fallback
         self._where = where
         self._script = client.register_script(_script_text())
         self._wakeups = Wakeups(client, on_free)
         self._quotas: dict[tuple[int, str], _Quota] = {}
         self._ids = itertools.count()
         self._worker = uuid.uuid4().hex[:16]
-        self._pending: list[_Finish] = []
+        self._pending: dict[Hashable, list[_Finish]] = {}  # by `_Quota.group`
         self._pending_since = 0.0  # when the oldest queued finish was queued (monotonic)
         self._timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[float]] = set()
+        self._flushes: set[asyncio.Task[None]] = set()
         #: False: every finish is its own round trip (benchmarks, tests).
         self.defer = True
         #: Tests only: the script's "now" instead of Redis's TIME, also the
@@ -144,7 +190,7 @@ class RedisStore:
         if quota is None:
             limit = self._limits.get(method)
             quota = self._quotas[business_id, method] = _Quota(
-                business_id, method, self._prefix, limit
+                business_id, method, self._prefix, limit, self._cluster
             )
         return _Lease(quota, f"{self._worker}:{next(self._ids)}")
 
@@ -153,38 +199,84 @@ class RedisStore:
         return await self._wakeups.watch(str(slots))
 
     async def take(self, lease: _Lease) -> Answer:
-        """This worker's queued finishes, then the take, in one script call."""
+        """This worker's queued finishes (of the business, in a cluster), then the take."""
         if self._fallback_until and time.monotonic() < self._fallback_until:
             return await self._take_locally(lease)
         quota = lease.quota
-        batch = self._take_pending()
+        batch = self._pending.pop(quota.group, [])
         keys = list(quota.names)
         args: list[Any] = ["a", self._now(), self._cap, self._lease_seconds]
         args += (WINDOW_TOLERANCE, FORGET_AFTER, len(batch), lease.id, quota.max_rate, quota.rate)
+        args += self._hint(quota)
         self._add_finishes(batch, keys, args)
         try:
             raw = await self._script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            self._requeue(batch)  # sent or not: sending a finish again changes nothing
+        except BACKEND_ERRORS as exc:
+            self._requeue(quota.group, batch)  # sent or not: sending a finish again changes nothing
             self._failed(exc)
             return await self._take_locally(lease)
         except asyncio.CancelledError:
             # The script may have taken a slot whose answer we will never
             # read: give it back now rather than after lease_seconds.
-            self._requeue(batch)
-            self._pending.append((lease, "", 0.0, 0.0, "0"))
-            await asyncio.shield(self._flush())
+            self._requeue(quota.group, batch)
+            self._pending.setdefault(quota.group, []).append((lease, "", 0.0, 0.0, "0"))
+            await asyncio.shield(self._send(self._pending.pop(quota.group)))
             raise
-        kind, _, seconds = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(" ")
-        return GO_AHEAD if kind == "go" else (_KINDS[kind], float(seconds))
+        return self._answer(quota, raw)
+
+    def _hint(self, quota: _Quota) -> tuple[str, float]:
+        """The count this worker knows, for the script to restore if Redis lost its own.
+
+        Only of a window that runs a while yet (past `WINDOW_TOLERANCE`): a
+        window Redis forgot for being over is never brought back.
+        """
+        if quota.remaining is not None:
+            left = quota.reset_at - self._local_now()
+            if left > WINDOW_TOLERANCE:
+                return str(quota.remaining), left
+        return "", 0.0
+
+    def _answer(self, quota: _Quota, raw: bytes | str) -> Answer:
+        """The script's answer; what it says of the server's count is kept."""
+        kind, *rest = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(" ")
+        if kind == "go":
+            quota.in_flight += 1
+            if rest:  # Redis's count, this take included, is the freshest there is
+                quota.remaining, quota.reset_at = int(rest[0]), self._local_now() + float(rest[1])
+            else:
+                quota.remaining = None
+            return GO_AHEAD
+        seconds = float(rest[0])
+        if kind == "window":
+            quota.remaining, quota.reset_at = 0, self._local_now() + seconds
+        return _KINDS[kind], seconds
 
     async def _take_locally(self, lease: _Lease) -> Answer:
         quota = lease.quota
+        if quota.epoch != self._epoch:
+            quota.epoch = self._epoch
+            self._seed(quota)
         local = self._fallback.lease(quota.business_id, quota.method)
         answer = await _ask(self._fallback, local)
         if answer is GO_AHEAD:
             lease.local = local
+            quota.in_flight += 1
+            if quota.remaining is not None:
+                quota.remaining -= 1
         return answer
+
+    def _seed(self, quota: _Quota) -> None:
+        """Give the fallback this worker's share of the count it knows, until its reset."""
+        if quota.remaining is not None:
+            left = quota.reset_at - self._local_now()
+            if left > 0:
+                self._fallback.observe(
+                    quota.business_id, quota.method, self._share(quota.remaining), left
+                )
+
+    def _share(self, remaining: int) -> int:
+        # (the epsilon: 1/3 of 3 is 0.999... in floats, and must be 1)
+        return math.floor(remaining * self._fraction + 1e-9)
 
     def finish(
         self, lease: _Lease, status: int | None, server: tuple[int, float] | None
@@ -195,15 +287,47 @@ class RedisStore:
         answered from Redis; otherwise 0 (the server counts quota left, or
         said nothing).
         """
-        if lease.local is not None:
-            return self._fallback.finish(lease.local, status, server)
         refund = "1" if status is not None and status >= 500 else "0"
+        self._remember(lease.quota, refund == "1", server)
+        if lease.local is not None:
+            shared = None if server is None else (self._share(server[0]), server[1])
+            return self._fallback.finish(lease.local, status, shared)
+        if server is not None and lease.quota.epoch == self._epoch and self._falling_back():
+            # in flight when Redis failed: the fallback, seeded already, learns it too
+            quota = lease.quota
+            self._fallback.observe(
+                quota.business_id, quota.method, self._share(server[0]), server[1]
+            )
+        return self._queue(lease, status, server, refund)
+
+    def _remember(self, quota: _Quota, refund: bool, server: tuple[int, float] | None) -> None:
+        """What an answer teaches this worker of the server's count: the model's `finish`."""
+        quota.in_flight -= 1
+        if quota.remaining is None and server is None:
+            return
+        now = self._local_now()
+        _forget_over(quota, now)
+        if refund and quota.remaining is not None:
+            quota.remaining += 1
+        if server is not None:
+            _observe(quota, server[0], server[1], now)
+
+    def _falling_back(self) -> bool:
+        return bool(self._fallback_until) and time.monotonic() < self._fallback_until
+
+    def _queue(
+        self, lease: _Lease, status: int | None, server: tuple[int, float] | None, refund: str
+    ) -> float | Awaitable[float]:
+        group = lease.quota.group
         if not self._pending:
             self._pending_since = time.monotonic()
+        batch = self._pending.get(group)
+        if batch is None:
+            batch = self._pending[group] = []
         if server is None:
-            self._pending.append((lease, "", 0.0, 0.0, refund))
+            batch.append((lease, "", 0.0, 0.0, refund))
         else:
-            self._pending.append((lease, str(server[0]), server[1], self._local_now(), refund))
+            batch.append((lease, str(server[0]), server[1], self._local_now(), refund))
         if (
             refund == "1"
             or status == 420
@@ -211,7 +335,7 @@ class RedisStore:
             or not self.defer
         ):
             # ours is the last finish of the batch: the script answers for it
-            return asyncio.shield(self._send(self._take_pending()))
+            return asyncio.shield(self._send(self._pending.pop(group)))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(_FLUSH_DELAY, self._flush_soon)
         return 0.0
@@ -221,8 +345,7 @@ class RedisStore:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pending:
-            await self._send(self._take_pending())
+        await self._flush()
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         await self._wakeups.close()
@@ -233,13 +356,9 @@ class RedisStore:
     def _local_now(self) -> float:
         return time.monotonic() if self.clock is None else self.clock()
 
-    def _take_pending(self) -> list[_Finish]:
-        batch, self._pending = self._pending, []
-        return batch
-
-    def _requeue(self, batch: list[_Finish]) -> None:
+    def _requeue(self, group: Hashable, batch: list[_Finish]) -> None:
         if batch:
-            self._pending[:0] = batch
+            self._pending[group] = batch + self._pending.get(group, [])
             self._pending_since = 0.0  # overdue
             if self._timer is None:
                 loop = asyncio.get_running_loop()
@@ -259,8 +378,14 @@ class RedisStore:
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self) -> float:
-        return await self._send(self._take_pending())
+    async def _flush(self) -> None:
+        """Send every queued finish: one script call per group, together."""
+        batches, self._pending = self._pending, {}
+        if len(batches) == 1:
+            for batch in batches.values():
+                await self._send(batch)
+        elif batches:
+            await asyncio.gather(*(self._send(batch) for batch in batches.values()))
 
     async def _send(self, batch: list[_Finish]) -> float:
         if not batch:
@@ -271,7 +396,7 @@ class RedisStore:
         self._add_finishes(batch, keys, args)
         try:
             raw = await self._script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
+        except BACKEND_ERRORS as exc:
             # The leases expire by themselves; only the lessons from the headers are lost.
             logger.warning("could not record an answer in Redis at %s: %s", self._where, exc)
             return 0.0
@@ -297,3 +422,4 @@ class RedisStore:
             exc,
         )
         self._fallback_until = time.monotonic() + _FALLBACK_RETRY
+        self._epoch += 1

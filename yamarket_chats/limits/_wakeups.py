@@ -4,6 +4,13 @@ A coroutine waiting for a full parallel cap subscribes to the business's slots
 channel (the slots key's name) before it asks Redis; the script PUBLISHes when
 a finish frees a slot of a full cap, and the engine wakes the waiter. One
 connection per limiter carries every subscription.
+
+A Redis Cluster works the same way, on plain (not sharded) pub/sub: the
+cluster passes every PUBLISH on to all its nodes, so the one connection, to
+whichever node holds the first channel's slot, hears the wake-ups of every
+business. Sharded pub/sub would need Redis 7 and a connection per node, for
+messages that only come when a full cap frees a slot. If that node fails,
+waits re-check every second until a new subscription succeeds.
 """
 
 from __future__ import annotations
@@ -13,15 +20,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-__all__ = ["Wakeups"]
+__all__ = ["BACKEND_ERRORS", "Wakeups"]
 
 logger = logging.getLogger("yamarket_chats")
 
+#: What a failing Redis or Redis Cluster raises (a cluster with no node to
+#: answer raises RedisClusterException, which is no RedisError).
+BACKEND_ERRORS: Final = (RedisError, RedisClusterException, OSError)
 _SUBSCRIBE_TIMEOUT = 1.0  # seconds to wait for Redis to confirm a subscription
 _PUBSUB_RETRY = 5.0  # seconds before subscribing again after pub/sub failed
 
@@ -29,19 +39,28 @@ _PUBSUB_RETRY = 5.0  # seconds before subscribing again after pub/sub failed
 class Wakeups:
     """One pub/sub connection announcing slots that other workers free."""
 
-    def __init__(self, client: redis.Redis, on_free: Callable[[str], None]) -> None:
+    def __init__(
+        self, client: redis.Redis | redis.RedisCluster, on_free: Callable[[str], None]
+    ) -> None:
         self._redis = client
         self._on_free = on_free
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._confirmed: dict[str, asyncio.Future[bool]] = {}
         self._down_until = 0.0
+        # redis-py's asyncio RedisCluster has pub/sub from redis-py 8 on
+        self._supported = callable(getattr(client, "pubsub", None))
+        if not self._supported:
+            logger.info(
+                "this redis-py has no pub/sub for an asyncio RedisCluster (redis-py 8 has): "
+                "waits for a parallel slot re-check every second"
+            )
 
     async def watch(self, channel: str) -> bool:
         """Subscribe to `channel`; True once Redis confirmed it."""
         confirmed = self._confirmed.get(channel)
         if confirmed is None:
-            if time.monotonic() < self._down_until:
+            if not self._supported or time.monotonic() < self._down_until:
                 return False
             loop = asyncio.get_running_loop()
             confirmed = self._confirmed[channel] = loop.create_future()
@@ -49,7 +68,7 @@ class Wakeups:
                 if self._pubsub is None:
                     self._pubsub = self._redis.pubsub()
                 await self._pubsub.subscribe(channel)
-            except (RedisError, OSError) as exc:
+            except BACKEND_ERRORS as exc:
                 self._failed(exc)
                 return False
             if self._reader is None:
@@ -73,7 +92,7 @@ class Wakeups:
                     confirmed = self._confirmed.get(channel)
                     if confirmed is not None and not confirmed.done():
                         confirmed.set_result(True)
-        except (RedisError, OSError) as exc:
+        except BACKEND_ERRORS as exc:
             self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:
@@ -95,7 +114,7 @@ class Wakeups:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            with contextlib.suppress(asyncio.CancelledError, *BACKEND_ERRORS):
                 await reader
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
@@ -104,5 +123,5 @@ class Wakeups:
 
 
 async def _quietly(closing: Any) -> None:
-    with contextlib.suppress(RedisError, OSError):
+    with contextlib.suppress(*BACKEND_ERRORS):
         await closing

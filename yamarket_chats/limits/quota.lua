@@ -5,24 +5,29 @@
 --
 -- Lines marked "Redis only" have no counterpart in the model: leases that
 -- expire (a dead worker's slots and in-flight entries), key TTLs, PUBLISH of
--- freed slots, and a finish sent twice counting once.
+-- freed slots, a finish sent twice counting once, and a server's count that
+-- Redis lost (a restart, a failover, an eviction) restored from the worker's
+-- hint.
 --
 -- Keys, per (business, method), in fours: bucket (hash: level, last, credit),
 -- server (hash: remaining, reset_at), slots (zset of the business's leases,
 -- by end; its name is also the pub/sub channel), flight (zset of leases of
 -- this method in flight, by end). The first four are the take's when ARGV[1]
--- is 'a'; then one four per finish.
+-- is 'a'; then one four per finish. Every key of a call is of one business,
+-- whose id is the keys' hash tag ({...}): one slot of a Redis Cluster.
 --
 -- ARGV: mode ('a': finishes then a take; 'f': finishes only), now ('' reads
 -- Redis TIME; a number only from tests), cap (0: none), lease seconds,
 -- WINDOW_TOLERANCE, FORGET_AFTER, the number of finishes; for 'a' the lease
 -- id, the bucket's max_rate (0: no bucket) and rate per second (max_rate /
--- time_period, as aiolimiter computes it); then per finish: lease id, '1' to
--- refund, the server's remaining ('' when the answer had none), seconds until
--- its reset.
+-- time_period, as aiolimiter computes it), and the worker's hint: the
+-- server's remaining count as it knows it ('' none) and the seconds until
+-- that count's reset; then per finish: lease id, '1' to refund, the server's
+-- remaining ('' when the answer had none), seconds until its reset.
 --
--- Returns for 'a': 'go', 'window <s>', 'bucket <s>' or 'slot <s>'; for 'f'
--- the seconds until the last finish's window resets if it is spent, else 0.
+-- Returns for 'a': 'go' ('go <remaining> <seconds until its reset>' when the
+-- server's count is known), 'window <s>', 'bucket <s>' or 'slot <s>'; for
+-- 'f' the seconds until the last finish's window resets if it is spent, else 0.
 
 local now
 if ARGV[2] ~= '' then
@@ -125,9 +130,21 @@ local function bucket_wait(b, max_rate, rate)
   return (b.level - b.credit + 1 - max_rate) / rate
 end
 
+-- Redis only: a count Redis no longer holds while the worker knows one of a
+-- window still running (it sends none other) was lost with Redis's state:
+-- the worker's knowledge stands in for it, rather than a count started afresh.
+local function restore(server, hint, hint_reset)
+  if hint == '' then return nil, 0 end
+  local reset_at = now + tonumber(hint_reset)
+  redis.call('HSET', server, 'remaining', hint, 'reset_at', num(reset_at))
+  redis.call('PEXPIRE', server, math.ceil((reset_at + FORGET_AFTER - now) * 1000))
+  return tonumber(hint), reset_at
+end
+
 -- LocalStore.take(): window, bucket, slot; all three or none.
-local function take(bucket, server, slots, flight, id, max_rate, rate)
+local function take(bucket, server, slots, flight, id, max_rate, rate, hint, hint_reset)
   local remaining, reset_at = count(server)
+  if not remaining then remaining, reset_at = restore(server, hint, hint_reset) end
   if remaining and remaining <= 0 then
     local seconds = spent(remaining, reset_at)
     if seconds ~= 0 then return 'window ' .. num(seconds) end
@@ -155,7 +172,7 @@ local function take(bucket, server, slots, flight, id, max_rate, rate)
     charge(b, max_rate)
     save(bucket, b, rate)
   end
-  if remaining then redis.call('HINCRBY', server, 'remaining', -1) end
+  if remaining then remaining = redis.call('HINCRBY', server, 'remaining', -1) end
   -- quota.in_flight += 1 (Redis only: as a lease that ends)
   redis.call('ZREMRANGEBYSCORE', flight, '-inf', now)
   redis.call('ZADD', flight, now + lease, id)
@@ -164,6 +181,8 @@ local function take(bucket, server, slots, flight, id, max_rate, rate)
     redis.call('ZADD', slots, now + lease, id)
     redis.call('PEXPIRE', slots, math.ceil(lease * 1000))
   end
+  -- Redis only: the count that stands, which the worker keeps as its hint
+  if remaining then return 'go ' .. string.format('%d', remaining) .. ' ' .. num(reset_at - now) end
   return 'go'
 end
 
@@ -198,7 +217,7 @@ local function finish(bucket, server, slots, flight, id, refund, count_now, rese
 end
 
 local k, a = 0, 7
-if ARGV[1] == 'a' then k, a = 4, 10 end
+if ARGV[1] == 'a' then k, a = 4, 12 end
 local answer = 0
 for _ = 1, tonumber(ARGV[7]) do
   answer = finish(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
@@ -206,7 +225,8 @@ for _ = 1, tonumber(ARGV[7]) do
   k, a = k + 4, a + 4
 end
 if ARGV[1] == 'a' then
-  answer = take(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10]))
+  answer = take(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10]),
+                ARGV[11], ARGV[12])
 else
   answer = num(answer)
 end

@@ -10,13 +10,14 @@ allow-list of source addresses, and bounds what any request can cost::
     answer = await receiver.handle(body, secret=..., remote=..., content_type=...)  # any framework
     add_notification_route(app, "/{secret}/notification", on_event, ...)  # aiohttp
     fetcher = NotificationFetcher(client, business_ids={BUSINESS_ID})
-    message = await fetcher.fetch_message(event)  # capped per business
+    message = await fetcher.fetch_message(event)  # within its share of the quota
 
 Modules: ``_events`` (decoding to the spec), ``_seen`` (the seen-set),
 ``_guards`` (secret, allow-list), ``_options`` (the receiver's options, checked),
 ``_answers`` (the answers' JSON), ``_receiver`` (answers, callbacks),
 ``_aiohttp`` (the receiver in an aiohttp app), ``_fetch`` (fetching what an
-event is about). See ``docs/notifications.md``.
+event is about), ``_reserve`` (the fetcher's share of the client's quota, the
+rest kept for your own calls). See ``docs/notifications.md``.
 """
 
 from ._aiohttp import add_notification_route
@@ -39,6 +40,7 @@ from ._events import (
 )
 from ._fetch import (
     DEFAULT_FETCH_RATE,
+    DEFAULT_FETCH_SHARE,
     FetchLimitError,
     NotificationFetcher,
     fetch_chat,
@@ -52,6 +54,7 @@ from ._seen import MemorySeenStore, SeenStore
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_FETCH_RATE",
+    "DEFAULT_FETCH_SHARE",
     "DEFAULT_MAX_PENDING",
     "MAX_BODY_BYTES",
     "MAX_DEPTH",

@@ -1,18 +1,21 @@
 """Fetching what a chat event is about, without letting forged events spend the quota.
 
 A notification carries ids, not content: the message itself takes a
-``get_chat_message`` call, counted against the business's hourly quota. A
-:class:`NotificationFetcher` refuses events for businesses it was not set up
-for and caps the fetches per business with its own token bucket, separate
-from (and below) the client's quota, refusing at once when it is spent instead
-of queueing, so a flood of events cannot starve genuine work.
+``get_chat_message`` call, counted against the business's quota of that
+method, which the user's own calls spend too. A :class:`NotificationFetcher`
+refuses events for businesses it was not set up for and, before each call,
+takes a token of a sub-bucket of its own at ``share`` of the method's bucket
+(``_reserve``), plus one of its overall ``rate`` cap per business. When either
+is spent it refuses at once instead of queueing, so a flood of events can
+never reach the rest of the bucket: the reserve of the user's own calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Final
 
 from aiolimiter import AsyncLimiter
@@ -23,29 +26,47 @@ from ..limits import RateLimit
 from ..models import Chat, ChatMessage
 from ._events import ChatEvent, ChatMessageSentNotification
 from ._options import business_set
+from ._reserve import DEFAULT_FETCH_SHARE, check_share, share_limits
 
 __all__ = [
     "DEFAULT_FETCH_RATE",
+    "DEFAULT_FETCH_SHARE",
     "FetchLimitError",
     "NotificationFetcher",
     "fetch_chat",
     "fetch_message",
 ]
 
-#: Fetches per business triggered by notifications: half the hourly quota of
-#: ``get_chat``/``get_chat_message`` (1,000), with bursts of up to 50.
+#: The overall cap per business over both fetch methods together (each is
+#: also held to its ``share`` of the client's bucket, which is what keeps the
+#: reserve): 500 an hour, half the hourly quota of ``get_chat`` or ``get_chat_message``.
 DEFAULT_FETCH_RATE: Final = RateLimit(500, 3600.0, burst=50)
+
+# A bucket, its rate, and the method whose share it is (None: the overall cap).
+_Gate = tuple[AsyncLimiter, RateLimit, str | None]
 
 
 class FetchLimitError(YandexMarketError):
-    """A fetcher's cap for the business is spent; refused before any request."""
+    """A fetcher's cap for the business is spent; refused before any request.
 
-    def __init__(self, business_id: int, rate: RateLimit) -> None:
+    ``method`` names the client method whose share of the bucket is spent, or
+    is ``None`` when the fetcher's overall ``rate`` cap is.
+    """
+
+    def __init__(self, business_id: int, rate: RateLimit, *, method: str | None = None) -> None:
+        what = (
+            f" ({rate.amount} per {rate.period_seconds:g} s)"
+            if method is None
+            else f" of {method} ({rate.amount} per {rate.period_seconds:g} s,"
+            f" burst {rate.effective_burst}: its share of the client's bucket)"
+        )
         super().__init__(
-            f"business {business_id}: the notification fetch cap"
-            f" ({rate.amount} per {rate.period_seconds:g} s) is spent; no request was sent"
+            f"business {business_id}: the notification fetch cap{what} is spent;"
+            " no request was sent"
         )
         self.business_id = business_id
+        self.method = method
+        self.rate = rate
 
 
 def _message_id(event: ChatMessageSentNotification) -> int:
@@ -88,10 +109,14 @@ class NotificationFetcher:
 
     ``business_ids``: the businesses you receive notifications for; an event
     naming another is refused with ``InvalidRequestError`` (``businessId``).
-    ``rate``: the fetches per business this fetcher may make
-    (:data:`DEFAULT_FETCH_RATE`); past it :class:`FetchLimitError` is raised
-    at once, or after waiting up to ``max_wait`` seconds for a token. Every
-    check happens before a token is taken or a request sent.
+    ``share``: the part of the client's bucket of each method (its rate and
+    its burst, per business) the fetcher may draw, greater than 0 and less
+    than 1 (:data:`DEFAULT_FETCH_SHARE`, a half); the rest is the reserve of
+    your own calls. ``rate``: an overall cap per business over both methods
+    (:data:`DEFAULT_FETCH_RATE`; ``None``: none). Past either,
+    :class:`FetchLimitError` is raised at once, or after waiting up to
+    ``max_wait`` seconds for a token. Every check happens before a token is
+    taken or a request sent.
     """
 
     def __init__(
@@ -99,11 +124,14 @@ class NotificationFetcher:
         client: ChatsClient,
         *,
         business_ids: Iterable[int],
-        rate: RateLimit = DEFAULT_FETCH_RATE,
+        rate: RateLimit | None = DEFAULT_FETCH_RATE,
+        share: float = DEFAULT_FETCH_SHARE,
         max_wait: float = 0.0,
     ) -> None:
-        if not isinstance(rate, RateLimit):
-            raise InvalidRequestError(f"rate must be a RateLimit, got {type(rate).__name__}")
+        if rate is not None and not isinstance(rate, RateLimit):
+            raise InvalidRequestError(
+                f"rate must be a RateLimit or None, got {type(rate).__name__}"
+            )
         if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)):
             raise InvalidRequestError(f"max_wait must be seconds >= 0, got {max_wait!r}")
         if not 0 <= max_wait <= 600:
@@ -113,27 +141,35 @@ class NotificationFetcher:
         self.client = client
         self.business_ids = ids
         self.rate = rate
+        self.share = check_share(share)
+        #: The sub-bucket (per business) of each client method the fetcher
+        #: calls: ``share`` of the client's limit for it.
+        self.limits: Mapping[str, RateLimit] = MappingProxyType(share_limits(client, self.share))
         self.max_wait = float(max_wait)
-        #: Fetches made and refused by the cap, per business id.
+        #: Fetches made and refused by the caps, per business id.
         self.fetched: collections.Counter[int] = collections.Counter()
         self.refused: collections.Counter[int] = collections.Counter()
         self._buckets: dict[int, AsyncLimiter] = {}
+        self._shares: dict[tuple[int, str], AsyncLimiter] = {}
 
     def __repr__(self) -> str:
-        return f"NotificationFetcher(business_ids={sorted(self.business_ids)}, rate={self.rate})"
+        return (
+            f"NotificationFetcher(business_ids={sorted(self.business_ids)},"
+            f" share={self.share:g}, rate={self.rate})"
+        )
 
     async def fetch_message(self, event: ChatMessageSentNotification) -> ChatMessage:
         """The message a ``CHAT_MESSAGE_SENT`` is about."""
         business_id = self._business(event)
         chat_id, message_id = _chat_id(event), _message_id(event)
-        await self._take(business_id)
+        await self._take(business_id, "get_chat_message")
         return await self.client.get_chat_message(business_id, chat_id, message_id)
 
     async def fetch_chat(self, event: ChatEvent) -> Chat:
         """The chat any chat event is about."""
         business_id = self._business(event)
         chat_id = _chat_id(event)
-        await self._take(business_id)
+        await self._take(business_id, "get_chat")
         return await self.client.get_chat(business_id, chat_id)
 
     def _business(self, event: ChatEvent) -> int:
@@ -144,26 +180,68 @@ class NotificationFetcher:
             )
         return event.business_id
 
-    async def _take(self, business_id: int) -> None:
-        bucket = self._buckets.get(business_id)
-        if bucket is None:
-            bucket = self._buckets[business_id] = self.rate.new_limiter()
-        if bucket.has_capacity():
-            await bucket.acquire()
-        elif self.max_wait > 0:
-            # Not asyncio.wait_for: on Python 3.10/3.11 it returns a token that
-            # came as its task was cancelled, and the cancelled fetch would go on.
-            acquiring = asyncio.ensure_future(bucket.acquire())
-            try:
-                done, _ = await asyncio.wait((acquiring,), timeout=self.max_wait)
-            except asyncio.CancelledError:
-                acquiring.cancel()
-                raise
-            if not done:
-                acquiring.cancel()
-                self.refused[business_id] += 1
-                raise FetchLimitError(business_id, self.rate)
-        else:
+    async def _take(self, business_id: int, method: str) -> None:
+        """A token of the method's share and of the overall cap, or FetchLimitError."""
+        spent = await self._acquire(self._gates(business_id, method))
+        if spent is not None:
             self.refused[business_id] += 1
-            raise FetchLimitError(business_id, self.rate)
+            _, rate, share_method = spent
+            raise FetchLimitError(business_id, rate, method=share_method)
         self.fetched[business_id] += 1
+
+    def _gates(self, business_id: int, method: str) -> list[_Gate]:
+        """The buckets a fetch of ``method`` for ``business_id`` takes a token of."""
+        limit = self.limits[method]
+        share = self._shares.get((business_id, method))
+        if share is None:
+            share = self._shares[business_id, method] = limit.new_limiter()
+        gates: list[_Gate] = [(share, limit, method)]
+        if self.rate is not None:
+            bucket = self._buckets.get(business_id)
+            if bucket is None:
+                bucket = self._buckets[business_id] = self.rate.new_limiter()
+            gates.append((bucket, self.rate, None))
+        return gates
+
+    async def _acquire(self, gates: list[_Gate]) -> _Gate | None:
+        """Take a token of every gate; return the one that is spent, if any.
+
+        Without ``max_wait``, all or none. With it, the spent gates are
+        waited for first; a token taken of one gate while another then runs
+        out of time is lost to the fetcher (never to the reserve).
+        """
+        lacking = [gate for gate in gates if not gate[0].has_capacity()]
+        if not lacking:
+            for bucket, _, _ in gates:
+                await bucket.acquire()  # it has the capacity: no wait, no other task between
+            return None
+        if self.max_wait <= 0:
+            return lacking[0]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        for gate in [*lacking, *(gate for gate in gates if gate not in lacking)]:
+            if not await _within(gate[0], deadline - loop.time()):
+                return gate
+        return None
+
+
+async def _within(bucket: AsyncLimiter, timeout: float) -> bool:
+    """Take a token of ``bucket`` if it has one within ``timeout`` seconds."""
+    if bucket.has_capacity():
+        await bucket.acquire()
+        return True
+    if timeout <= 0:
+        return False
+    # Not asyncio.wait_for: on Python 3.10/3.11 it returns a token that came
+    # as its task was cancelled, and the cancelled fetch would go on.
+    acquiring = asyncio.ensure_future(bucket.acquire())
+    try:
+        await asyncio.wait((acquiring,), timeout=timeout)
+    except asyncio.CancelledError:
+        acquiring.cancel()
+        raise
+    if acquiring.done():
+        acquiring.result()
+        return True
+    acquiring.cancel()
+    return False

@@ -10,15 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from ...client import ChatsClient
 from ...ingest import Sink, SyncReport, sync
 from ...limits import Limiter
+from ...metrics import SyncMetrics
 from ..connect import make_client
+from ..endpoints import Check, Endpoints, readiness_checks
 from ..failures import EXIT_ERROR, EXIT_OK, UsageError
+from ..logs import json_logs, say
 from ..output import log_text, one_line
 from ..progress import ProgressDisplay, make_display, summary
 from ..sink import open_sink
@@ -31,15 +35,18 @@ if TYPE_CHECKING:
 __all__ = ["make_limiter", "run_sync", "sync_command"]
 
 
-def make_limiter(url: str | None) -> Limiter | None:
-    """Quotas in Redis at `url`; None: the client's own limiter, in this process."""
+def make_limiter(url: str | None, cluster: bool = False) -> Limiter | None:
+    """Quotas in Redis at `url` (a node of a cluster with `cluster`); None: the client's own
+    limiter, in this process."""
     if url is None:
+        if cluster:
+            raise UsageError("--redis-cluster needs --redis-url")
         return None
     try:
         from ...redis_limits import RedisLimiter
     except ImportError:
         raise UsageError("--redis-url needs redis: pip install 'yamarket-chats[redis]'") from None
-    return RedisLimiter(url)
+    return RedisLimiter(url, cluster=True) if cluster else RedisLimiter(url)
 
 
 async def run_sync(
@@ -65,29 +72,52 @@ async def run_sync(
     except BaseException as exc:
         display.stop(failed=True)
         if last.pages or isinstance(exc, asyncio.CancelledError):
-            print(
+            say(
                 f"{title}: stopped; saved {last.messages} new messages from {last.pages} pages,"
                 " run again to continue",
-                file=sys.stderr,
-                flush=True,
+                level=logging.WARNING,
+                messages=last.messages,
+                pages=last.pages,
             )
         raise
     display.stop()
     if out is not None:
-        print(f"{title}: {summary(report, display.waited())}", file=out, flush=True)
+        waited = display.waited()
+        say(f"{title}: {summary(report, waited)}", stream=out, **_figures(report, waited))
     return report
 
 
-async def _run_fleet(args: argparse.Namespace, client: ChatsClient, sink: Sink) -> int:
+def _figures(report: SyncReport, waited: float) -> dict[str, Any]:
+    """A report's numbers, as the fields of a JSON line."""
+    return {
+        "chats": report.chats_done,
+        "messages": report.messages,
+        "pages": report.pages,
+        "requests": report.requests,
+        "retries": report.retries,
+        "rate_limited": report.rate_limited,
+        "waited_seconds": round(waited, 3),
+        "elapsed_seconds": round(report.elapsed, 3),
+    }
+
+
+async def _run_fleet(
+    args: argparse.Namespace, client: ChatsClient, sink: Sink, **options: Any
+) -> int:
     """--worker / --follow: one line per business synced; exit 1 if a business failed."""
     from ...fleet import DEFAULT_INTERVAL, follow, run_worker
 
     def synced(business_id: int, report: SyncReport) -> None:
         if not args.quiet:
             waited = min(report.waited_seconds, report.elapsed)
-            print(f"business {business_id}: {summary(report, waited)}", flush=True)
+            say(
+                f"business {business_id}: {summary(report, waited)}",
+                stream=sys.stdout,
+                business_id=business_id,
+                **_figures(report, waited),
+            )
 
-    options: dict[str, Any] = {"concurrency": args.concurrency, **filters(args)}
+    options.update(concurrency=args.concurrency, **filters(args))
     options.update(skip_unchanged=not args.all_chats, on_synced=synced)
     interval = DEFAULT_INTERVAL if args.interval is None else args.interval
     if args.postgres_url:  # (open_sink made a PostgresSink)
@@ -103,25 +133,36 @@ async def _run_fleet(args: argparse.Namespace, client: ChatsClient, sink: Sink) 
         done = await follow(client, args.business_ids, sink, interval=interval, **options)
     for business_id, error in done.failed.items():
         reason = log_text(one_line(str(error), ()))  # the server's text
-        print(f"yamarket-chats sync: business {business_id} failed: {reason}", file=sys.stderr)
+        say(
+            f"yamarket-chats sync: business {business_id} failed: {reason}",
+            level=logging.ERROR,
+            business_id=business_id,
+        )
     return EXIT_ERROR if done.failed else EXIT_OK
 
 
 async def sync_command(args: argparse.Namespace) -> int:
     """Sync the business ids into the sink; the summary on stdout, progress on stderr."""
-    limiter = make_limiter(args.redis_url)
+    limiter = make_limiter(args.redis_url, args.redis_cluster)
     fleet = args.worker or args.follow
     clock = WaitClock()  # (a worker or a follower shows no progress: no hook to pay for)
     client = make_client(args, limiter, hooks=None if fleet else clock)
+    options: dict[str, Any] = {}
+    endpoints = None
+    if args.metrics_port is not None:  # before any connection: a missing extra fails first
+        options["observer"] = syncs = SyncMetrics(args.business_ids)
+        endpoints = Endpoints(client, syncs)
     async with contextlib.AsyncExitStack() as stack:
         if limiter is not None:
             stack.push_async_callback(limiter.close)
         # Opened first: a sink in use (exit 6) or unusable fails before any request.
         sink = await open_sink(args, stack)
         await stack.enter_async_context(client)
+        if endpoints is not None:
+            await _serve(args, stack, endpoints, readiness_checks(sink, limiter))
         if fleet:
-            return await _run_fleet(args, client, sink)
-        display = make_display(sys.stderr, quiet=args.quiet, clock=clock)
+            return await _run_fleet(args, client, sink, **options)
+        display = make_display(sys.stderr, quiet=args.quiet or json_logs(), clock=clock)
         await run_sync(
             "sync",
             client,
@@ -131,6 +172,19 @@ async def sync_command(args: argparse.Namespace) -> int:
             None if args.quiet else sys.stdout,
             concurrency=args.concurrency,
             skip_unchanged=not args.all_chats,
+            **options,
             **filters(args),
         )
     return EXIT_OK
+
+
+async def _serve(
+    args: argparse.Namespace,
+    stack: contextlib.AsyncExitStack,
+    endpoints: Endpoints,
+    checks: Mapping[str, Check],
+) -> None:
+    """Start --metrics-port's server for the rest of the command, and say where it listens."""
+    url = await endpoints.start(args.metrics_host, args.metrics_port, checks)
+    stack.push_async_callback(endpoints.close)
+    say(f"yamarket-chats: serving {url}/metrics, /healthz and /readyz", url=url)

@@ -5,8 +5,10 @@ first sink connects, never by ``import yamarket_chats``.
 
 Every write is one statement, the page and its checkpoint committing
 together (`_writes`); the tables live in their own versioned schema
-(`_schema`); the password never leaves the DSN (`_dsn`); the sink itself is
-in `_sink`.
+(`_schema`); a DSN is a URL or libpq's key=value pairs, and its password
+never leaves it (`_dsn`); one connection held idle while the sink holds
+leases lets them go the moment its process dies (`_presence`); the sink
+itself is in `_sink`.
 
 The fleet's business leases (`yamarket_chats.fleet.leases`) live in the same
 schema; a page written for a lease is fenced by the lease's token in the same

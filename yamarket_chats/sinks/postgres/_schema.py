@@ -6,7 +6,8 @@ first use under a transaction-level advisory lock (so N workers starting at
 once create it once), and a later version adds its migration to
 `MIGRATIONS`. The ``leases`` table is the fleet's
 (`yamarket_chats.fleet.leases`): it is created here so that one schema has
-one version number.
+one version number. Version 2 adds ``leases.holder_pid``, the holder's
+presence session, so that a dead holder's leases are taken over at once.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             failed_at timestamptz,
             error text
         );
+        """,
+    ),
+    (
+        2,
+        # The server pid of the holder's presence session: a lease whose
+        # holder's session is gone may be claimed at once (fleet.leases).
+        """
+        ALTER TABLE {s}.leases ADD COLUMN holder_pid integer;
         """,
     ),
 )

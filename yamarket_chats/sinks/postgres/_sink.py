@@ -2,7 +2,12 @@
 
 The statements are in `_writes` and `_schema`; the lease statements are the
 fleet's (`yamarket_chats.fleet.leases`, below this module), which reach the
-database through `PostgresSink.query` only.
+database through `PostgresSink.query` and `PostgresSink.presence` only.
+
+The sink's presence (`_presence`), the connection whose server pid its lease
+rows carry, is one connection of its pool; the pool made from a DSN gets one
+connection more than ``max_size`` for it, so the syncs keep the pool they
+asked for.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from ...ingest import ChatState
 from ...models import Chat, ChatMessage
 from .._thread import check_lock_timeout
 from ._driver import PostgresSinkError, db_errors, driver
-from ._dsn import redact, scrub, where
+from ._dsn import connect_dsn, redact, scrub, where
+from ._presence import Presence
 from ._schema import migrate
 from ._writes import SAVE_CHATS, SAVE_PAGE, statement, to_json
 
@@ -40,11 +46,15 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 class PostgresSink(AsyncClosing):
     """Chats, messages and checkpoints in PostgreSQL (asyncpg), for one sync or a fleet.
 
-    :param dsn: ``postgresql://user:password@host:5432/database``; or pass
-        ``pool``, an ``asyncpg.Pool`` you own (the sink never closes it).
+    :param dsn: ``postgresql://user:password@host:5432/database``, or
+        libpq's key=value form (``host=db user=u dbname=market``); or pass
+        ``pool``, an ``asyncpg.Pool`` you own (the sink never closes it, and
+        keeps one of its connections while it holds leases: give it
+        ``max_size`` >= 2).
     :param schema: the PostgreSQL schema of the tables (created if missing).
     :param min_size, max_size: of the pool the sink creates from ``dsn``;
-        every task of the sync shares it.
+        every task of the sync shares it (plus one connection, the sink's
+        presence while it holds leases).
     :param synchronous_commit: ``False`` (default) sets ``synchronous_commit
         = off`` on the sink's own connections: a commit does not wait for
         its WAL flush. Safe here because a page and its checkpoint commit
@@ -55,8 +65,10 @@ class PostgresSink(AsyncClosing):
         sync or a fleet worker holds (default 0: fail at once with
         `SinkLockedError` naming the holder; ``math.inf``: wait for ever).
     :param lease_seconds: how long the lease a `sync` holds on a business
-        outlives that sync if it dies without releasing it (SIGKILL, a lost
-        machine); renewed every third of it while the sync runs.
+        outlives that sync if it cannot release it and its database session
+        outlives it too (a machine cut off without closing its connections;
+        a killed process's session ends with it, and frees its leases at
+        once); renewed every third of it while the sync runs.
 
     Tables (in ``schema``): ``chats`` (key ``business_id, chat_id``),
     ``messages`` (key ``business_id, chat_id, message_id``; ``payload`` as
@@ -113,16 +125,18 @@ class PostgresSink(AsyncClosing):
         self._closed = False
         self._sql: dict[tuple[str, bool], str] = {}
         self._leases = Leases(self, self.lease_seconds)  # one owner name for all its claims
+        self._presence = Presence()
 
     def __repr__(self) -> str:
         shown = redact(self._dsn) if self._dsn is not None else "pool=..."
-        return f"PostgresSink({shown!r}, schema={self.schema!r})"
+        return scrub(self._dsn, f"PostgresSink({shown!r}, schema={self.schema!r})")
 
     # -- connection ----------------------------------------------------------------
 
     def _error(self, exc: BaseException, doing: str) -> PostgresSinkError:
-        detail = scrub(self._dsn, str(exc)) or type(exc).__name__
-        return PostgresSinkError(f"PostgreSQL at {where(self._dsn)}: {doing}: {detail}")
+        detail = str(exc) or type(exc).__name__
+        text = f"PostgreSQL at {where(self._dsn)}: {doing}: {detail}"
+        return PostgresSinkError(scrub(self._dsn, text))
 
     @property
     def pool(self) -> Any:
@@ -146,9 +160,9 @@ class PostgresSink(AsyncClosing):
                 assert self._dsn is not None
                 try:
                     self._pool = await driver().create_pool(
-                        self._dsn,
+                        connect_dsn(self._dsn),
                         min_size=self._sizes[0],
-                        max_size=self._sizes[1],
+                        max_size=self._sizes[1] + 1,  # and the presence
                         server_settings=self._settings,
                     )
                 except db_errors() as exc:
@@ -168,8 +182,10 @@ class PostgresSink(AsyncClosing):
             return
         self._closed = True
         pool, self._pool = self._pool, None
-        if pool is not None and self._own_pool:
-            await pool.close()
+        if pool is not None:
+            await self._presence.release(pool)
+            if self._own_pool:
+                await pool.close()
 
     async def __aenter__(self) -> PostgresSink:
         """Open at once: an unreachable database or a bad schema fails before any request."""
@@ -197,6 +213,20 @@ class PostgresSink(AsyncClosing):
         except db_errors() as exc:
             raise self._error(exc, f"cannot {doing}") from None
 
+    async def presence(self) -> int:
+        """The server pid of the sink's presence: one connection held idle for its leases.
+
+        Acquired from the pool on first use and held until `close()`; one the
+        server or the network closed is replaced. Its pid goes into every
+        lease the sink takes, so that a claimant can take the lease over as
+        soon as the session is gone (see `yamarket_chats.fleet.leases`).
+        """
+        await self.open()
+        try:
+            return await self._presence.pid(self.pool)
+        except db_errors() as exc:
+            raise self._error(exc, "cannot open a session for the leases") from None
+
     async def _write(
         self, key: str, template: str, lease: Lease | None, business_id: int, *args: Any
     ) -> None:
@@ -215,13 +245,13 @@ class PostgresSink(AsyncClosing):
         left = holder.seconds_left
         expires = f", its lease expires in {max(left, 0.0):.1f} s unless renewed" if left else ""
         wait = f"; waited {waited:g} s" if waited > 0 else ""
-        owner, at = scrub(self._dsn, holder.owner), where(self._dsn)
-        return SinkLockedError(
-            f"business {business_id} in PostgreSQL at {at} (schema {self.schema}) is in use"
-            f" by another sync: {owner} holds it{expires}{wait}. The lease is released when"
-            f" that sync ends (or lapses when its holder dies); pass lock_timeout (seconds) to"
-            f" wait for it"
+        text = (
+            f"business {business_id} in PostgreSQL at {where(self._dsn)} (schema {self.schema})"
+            f" is in use by another sync: {holder.owner} holds it{expires}{wait}. The lease is"
+            f" released when that sync ends (at once if its process dies); pass lock_timeout"
+            f" (seconds) to wait for it"
         )
+        return SinkLockedError(scrub(self._dsn, text))
 
     @contextlib.asynccontextmanager
     async def claim(self, business_id: int) -> AsyncIterator[Fenced]:
