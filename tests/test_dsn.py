@@ -169,6 +169,21 @@ async def test_a_key_value_dsn_connects_and_a_wrong_password_is_not_shown(
     assert "s3cr" not in text and refused.value.__cause__ is None
 
 
+async def test_a_libpq_keyword_asyncpg_cannot_honour_is_named_before_connecting(
+    pg: PostgresServer, pg_url: str
+) -> None:
+    """``connect_timeout`` used to reach the server as a setting it refuses."""
+    database = pg_url.rsplit("/", 1)[1]
+    dsn = f"host=127.0.0.1 port={pg.port} dbname={database} password=s3cr3t connect_timeout=10"
+    with pytest.raises(PostgresSinkError, match="connect_timeout is libpq's") as refused:
+        await PostgresSink(dsn).open()
+    assert "s3cr3t" not in str(refused.value)
+    ok = f"host=127.0.0.1 port={pg.port} dbname={database} user={USER} password={PASSWORD}"
+    ok += " application_name=mine"
+    async with PostgresSink(ok) as sink:
+        assert await sink.query("SELECT current_setting('application_name')") == "mine"
+
+
 async def test_the_cli_never_prints_the_password_of_any_form(pg: PostgresServer) -> None:
     """Each form against a server that refuses the password, and against a closed port."""
     closed = free_port()

@@ -83,3 +83,29 @@ async def test_a_workers_claim_cancelled_as_it_commits_is_released(
             "SELECT finished_at FROM yamarket_chats.leases WHERE business_id = $1", BUSINESS
         )
         assert finished is None  # released unfinished: it synced nothing
+
+
+async def test_a_claim_stuck_on_the_database_is_given_up_a_lease_time_after_a_cancel(
+    pg_url: str,
+) -> None:
+    """A database that stops answering must not hold a shutdown for ever: the claim is
+    waited out through the cancellation for one lease time, then abandoned (a claim it
+    might still commit lapses, or ends with this process's sessions)."""
+    from yamarket_chats.fleet.leases import Leases
+
+    stuck = asyncio.Event()
+
+    class Unanswered(PostgresSink):
+        async def query(self, sql: str, *args: Any, fetch: Any = "val", doing: str = "") -> Any:
+            if doing == "claim a lease":
+                stuck.set()
+                await asyncio.Event().wait()  # the answer never comes
+            return await super().query(sql, *args, fetch=fetch, doing=doing)
+
+    async with Unanswered(pg_url) as sink:
+        leases = Leases(sink, 0.2, "stuck")
+        claim = asyncio.ensure_future(leases.take(BUSINESS, 0))
+        await stuck.wait()
+        claim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(claim, 10)  # given up after 0.2 s, not never

@@ -131,3 +131,41 @@ async def test_a_plain_sync_names_a_live_holder_and_a_small_pool_is_refused(
                     raise AssertionError("claimed with a pool of one")
     finally:
         await pool.close()
+
+
+async def test_an_idle_session_limit_never_frees_a_live_holders_lease(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    """A DBA's idle_session_timeout (here 300 ms) ends the sink's idle pool connections;
+    the presence turns it off for itself, so its holder keeps its leases."""
+    sep = "&" if "?" in pg_url else "?"
+    limited = f"{pg_url}{sep}idle_session_timeout=300&application_name=idle-limited"
+    async with PostgresSink(limited) as a, PostgresSink(pg_url) as b:
+        await take(Leases(a, 30.0, "a"))
+        await a.query("SELECT 1")  # a pool connection besides the presence, left idle
+        count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle-limited'"
+        for _ in range(1000):  # until the limit has ended every idle session it could
+            if await db.fetchval(count) == 1:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the idle sessions never ended")
+        assert await db.fetchval(count) == 1  # the presence, still there
+        assert isinstance(await Leases(b, 30.0, "b").take(BUSINESS, 0), Holder)
+
+
+async def test_a_pid_the_database_cannot_show_is_never_recorded(
+    pg_url: str, db: asyncpg.Connection
+) -> None:
+    """Behind a pooler the pid a connection is told is no backend's: recorded, it would
+    make every live lease look free. Such a lease keeps to its expiry instead."""
+
+    class Pooled(PostgresSink):
+        async def presence(self) -> int:
+            await super().presence()
+            return 2**31 - 1  # no session has it
+
+    async with Pooled(pg_url) as a, PostgresSink(pg_url) as b:
+        await take(Leases(a, 30.0, "a"))
+        assert await holder_pid(db) is None
+        assert isinstance(await Leases(b, 30.0, "b").take(BUSINESS, 0), Holder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -23,6 +24,7 @@ from tests.test_ingest import BUSINESSES, db_rows, expected
 from yamarket_chats import ChatsClient, SQLiteSink, sync
 from yamarket_chats.cli import endpoints
 from yamarket_chats.cli.endpoints import Endpoints
+from yamarket_chats.fleet.leases import LeaseLostError
 from yamarket_chats.metrics import ChatsCollector, SyncMetrics
 from yamarket_chats.testing import FakeServer
 
@@ -59,6 +61,21 @@ def test_sync_metrics_count_per_business_and_report_lag_from_a_clock() -> None:
     assert two.lag_seconds == 17  # never synced: since the object was made
     assert (three.failed, three.running, three.lag_seconds) == (0, 0, 10)
     assert syncs.leases_held == 0
+    syncs.business_started(1, leased=True)
+    syncs.business_ended(1, LeaseLostError("taken over"))  # not a failure: it goes on elsewhere
+    syncs.restore({2: clock.now - 3, 1: 0.0})  # an older success changes nothing
+    one, two, _ = syncs.snapshot()
+    assert (one.failed, one.lost, one.lag_seconds) == (0, 1, 10)
+    assert (two.last_success, two.lag_seconds) == (clock.now - 3, 3)
+
+
+def test_a_second_collector_of_the_same_families_is_refused() -> None:
+    """Two on one registry would make a scrape Prometheus rejects as a whole."""
+    client = ChatsClient(api_key="k", base_url="http://127.0.0.1:9")
+    registry = CollectorRegistry()
+    registry.register(ChatsCollector(client, SyncMetrics()))
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(ChatsCollector(client, SyncMetrics()))
 
 
 def families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -225,11 +242,14 @@ async def follow_and_scrape(
         assert response.status == 200, await response.text()
         assert (await response.json())["checks"] == {"sink": "ok", "redis": "ok"}
     want = len(expected(fake, BUSINESSES)[1])
-    while True:  # every business synced twice: the worker follows
+    for _ in range(3000):  # until every business synced twice: the worker follows
         found = await scrape(http, url)
         completed = found.get("yamarket_chats_syncs_completed_total", [])
         if len(completed) == 2 and min(v for _, v in completed) >= 2:
             break
+        await asyncio.sleep(0.01)  # a poll, not a wait for time: leave the cores to the worker
+    else:
+        raise AssertionError(f"never synced twice: {completed}")
     assert total(found["yamarket_chats_messages_stored_total"]) == want
     for name in ("requests_total", "messages_stored_total", "sync_lag_seconds"):
         labelled = {labels["business_id"] for labels, _ in found[f"yamarket_chats_{name}"]}
@@ -268,6 +288,16 @@ async def test_leases_held_counts_the_businesses_synced_under_a_lease(
         assert syncs.seen == {1} if run == "worker" else syncs.seen <= {1, 2} and syncs.seen, run
         assert syncs.leases_held == 0
         assert [b.completed for b in syncs.snapshot()] == [1, 1]
+        if run == "worker":  # a restarted worker's lag goes on from the fleet's last sync
+            from yamarket_chats.cli.commands.sync import _restore_lag
+
+            restarted = SyncMetrics(BUSINESSES)
+            async with PostgresSink(sink._dsn) as again:
+                args = argparse.Namespace(business_ids=list(BUSINESSES))
+                await _restore_lag(again, restarted, args)
+            for before, after in zip(syncs.snapshot(), restarted.snapshot(), strict=True):
+                assert after.last_success is not None and before.last_success is not None
+                assert abs(after.last_success - before.last_success) < 5  # two clocks
 
 
 async def test_log_format_json_writes_nothing_but_json_objects(
@@ -396,8 +426,27 @@ async def test_the_fleet_docs_name_the_families_and_a_deployment_the_cli_accepts
         "json",
         9464,
     )
+    assert args.metrics_host == "0.0.0.0"  # probes come from outside the container
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(args.metrics_port)
     assert scrape["scrape_configs"][0]["job_name"] == "yamarket-chats"
+
+
+async def test_a_metrics_port_in_use_is_a_clear_usage_error(
+    make_client: Callable[..., ChatsClient],
+) -> None:
+    from yamarket_chats.cli.failures import UsageError
+
+    first = Endpoints(make_client(), SyncMetrics())
+    url = await first.start("127.0.0.1", 0, {})
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        second = Endpoints(make_client(), SyncMetrics())
+        with pytest.raises(
+            UsageError, match=rf"--metrics-port: cannot listen on 127.0.0.1:{port}: "
+        ):
+            await second.start("127.0.0.1", port, {})
+    finally:
+        await first.close()

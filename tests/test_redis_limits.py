@@ -197,7 +197,7 @@ async def served(fake: FakeServer, count: int) -> None:
 
 
 @pytest.mark.parametrize("outage", ["restart", "death"])
-async def test_the_local_fallback_never_overspends_across_an_outage(
+async def test_the_local_fallback_stays_within_the_servers_count_across_an_outage(
     redis_server: RedisServer, quota_fake: FakeServer, outage: str
 ) -> None:
     # Two workers, each falling back to half of every quota, read as fast as

@@ -36,12 +36,25 @@ class AsyncClosing:
         await self.close()
 
 
-async def wait_out(future: asyncio.Future[Any]) -> bool:
-    """Wait until ``future`` is done, through cancellations; ``True`` if one came meanwhile."""
+async def wait_out(future: asyncio.Future[Any], grace: float | None = None) -> bool:
+    """Wait until ``future`` is done, through cancellations; ``True`` if one came meanwhile.
+
+    With ``grace``, a cancelled caller waits at most that many seconds more
+    (a statement stuck on a database that does not answer must not hold a
+    shutdown for ever), then cancels ``future`` and returns at once.
+    """
     cancelled = False
+    deadline: float | None = None
+    loop = asyncio.get_running_loop()
     while not future.done():
+        if deadline is not None and loop.time() >= deadline:
+            future.cancel()
+            break
         try:
-            await asyncio.wait([future])
+            timeout = None if deadline is None else deadline - loop.time()
+            await asyncio.wait([future], timeout=timeout)
         except asyncio.CancelledError:
             cancelled = True
+            if grace is not None and deadline is None:
+                deadline = loop.time() + grace
     return cancelled

@@ -69,6 +69,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         finally:
             ignore_signals()
     except Interrupted as exc:  # before run() took over, or after it returned
-        print("yamarket-chats: interrupted", file=sys.stderr, flush=True)
         code = 128 + exc.signum
+        say("yamarket-chats: interrupted", level=logging.WARNING, exit_code=code)
     sys.exit(code)

@@ -103,7 +103,12 @@ class Endpoints:
         self._checks = dict(checks)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, a host not of this machine, a privileged port
+            await self._runner.cleanup()
+            reason = exc.strerror or str(exc)
+            raise UsageError(f"--metrics-port: cannot listen on {host}:{port}: {reason}") from None
         bound = self._runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
         self.url = f"http://{shown}:{bound[1]}"

@@ -84,7 +84,6 @@ def configure_logging(args: argparse.Namespace, secrets: Iterable[str | None] = 
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if getattr(args, "verbose", 0) > 1 else logging.WARNING)
     logger.propagate = False
-    logging.getLogger(CLI_LOGGER).setLevel(logging.INFO)  # its notices show at any -v
     if _Output.json:  # asyncio's and aiohttp's records too, never Python's plain last resort
         others = logging.StreamHandler(sys.stderr)
         others.setFormatter(_JsonFormatter())
@@ -105,7 +104,8 @@ def say(
         line = _json_line(time_=None, level=level, logger=CLI_LOGGER, message=text, fields=fields)
     else:
         line = text
-    print(line, file=out, flush=True)
+    out.write(line + "\n")  # one write: a record from another thread cannot split the line
+    out.flush()
 
 
 def _json_line(

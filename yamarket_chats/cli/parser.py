@@ -215,10 +215,10 @@ def _add_sync(
     )
     p.add_argument(
         "--metrics-host",
-        default="0.0.0.0",
+        default="127.0.0.1",
         metavar="HOST",
-        help="the address --metrics-port listens on (%(default)s: every interface, as probes"
-        " and scrapers from outside a container need; 127.0.0.1: this machine only)",
+        help="the address --metrics-port listens on (%(default)s: this machine only; 0.0.0.0:"
+        " every interface, as probes and scrapers from outside a container need)",
     )
     p.add_argument(
         "--all-chats",

@@ -154,6 +154,15 @@ def _free(row: str) -> str:
         AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = {row}.holder_pid)))"""
 
 
+def _visible(pid: str) -> str:
+    """``pid`` if this role sees it in ``pg_stat_activity``, else NULL (expiry alone then).
+
+    A pid claimants could not find there (a pooler's, a role's that cannot
+    see the holder's sessions) would make a live holder's leases look free.
+    """
+    return f"(SELECT a.pid FROM pg_stat_activity a WHERE a.pid = {pid})"
+
+
 class Leases:
     """The lease statements of one owner on one database (fleet workers and plain syncs).
 
@@ -166,7 +175,7 @@ class Leases:
         self._claim = f"""
             UPDATE {s}.leases AS l
             SET owner = $1, token = l.token + 1, claimed_at = now(),
-                expires_at = now() + make_interval(secs => $2), holder_pid = $6
+                expires_at = now() + make_interval(secs => $2), holder_pid = {_visible("$6")}
             WHERE l.business_id = (
                 SELECT business_id FROM {s}.leases AS c
                 WHERE business_id = ANY($3::bigint[])
@@ -182,7 +191,7 @@ class Leases:
             RETURNING business_id, token"""
         self._renew = f"""
             UPDATE {s}.leases
-            SET expires_at = now() + make_interval(secs => $4), holder_pid = $5
+            SET expires_at = now() + make_interval(secs => $4), holder_pid = {_visible("$5")}
             WHERE business_id = $1 AND owner = $2 AND token = $3 RETURNING 1"""
         self._release = f"""
             UPDATE {s}.leases SET owner = NULL, expires_at = NULL, holder_pid = NULL,
@@ -202,7 +211,7 @@ class Leases:
         # as held, so `take` keeps to its timeout instead of queueing for the lock.
         self._take = f"""
             UPDATE {s}.leases AS l SET owner = $2, token = l.token + 1, claimed_at = now(),
-                expires_at = now() + make_interval(secs => $3), holder_pid = $4
+                expires_at = now() + make_interval(secs => $3), holder_pid = {_visible("$4")}
             WHERE l.business_id = (
                 SELECT business_id FROM {s}.leases AS c
                 WHERE business_id = $1 AND {_free("c")}
@@ -248,9 +257,10 @@ class Leases:
         then the cancellation goes on.
         """
         task = asyncio.ensure_future(statement)
-        if not await wait_out(task):
+        if not await wait_out(task, grace=self.seconds):
             return task.result()
-        if not task.cancelled() and task.exception() is None and (got := task.result()):
+        # A statement stuck past the lease time is given up: what it may claim lapses.
+        if task.done() and not task.cancelled() and not task.exception() and (got := task.result()):
             await _release_surely(self, got)
         raise asyncio.CancelledError
 
@@ -340,11 +350,13 @@ async def holding(
 async def _release_surely(leases: Leases, lease: Lease) -> None:
     """Release ``lease`` (unfinished) even when cancelled meanwhile, then re-raise that.
 
-    A failed release is dropped: the lease lapses after ``lease_seconds``.
+    A failed release is dropped, and so is one still stuck ``lease_seconds``
+    after a cancellation: the lease lapses then anyway (or at once, when this
+    process's database sessions end).
     """
     release = asyncio.ensure_future(leases.release(lease, finished=False))
-    cancelled = await wait_out(release)
-    if not release.cancelled():
+    cancelled = await wait_out(release, grace=leases.seconds)
+    if release.done() and not release.cancelled():
         release.exception()
     if cancelled:
         raise asyncio.CancelledError

@@ -200,7 +200,7 @@ class RedisStore:
 
     async def take(self, lease: _Lease) -> Answer:
         """This worker's queued finishes (of the business, in a cluster), then the take."""
-        if self._fallback_until and time.monotonic() < self._fallback_until:
+        if self._falling_back():
             return await self._take_locally(lease)
         quota = lease.quota
         batch = self._pending.pop(quota.group, [])

@@ -62,9 +62,9 @@ class ChatsCollector:
         self._syncs = syncs
 
     def describe(self) -> list[Metric]:
-        """Nothing up front: the families depend on what ran (the registry then calls
-        `collect` only at scrapes)."""
-        return []
+        """The families, without samples: a registry refuses a second collector of the same
+        names (two on one registry would make a scrape Prometheus rejects)."""
+        return list(FrozenMetrics((), (), None if self._syncs is None else 0).collect())
 
     def collect(self) -> Iterator[Metric]:
         """The families, as of now."""
@@ -149,6 +149,9 @@ def _sync_families(businesses: Sequence[BusinessSyncStats], leases: int) -> Iter
     pages = _family("pages_stored", "History pages stored by syncs", _BY_BUSINESS)
     completed = _family("syncs_completed", "Syncs that completed", _BY_BUSINESS)
     failed = _family("syncs_failed", "Syncs that failed", _BY_BUSINESS)
+    lost = _family(
+        "leases_lost", "Syncs stopped because another holder took the business over", _BY_BUSINESS
+    )
     running = GaugeMetricFamily(
         "yamarket_chats_syncs_running", "Syncs in progress", labels=_BY_BUSINESS
     )
@@ -169,6 +172,7 @@ def _sync_families(businesses: Sequence[BusinessSyncStats], leases: int) -> Iter
         pages.add_metric(key, b.pages)
         completed.add_metric(key, b.completed)
         failed.add_metric(key, b.failed)
+        lost.add_metric(key, b.lost)
         running.add_metric(key, b.running)
         lag.add_metric(key, b.lag_seconds)
         if b.last_success is not None:
@@ -176,4 +180,4 @@ def _sync_families(businesses: Sequence[BusinessSyncStats], leases: int) -> Iter
     held = GaugeMetricFamily(
         "yamarket_chats_leases_held", "Businesses this process syncs under a lease", value=leases
     )
-    yield from (messages, pages, completed, failed, running, lag, last, held)
+    yield from (messages, pages, completed, failed, lost, running, lag, last, held)

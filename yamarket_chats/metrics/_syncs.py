@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+
+from ..fleet.leases import LeaseLostError
 
 __all__ = ["BusinessSyncStats", "SyncMetrics"]
 
@@ -24,7 +26,10 @@ class BusinessSyncStats:
     messages: int  #: new messages stored
     pages: int  #: history pages stored
     completed: int  #: syncs that completed
-    failed: int  #: syncs that raised (cancellations, e.g. a shutdown, not counted)
+    failed: (
+        int  #: syncs that raised (not a lost lease; cancellations, e.g. a shutdown, not counted)
+    )
+    lost: int  #: syncs stopped by a lost lease (another holder took the business over)
     running: int  #: syncs in progress (0 or 1)
     leased: int  #: of which under a lease (PostgreSQL's claim, a fleet worker's)
     last_success: float | None  #: Unix time the last completed sync ended
@@ -39,6 +44,7 @@ class _Business:
         "failed",
         "last_success",
         "leased",
+        "lost",
         "messages",
         "pages",
         "running",
@@ -47,7 +53,7 @@ class _Business:
 
     def __init__(self, since: float) -> None:
         self.since = since
-        self.messages = self.pages = self.completed = self.failed = 0
+        self.messages = self.pages = self.completed = self.failed = self.lost = 0
         self.running = self.leased = 0
         self.last_success: float | None = None
 
@@ -95,8 +101,19 @@ class SyncMetrics:
         if error is None:
             business.completed += 1
             business.last_success = self._clock()
+        elif isinstance(error, LeaseLostError):  # taken over: the business goes on elsewhere
+            business.lost += 1
         elif not isinstance(error, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
             business.failed += 1
+
+    def restore(self, last_success: Mapping[int, float]) -> None:
+        """When each business last completed a sync before this process (Unix time), e.g.
+        the fleet's ``leases.finished_at``: its lag then counts from there, not from this
+        process's start, so restarts do not hide a business that stopped syncing."""
+        for business_id, when in last_success.items():
+            business = self._business(business_id)
+            if business.last_success is None or business.last_success < when:
+                business.last_success = when
 
     @property
     def leases_held(self) -> int:
@@ -113,6 +130,7 @@ class SyncMetrics:
                 pages=b.pages,
                 completed=b.completed,
                 failed=b.failed,
+                lost=b.lost,
                 running=b.running,
                 leased=b.leased,
                 last_success=b.last_success,

@@ -12,15 +12,13 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from ...client import ChatsClient
 from ...ingest import Sink, SyncReport, sync
 from ...limits import Limiter
-from ...metrics import SyncMetrics
 from ..connect import make_client
-from ..endpoints import Check, Endpoints, readiness_checks
 from ..failures import EXIT_ERROR, EXIT_OK, UsageError
 from ..logs import json_logs, say
 from ..output import log_text, one_line
@@ -30,7 +28,9 @@ from ..waits import WaitClock
 from .common import filters
 
 if TYPE_CHECKING:
+    from ...metrics import SyncMetrics
     from ...sinks import PostgresSink
+    from ..endpoints import Endpoints
 
 __all__ = ["make_limiter", "run_sync", "sync_command"]
 
@@ -150,6 +150,9 @@ async def sync_command(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     endpoints = None
     if args.metrics_port is not None:  # before any connection: a missing extra fails first
+        from ...metrics import SyncMetrics
+        from ..endpoints import Endpoints
+
         options["observer"] = syncs = SyncMetrics(args.business_ids)
         endpoints = Endpoints(client, syncs)
     async with contextlib.AsyncExitStack() as stack:
@@ -159,7 +162,9 @@ async def sync_command(args: argparse.Namespace) -> int:
         sink = await open_sink(args, stack)
         await stack.enter_async_context(client)
         if endpoints is not None:
-            await _serve(args, stack, endpoints, readiness_checks(sink, limiter))
+            if args.postgres_url:
+                await _restore_lag(cast("PostgresSink", sink), options["observer"], args)
+            await _serve(args, stack, endpoints, sink, limiter)
         if fleet:
             return await _run_fleet(args, client, sink, **options)
         display = make_display(sys.stderr, quiet=args.quiet or json_logs(), clock=clock)
@@ -178,13 +183,30 @@ async def sync_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _restore_lag(sink: PostgresSink, syncs: SyncMetrics, args: argparse.Namespace) -> None:
+    """Each business's last fleet sync, from the leases: a restarted worker's lag goes on
+    from there instead of starting again at zero."""
+    rows = await sink.query(
+        f"SELECT business_id, extract(epoch FROM finished_at)::float8 FROM {sink.schema}.leases"
+        " WHERE business_id = ANY($1::bigint[]) AND finished_at IS NOT NULL",
+        list(args.business_ids),
+        fetch="all",
+        doing="read when each business last synced",
+    )
+    syncs.restore({row[0]: row[1] for row in rows})
+
+
 async def _serve(
     args: argparse.Namespace,
     stack: contextlib.AsyncExitStack,
     endpoints: Endpoints,
-    checks: Mapping[str, Check],
+    sink: Sink,
+    limiter: Limiter | None,
 ) -> None:
     """Start --metrics-port's server for the rest of the command, and say where it listens."""
+    from ..endpoints import readiness_checks
+
+    checks = readiness_checks(sink, limiter)
     url = await endpoints.start(args.metrics_host, args.metrics_port, checks)
     stack.push_async_callback(endpoints.close)
     say(f"yamarket-chats: serving {url}/metrics, /healthz and /readyz", url=url)

@@ -130,11 +130,52 @@ def _value(dsn: str, i: int) -> tuple[str, int]:
     return "".join(chars), i
 
 
+# libpq's keywords for the client side of a connection, which asyncpg does not
+# take: passed on, it would send each to the server as a setting, which the
+# server refuses ("unrecognized configuration parameter") or, worse, obeys.
+_CLIENT_ONLY = frozenset(
+    [
+        "hostaddr",
+        "connect_timeout",
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "replication",
+        "gssencmode",
+        "gssdelegation",
+        "sslcompression",
+        "sslsni",
+        "sslcertmode",
+        "requirepeer",
+        "require_auth",
+        "channel_binding",
+        "requiressl",
+        "load_balance_hosts",
+        "options",
+    ]
+)
+
+
 def connect_dsn(dsn: str) -> str:
-    """``dsn`` as asyncpg reads it: a URL as it is; key=value pairs as a URL's query."""
+    """``dsn`` as asyncpg reads it: a URL as it is; key=value pairs as a URL's query.
+
+    Raises ``ValueError`` naming a libpq keyword asyncpg cannot honour.
+    """
     if is_url(dsn):
         return dsn
-    return "postgresql://?" + urlencode([(k.key, k.value) for k in keywords(dsn) if k.value])
+    pairs = [(k.key, k.value) for k in keywords(dsn) if k.value]
+    unsupported = sorted({key for key, _ in pairs} & _CLIENT_ONLY)
+    if unsupported:
+        raise ValueError(
+            f"the DSN keyword {', '.join(unsupported)} is libpq's and asyncpg cannot honour"
+            " it: leave it out (its keywords: host, port, dbname, user, password, passfile,"
+            " sslmode, sslcert, sslkey, sslrootcert, target_session_attrs, and server"
+            " settings such as application_name)"
+        )
+    return "postgresql://?" + urlencode(pairs)
 
 
 def _is_secret(key: str) -> bool:

@@ -7,6 +7,15 @@ its idle backend sees the end of the stream at once and exits. Idle, because
 a backend busy with a statement notices only when it next writes to its
 client, so the pool's working connections would keep a dead holder's leases
 for as long as their statements last.
+
+The pid is asked of the session itself (``pg_backend_pid()``), not taken
+from the connection's start-up message: behind a pooler that message carries
+the pooler's key, no backend's pid. Each use is a round trip (before every
+claim and renewal, a third of the lease time apart): it finds a presence the
+server or a middlebox dropped (and replaces it), and it keeps the connection
+from looking idle to a load balancer or NAT that drops idle TCP. The session
+turns off ``idle_session_timeout`` (PostgreSQL 14+) for itself, so a DBA's
+limit on idle sessions does not end it under a live holder.
 """
 
 from __future__ import annotations
@@ -15,7 +24,15 @@ import asyncio
 import contextlib
 from typing import Any
 
-from ._driver import PostgresSinkError, db_errors, driver
+from ._driver import PostgresSinkError, driver
+
+_PID = "SELECT pg_backend_pid()"
+_PING_SECONDS = 5.0  # a presence that does not answer within this is replaced
+# PostgreSQL 14+ ends a session idle for idle_session_timeout; older ones lack
+# the setting, which current_setting(..., true) reads as NULL: nothing to do.
+_NO_IDLE_TIMEOUT = """
+    SELECT set_config('idle_session_timeout', '0', false)
+    WHERE current_setting('idle_session_timeout', true) IS NOT NULL"""
 
 
 class Presence:
@@ -30,13 +47,16 @@ class Presence:
 
         Raises the driver's errors as they are (the sink words them).
         """
-        if not self._open():
-            if self._lock is None:
-                self._lock = asyncio.Lock()
-            async with self._lock:
-                if not self._open():
-                    await self._replace(pool)
-        return int(self._conn.get_server_pid())
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._open():
+                try:
+                    return int(await self._conn.fetchval(_PID, timeout=_PING_SECONDS))
+                except Exception:  # whatever broke it: a new one below
+                    pass
+            await self._replace(pool)
+            return int(await self._conn.fetchval(_PID))
 
     def _open(self) -> bool:
         if self._conn is None:
@@ -53,11 +73,17 @@ class Presence:
                 " connections while it holds leases"
             )
         await self.release(pool)
-        self._conn = await pool.acquire()
+        conn = await pool.acquire()
+        try:
+            await conn.execute(_NO_IDLE_TIMEOUT)
+        except BaseException:
+            await pool.release(conn)
+            raise
+        self._conn = conn
 
     async def release(self, pool: Any) -> None:
         """Give the connection back to ``pool`` (before it closes: its close waits for it)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(*db_errors()):
+            with contextlib.suppress(Exception):  # a broken one: the pool discards it
                 await pool.release(conn)
