@@ -131,7 +131,8 @@ async def test_businesses_on_every_node_in_one_run(
         limits = {"get_chat": RateLimit(1000, 3600)}
         async with (
             RedisLimiter(redis_cluster.url, cluster=True, prefix="nodes", limits=limits) as lim,
-            ChatsClient(api_key=fake.api_key, base_url=fake.url, limiter=lim, max_wait=1) as c,
+            # max_wait: room for the slots under load; a spent hour is refused at once anyway
+            ChatsClient(api_key=fake.api_key, base_url=fake.url, limiter=lim, max_wait=20) as c,
         ):
             # Finishes of every business queued at once: a take carries only
             # its own business's, the rest go in a call per business.
