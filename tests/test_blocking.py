@@ -751,25 +751,32 @@ def test_an_interrupt_before_the_call_starts_on_the_loop_never_starts_it(
         busy.set()
         release.wait(WAIT)
 
-    def main_waits_in(*frames: str, outside: str = "") -> None:
+    def main_waits_in(*frames: str, outside: str = "", seconds: float = WAIT) -> bool:
         """Until the main thread's stack holds `frames`, and not `outside`: a condition
         polled every millisecond (another thread's frames signal no event to wait on)."""
-        for _ in range(int(WAIT * 1000)):
+        for _ in range(int(seconds * 1000)):
             frame, names = sys._current_frames().get(main), set()
             while frame is not None:
                 names.add(frame.f_code.co_name)
                 frame = frame.f_back
             if names.issuperset(frames) and outside not in names:
-                return
+                return True
             threading.Event().wait(0.001)
-        raise AssertionError(f"the main thread never waited in {frames}")
+        return False
 
     def interrupt() -> None:
         busy.wait(WAIT)
-        main_waits_in("run", "result")  # blocked on the call's answer
-        signal.pthread_kill(main, signal.SIGINT)
+        assert main_waits_in("run", "result")  # on its way to block on the call's answer
         # The loop goes on only once the caller, interrupted, waits for the call's end.
-        main_waits_in("run", "wait", outside="result")
+        # A signal that lands after CPython's last check and before the caller's lock
+        # wait starts is seen only when that lock is released (here: never, the loop
+        # is held), so it is sent again while the caller has not left `result`.
+        for _ in range(int(WAIT / 0.5)):
+            signal.pthread_kill(main, signal.SIGINT)
+            if main_waits_in("run", "wait", outside="result", seconds=0.5):
+                break
+        else:
+            raise AssertionError("the caller never left its wait for the answer")
         release.set()
 
     client._runner.loop.call_soon_threadsafe(hold_the_loop)
