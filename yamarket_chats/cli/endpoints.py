@@ -5,10 +5,10 @@ that an answer from /healthz proves the loop turns: a loop held by a stuck
 callback does not answer, and the probe's timeout fails it. /readyz asks
 what the sync needs from outside: the sink (PostgreSQL answers ``SELECT 1``;
 a file sink's directory is writable) and the shared quota's Redis (``PING``),
-each within `CHECK_SECONDS`. /metrics is prometheus-client's text format of a
-registry of this process's own: the ``yamarket_chats_*`` families
-(`yamarket_chats.metrics.ChatsCollector`) and the process's (memory, CPU,
-file descriptors, GC).
+each within `CHECK_SECONDS`. /metrics is prometheus-client's text format of
+the ``yamarket_chats_*`` families (`yamarket_chats.metrics.ChatsCollector`,
+copied on the loop, formatted on a thread) and the process's own (memory,
+CPU, file descriptors, GC); no global registry is touched.
 """
 
 from __future__ import annotations
