@@ -11,8 +11,9 @@ HTML comments just before a fence steer the run:
 
 - ``<!-- docs-test: continue -->``: the block continues the previous one (the
   two run as one script, the test named after the first);
-- ``<!-- docs-test: needs redis -->`` / ``needs postgres``: the test starts that
-  server and sets ``REDIS_URL`` / ``POSTGRES_URL``;
+- ``<!-- docs-test: needs redis -->`` / ``needs postgres`` / ``needs redis-cluster``:
+  the test starts that server (a cluster: three nodes) and sets ``REDIS_URL`` /
+  ``POSTGRES_URL`` / ``REDIS_CLUSTER_URL`` (one node's address);
 - ``<!-- docs-test: app -->``: a server module; it must import and define
   ``app`` (it is not served);
 - ``<!-- docs-test: pytest -->``: a test module, run by pytest with
@@ -137,12 +138,26 @@ def _redis_url() -> Iterator[str]:
         server.stop()
 
 
+@contextlib.contextmanager
+def _redis_cluster_url() -> Iterator[str]:
+    from tests.servers import RedisCluster
+
+    cluster = RedisCluster()
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 @contextlib.asynccontextmanager
 async def _services(needs: set[str]) -> AsyncIterator[dict[str, str]]:
     env: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         if "redis" in needs:
             env["REDIS_URL"] = stack.enter_context(_redis_url())
+        if "redis-cluster" in needs:
+            env["REDIS_CLUSTER_URL"] = stack.enter_context(_redis_cluster_url())
         if "postgres" in needs:
             from tests.servers import postgres_url
 

@@ -76,6 +76,7 @@ __all__ = [
     "default_worker_id",
     "fence",
     "holding",
+    "last_finished",
     "wait_out",
 ]
 
@@ -124,6 +125,19 @@ class Database(Protocol):
         Called before each claim and renewal: a lost session is replaced.
         """
         ...
+
+
+async def last_finished(db: Database, business_ids: Sequence[int]) -> dict[int, float]:
+    """When each business's last fleet sync finished (Unix time), from its lease row;
+    businesses never finished are left out."""
+    rows = await db.query(
+        f"SELECT business_id, extract(epoch FROM finished_at)::float8 FROM {db.schema}.leases"
+        " WHERE business_id = ANY($1::bigint[]) AND finished_at IS NOT NULL",
+        list(business_ids),
+        fetch="all",
+        doing="read when each business last synced",
+    )
+    return {row[0]: row[1] for row in rows}
 
 
 def default_worker_id() -> str:

@@ -186,14 +186,9 @@ async def sync_command(args: argparse.Namespace) -> int:
 async def _restore_lag(sink: PostgresSink, syncs: SyncMetrics, args: argparse.Namespace) -> None:
     """Each business's last fleet sync, from the leases: a restarted worker's lag goes on
     from there instead of starting again at zero."""
-    rows = await sink.query(
-        f"SELECT business_id, extract(epoch FROM finished_at)::float8 FROM {sink.schema}.leases"
-        " WHERE business_id = ANY($1::bigint[]) AND finished_at IS NOT NULL",
-        list(args.business_ids),
-        fetch="all",
-        doing="read when each business last synced",
-    )
-    syncs.restore({row[0]: row[1] for row in rows})
+    from ...fleet.leases import last_finished
+
+    syncs.restore(await last_finished(sink, args.business_ids))
 
 
 async def _serve(
