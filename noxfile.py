@@ -48,6 +48,7 @@ SUBSET = [
     "tests/test_cli.py",
     "tests/test_cli_output.py",
     "tests/test_blocking.py",
+    "tests/test_desk_mcp.py",
     "tests/test_pytest_plugin.py",
 ]
 

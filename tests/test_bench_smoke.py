@@ -94,3 +94,13 @@ def test_the_blocking_benchmark_compares_the_facade_with_the_async_client(
     result = blocking.main(["--quick", "--threads", "2"])
     assert result["mode"] == "keep-alive" and result["asyncio_run_per_call_us"] > 0
     assert "asyncio.run + a new async client each call" in capsys.readouterr().out
+
+
+def test_the_desk_queue_benchmark_runs(tmp_path: Path) -> None:
+    from benchmarks.desk_queue import main as desk_queue
+
+    results = desk_queue(["--chats", "300", "--messages", "3", "--rounds", "1",
+                          "--out", str(tmp_path / "desk.md")])  # fmt: skip
+    [sqlite] = results.values()
+    assert 0 < sqlite["waiting"] < 300  # some wait (the count equals the plain read's)
+    assert "Unused, the desk costs" in (tmp_path / "desk.md").read_text("utf-8")

@@ -207,13 +207,36 @@ def test_the_command_imports_only_what_the_command_needs() -> None:
     """)
     parsed, reading, syncing = (set(ast.literal_eval(line)) for line in out.splitlines())
     options = {"testing", "testing._options", "testing._config"}  # the fake's options: no fake
-    light = {"_lazy", "_version", "_environ", "_ids", "errors", "models", *options}
+    light = {"_lazy", "_version", "_environ", "_ids", "_text", "errors", "models", *options}
     assert parsed <= light
     assert reading <= light  # the client comes with the run
     assert not {m for m in syncing - options if m.startswith(("testing", "fleet"))}
     assert not {m for m in syncing if m.split(".")[0] in ("rich", "redis", "asyncpg")}
     assert not {m for m in syncing if m.startswith("opentelemetry")}
     assert {"client", "sinks.sqlite", "sinks.jsonl"} <= syncing
+
+
+def test_the_desk_commands_load_neither_the_client_nor_the_mcp_sdk() -> None:
+    """``due`` reads a file: no client, no aiohttp, no sink class; ``mcp`` loads the
+    SDK only when it runs (its import costs most of a second)."""
+    out = _python("""
+        import sys
+        from yamarket_chats.cli.commands import command
+
+        command("due"), command("mcp")
+        print(sorted(m for m in sys.modules if m.startswith("yamarket_chats.")))
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "mcp", "rich")))
+    """)
+    ours, heavy = (ast.literal_eval(line) for line in out.splitlines())
+    assert "yamarket_chats.desk._queue" in ours
+    sinks = (
+        "yamarket_chats.sinks.sqlite",
+        "yamarket_chats.sinks.postgres",
+        "yamarket_chats.sinks.jsonl",
+    )
+    assert not [m for m in ours if m.startswith(("yamarket_chats.client", *sinks))]
+    assert "yamarket_chats.desk.mcp" not in ours
+    assert heavy == []
 
 
 def test_the_command_lives_in_the_package() -> None:

@@ -17,6 +17,7 @@ import pytest
     [
         ("yamarket_chats.redis_limits", "redis", "redis"),
         ("yamarket_chats.otel", "opentelemetry", "otel"),
+        ("yamarket_chats.desk.mcp", "mcp", "mcp"),
     ],
 )
 def test_importing_a_module_without_its_extra_names_the_install(

@@ -156,7 +156,11 @@ def test_wheel_metadata_for_the_package_index(built: Built) -> None:
 
 @pytest.mark.parametrize(
     ("module", "extra"),
-    [("yamarket_chats.redis_limits", "redis"), ("yamarket_chats.otel", "otel")],
+    [
+        ("yamarket_chats.redis_limits", "redis"),
+        ("yamarket_chats.otel", "otel"),
+        ("yamarket_chats.desk.mcp", "mcp"),
+    ],
 )
 def test_a_plain_install_names_the_extra_a_module_needs(
     built: Built, module: str, extra: str

@@ -20,10 +20,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final, TypeVar
-
-import aiohttp
-from yarl import URL
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from ._ids import INT64_MAX
 from .errors import InvalidRequestError
@@ -40,6 +37,9 @@ from .models import (
     _MessageBody,
     _StrEnum,
 )
+
+if TYPE_CHECKING:  # aiohttp and yarl load with the client, not with these checks
+    import aiohttp
 
 __all__ = [
     "INT64_MAX",
@@ -454,6 +454,8 @@ def base_url(value: object) -> str:
         )
     if _CONTROL.search(value) or " " in value:
         raise InvalidRequestError("base_url must not contain spaces or control characters")
+    from yarl import URL
+
     try:
         url = URL(value)
         host, scheme, port = url.raw_host, url.scheme, url.explicit_port
@@ -623,6 +625,8 @@ def limits(value: object) -> Mapping[str, RateLimit | None] | None:
 
 def session(value: object) -> aiohttp.ClientSession | None:
     """`session`: an ``aiohttp.ClientSession`` or None."""
+    import aiohttp
+
     if value is not None and not isinstance(value, aiohttp.ClientSession):
         raise InvalidRequestError(
             f"session must be an aiohttp.ClientSession or None, got {_show(value)}"

@@ -25,6 +25,7 @@ from ..client import ChatsClient
 from ..ingest import Sink
 from ..limits import Limiter
 from ..metrics import SyncMetrics
+from ..sinks._kind import is_sink
 from .failures import UsageError
 
 __all__ = ["CHECK_SECONDS", "Endpoints", "readiness_checks"]
@@ -45,8 +46,8 @@ def readiness_checks(sink: Sink, redis: Limiter | None) -> dict[str, Check]:
 
 
 def _sink_check(sink: Sink) -> Check:
-    query = getattr(sink, "query", None)
-    if query is not None:  # PostgresSink
+    if is_sink(sink, "PostgresSink"):
+        query = sink.query  # type: ignore[attr-defined]
         return lambda: query("SELECT 1", doing="answer a readiness check")
     path = getattr(sink, "path", None)
     folder = Path(path).resolve().parent if path is not None else Path.cwd()

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 import msgspec
 
+from .._text import ESCAPES as _ESCAPES  # the one table of what is escaped
+from .._text import shown
 from ..models import Chat, ChatMessage
 
 __all__ = [
@@ -31,17 +33,6 @@ __all__ = [
     "tsv_field",
 ]
 
-# Shown as is in TSV and terminal tables: a tab or newline inside a message
-# would break the columns, and control characters could drive the terminal.
-_ESCAPES = {ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
-_ESCAPES.update({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in _ESCAPES})
-# Line and paragraph separators; the bidirectional controls (Unicode's
-# Bidi_Control: U+061C, U+200E-200F, U+202A-202E, U+2066-2069), which reorder
-# what a terminal shows, so text could read differently from what it is.
-_BIDI_CONTROLS = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_ESCAPES.update({c: f"\\u{c:04x}" for c in [0x2028, 0x2029, *_BIDI_CONTROLS]})
-# In a terminal table a cell may span lines and show backslashes as they are.
-_CELL_ESCAPES = {c: e for c, e in _ESCAPES.items() if chr(c) not in "\\\t\n"}
 # A log line shows backslashes as they are.
 _LOG_ESCAPES = {c: e for c, e in _ESCAPES.items() if c != ord("\\")}
 
@@ -95,7 +86,8 @@ def rich_available() -> bool:
 
 
 def _cell(value: object) -> str:
-    return "" if value is None else str(value).translate(_CELL_ESCAPES)
+    # A terminal table's cell may span lines and shows backslashes as they are.
+    return "" if value is None else shown(str(value))
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

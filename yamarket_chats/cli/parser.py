@@ -11,6 +11,7 @@ int64, refused by argparse (exit 2) before anything is opened.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``45s``, ``30m``, ``2h``, ``1d`` or a sum such as ``1h30m``."""
+    parts = _DURATION.findall(text)
+    bare = [n for n, u in parts if not u]
+    if not text or "".join(n + u for n, u in parts) != text or (bare and len(parts) > 1):
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (e.g. 90s, 30m, 2h, 1d, 1h30m; a bare number is seconds)"
+        )
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
 def _connection_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection")
@@ -97,6 +113,12 @@ def _connection_options() -> argparse.ArgumentParser:
         help="give up a call (exit 5) that would wait longer than this for rate limits, retries"
         " included (default: 60; sync: no bound, it waits for a spent quota to reset)",
     )
+    _add_logging(group)
+    return parent
+
+
+def _add_logging(group: Any) -> None:
+    """``-v`` and ``--log-format``: every command that logs has them."""
     group.add_argument(
         "-v",
         "--verbose",
@@ -111,6 +133,11 @@ def _connection_options() -> argparse.ArgumentParser:
         help="text lines (default) or one JSON object per line on stdout and stderr, for log"
         " collectors (no progress display)",
     )
+
+
+def _logging_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    _add_logging(parent.add_argument_group("logging"))
     return parent
 
 
@@ -254,6 +281,89 @@ def _add_send(commands: _Commands, conn: argparse.ArgumentParser) -> None:
     what.add_argument("-f", "--file", type=Path, help="file to send (up to 5 MiB)")
 
 
+def _desk_source(p: argparse.ArgumentParser) -> None:
+    """The sink a desk command reads (never locked: a sync may be writing it)."""
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--db", type=Path, help=f"SQLite file a sync keeps current (default: {DEFAULT_DB})"
+    )
+    source.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        help="read PostgreSQL instead (needs the postgres extra; the password in $PGPASSWORD)",
+    )
+
+
+def _add_desk(commands: _Commands, logging_options: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "due",
+        parents=[logging_options],
+        help="print the chats waiting for your answer, oldest first (from the sink, no request)",
+        description=(
+            "The reply-due queue: chats whose status is NEW or WAITING_FOR_PARTNER as the last"
+            " sync stored them, oldest wait first. A chat has waited since the customer's first"
+            " message after your last one (or since it was created). Reads the sink only."
+        ),
+    )
+    _desk_source(p)
+    p.add_argument(
+        "--older-than",
+        type=_duration,
+        metavar="AGE",
+        help="only chats waiting at least this long: 90s, 30m, 2h, 1d, 1h30m",
+    )
+    p.add_argument(
+        "--business",
+        dest="business_ids",
+        action="extend",
+        nargs="+",
+        type=_id,
+        metavar="BUSINESS_ID",
+        help="only these businesses (repeatable)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON Lines: business_id, chat_id, status, waiting_since (ISO 8601) and the rest",
+    )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r} (e.g. 127.0.0.1:8765)")
+    return host, _port(port)
+
+
+def _add_mcp(commands: _Commands, conn: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "mcp",
+        parents=[conn],
+        help="serve the desk to AI assistants (MCP): the queue, chats, confirmed replies",
+        description=(
+            "An MCP server over the sink and the API, on stdio (default) or streamable HTTP:"
+            " tools list_waiting_chats, read_chat and send_reply. Read-only unless"
+            " --allow-send; then every reply is shown to the human in the MCP client, who"
+            " must accept it before it is sent. Needs the mcp extra."
+        ),
+    )
+    _desk_source(p)
+    p.add_argument(
+        "--allow-send",
+        action="store_true",
+        help="let send_reply send, each reply confirmed by the human (MCP elicitation)",
+    )
+    p.add_argument(
+        "--http",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (no"
+        " authentication: keep it on loopback or behind a proxy that authenticates)",
+    )
+
+
 def _add_fakes(commands: _Commands) -> None:
     fake = commands.add_parser(
         "fake-server", help="run the fake Market API on loopback (for trying things out)"
@@ -293,5 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sync(commands, conn, filters)
     _add_reads(commands, conn, filters)
     _add_send(commands, conn)
+    _add_desk(commands, _logging_options())
+    _add_mcp(commands, conn)
     _add_fakes(commands)
     return parser

@@ -11,13 +11,15 @@ allow-list of source addresses, and bounds what any request can cost::
     add_notification_route(app, "/{secret}/notification", on_event, ...)  # aiohttp
     fetcher = NotificationFetcher(client, business_ids={BUSINESS_ID})
     message = await fetcher.fetch_message(event)  # within its share of the quota
+    receiver = NotificationReceiver(into_sink(sink, fetcher), ...)  # kept in a sink
 
 Modules: ``_events`` (decoding to the spec), ``_seen`` (the seen-set),
 ``_guards`` (secret, allow-list), ``_options`` (the receiver's options, checked),
 ``_answers`` (the answers' JSON), ``_receiver`` (answers, callbacks),
 ``_aiohttp`` (the receiver in an aiohttp app), ``_fetch`` (fetching what an
 event is about), ``_reserve`` (the fetcher's share of the client's quota, the
-rest kept for your own calls). See ``docs/notifications.md``.
+rest kept for your own calls), ``_store`` (events into a sink, checkpoints
+untouched). See ``docs/notifications.md``.
 """
 
 from ._aiohttp import add_notification_route
@@ -50,6 +52,7 @@ from ._guards import AllowHook, allow_networks
 from ._options import DEFAULT_MAX_PENDING, Callback, ReceiverOptions
 from ._receiver import NotificationReceiver
 from ._seen import MemorySeenStore, SeenStore
+from ._store import MessageStore, into_sink
 
 __all__ = [
     "CONTENT_TYPE",
@@ -67,6 +70,7 @@ __all__ = [
     "ChatMessageSentNotification",
     "FetchLimitError",
     "MemorySeenStore",
+    "MessageStore",
     "Notification",
     "NotificationAnswer",
     "NotificationFetcher",
@@ -83,4 +87,5 @@ __all__ = [
     "dedup_key",
     "fetch_chat",
     "fetch_message",
+    "into_sink",
 ]

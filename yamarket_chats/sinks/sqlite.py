@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS sync_state (
 CREATE INDEX IF NOT EXISTS sync_state_business ON sync_state (business_id);
 """
 
+# A chat as listed never replaces a newer one (a notification's, stored while
+# a sync's older listing was on its way): julianday() compares the instants,
+# whatever UTC offset each text carries.
 _UPSERT_CHAT = """
 INSERT INTO chats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (chat_id) DO UPDATE SET
@@ -75,6 +78,7 @@ ON CONFLICT (chat_id) DO UPDATE SET
     context_type = excluded.context_type, customer_name = excluded.customer_name,
     customer_public_id = excluded.customer_public_id, campaign_id = excluded.campaign_id,
     context_order_id = excluded.context_order_id, return_id = excluded.return_id
+WHERE julianday(excluded.updated_at) >= julianday(chats.updated_at)
 """
 
 _UPSERT_MESSAGE = """
@@ -260,10 +264,40 @@ class SQLiteSink(PageSink, _ThreadSink):
         )
         return {row[0]: ChatState(row[1], _iso(row[2]), row[3]) for row in rows}
 
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement, run on the sink's thread.
+
+        It runs after the writes handed over before it, with the connection
+        set to ``query_only`` (a statement that would write raises
+        ``sqlite3.OperationalError``). `yamarket_chats.desk` reads an open sink
+        through it; another process may read the file while this sink writes.
+        """
+        return await self._run(self._waiting, self._query, sql, params)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        conn = self._conn
+        conn.execute("PRAGMA query_only = 1")
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.execute("PRAGMA query_only = 0")
+
     async def save_chats(self, business_id: int, chats: Sequence[Chat]) -> None:
         """Upsert chats as listed."""
         rows = [_chat_row(business_id, chat) for chat in chats]
         await self._execute(self._write, _UPSERT_CHAT, rows, None)
+
+    async def save_messages(
+        self, business_id: int, chat_id: int, messages: Sequence[ChatMessage]
+    ) -> None:
+        """Upsert messages and leave the chat's checkpoint as it is.
+
+        For messages that arrive outside a sync (a notification's, see
+        `yamarket_chats.notifications.into_sink`): the next sync still walks
+        from its own checkpoint, so storing one never makes it skip another.
+        """
+        rows = _message_rows(business_id, chat_id, messages)
+        await self._execute(self._write, _UPSERT_MESSAGE, rows, None)
 
     async def _write_page(self, page: Page) -> None:
         """Upsert a page of messages and the chat's checkpoint in one transaction."""

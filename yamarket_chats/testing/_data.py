@@ -28,6 +28,8 @@ from ._wire import (
 
 STATUSES: tuple[str, ...] = get_args(ChatStatus)
 _CONTEXT_CYCLE = ("ORDER", "RETURN", "ORDER", "DIRECT", "ORDER")
+# As the live API does: whose answer a chat waits for after a message.
+_STATUS_AFTER = {"PARTNER": "WAITING_FOR_CUSTOMER", "CUSTOMER": "WAITING_FOR_PARTNER"}
 _SENDERS = ("CUSTOMER", "PARTNER", "CUSTOMER", "PARTNER", "MARKET", "SUPPORT", "CUSTOMER")
 _PHRASES = (
     "Здравствуйте! Когда будет доставка?",
@@ -305,7 +307,13 @@ class FakeMarket:
         sender: str = "CUSTOMER",
         payload: Sequence[tuple[str, bytes]] | None = None,
     ) -> int:
-        """Append a message (text and/or files as ``(name, content)``); return its id."""
+        """Append a message (text and/or files as ``(name, content)``); return its id.
+
+        As the live API does, a ``PARTNER`` message moves a chat that is new or
+        waits for either side to ``WAITING_FOR_CUSTOMER``, and a ``CUSTOMER``
+        one to ``WAITING_FOR_PARTNER`` (a dispute's or a finished chat's status
+        stays).
+        """
         chat = self.get_chat(business_id, chat_id)
         if text is None and not payload:
             raise ValueError("a message needs text or a payload")
@@ -331,6 +339,8 @@ class FakeMarket:
         )
         chat._appended_ids.append(message_id)
         chat.updated_at = created
+        if chat.status in _STATUS_AFTER.values() or chat.status == "NEW":  # not a dispute's
+            chat.status = _STATUS_AFTER.get(sender, chat.status)
         for listener in self.listeners:
             listener("message_sent", chat, chat.appended[-1])
         return message_id

@@ -22,6 +22,8 @@ _WHERE = {
     "chats": ("read", "chats_command"),
     "history": ("read", "history_command"),
     "send": ("send", "send_command"),
+    "due": ("desk", "due_command"),
+    "mcp": ("mcp", "mcp_command"),
     "fake-server": ("fakes", "fake_server_command"),
     "demo": ("fakes", "demo_command"),
 }

@@ -80,6 +80,24 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+async def check_version(pool: Any, s: str) -> None:
+    """`PostgresSinkError` unless schema ``s`` exists at `SCHEMA_VERSION` (no DDL, for readers)."""
+    async with pool.acquire() as conn:
+        current = None
+        if await conn.fetchval("SELECT to_regclass($1)", f"{s}.schema_version"):
+            current = await conn.fetchval(f"SELECT max(version) FROM {s}.schema_version")
+    if current is None:
+        raise PostgresSinkError(
+            f"schema {s} holds no synced tables: sync into this database first"
+            " (yamarket-chats sync --postgres-url), or name the schema the sync used"
+        )
+    if current != SCHEMA_VERSION:
+        raise PostgresSinkError(
+            f"schema {s} is at version {current}; this yamarket_chats reads version"
+            f" {SCHEMA_VERSION}: run a sync of this version first (it migrates), or match versions"
+        )
+
+
 async def migrate(pool: Any, s: str) -> None:
     """Create or migrate schema ``s`` to `SCHEMA_VERSION` (no DDL when it is up to date)."""
     async with pool.acquire() as conn:

@@ -36,8 +36,8 @@ from .._thread import check_lock_timeout
 from ._driver import PostgresSinkError, db_errors, driver
 from ._dsn import connect_dsn, redact, scrub, where
 from ._presence import Presence
-from ._schema import migrate
-from ._writes import SAVE_CHATS, SAVE_PAGE, statement, to_json
+from ._schema import check_version, migrate
+from ._writes import SAVE_CHATS, SAVE_MESSAGES, SAVE_PAGE, statement, to_json
 
 _FETCH: dict[Fetch, str] = {"val": "fetchval", "row": "fetchrow", "all": "fetch"}
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -69,6 +69,8 @@ class PostgresSink(AsyncClosing):
         outlives it too (a machine cut off without closing its connections;
         a killed process's session ends with it, and frees its leases at
         once); renewed every third of it while the sync runs.
+    :param migrate: ``False``: never create or migrate the schema (a reader, a
+        role without DDL rights): a missing or other version is an error.
 
     Tables (in ``schema``): ``chats`` (key ``business_id, chat_id``),
     ``messages`` (key ``business_id, chat_id, message_id``; ``payload`` as
@@ -99,6 +101,7 @@ class PostgresSink(AsyncClosing):
         synchronous_commit: bool = False,
         lock_timeout: float = 0,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        migrate: bool = True,
     ) -> None:
         self.lock_timeout = check_lock_timeout(lock_timeout)
         if not (isinstance(lease_seconds, (int, float)) and 0 < lease_seconds < math.inf):
@@ -126,6 +129,7 @@ class PostgresSink(AsyncClosing):
         self._sql: dict[tuple[str, bool], str] = {}
         self._leases = Leases(self, self.lease_seconds)  # one owner name for all its claims
         self._presence = Presence()
+        self._migrate = migrate
 
     def __repr__(self) -> str:
         shown = redact(self._dsn) if self._dsn is not None else "pool=..."
@@ -170,7 +174,10 @@ class PostgresSink(AsyncClosing):
                 except ValueError as exc:  # a malformed DSN: never echo it
                     raise self._error(exc, "bad DSN") from None
             try:
-                await migrate(self._pool, self.schema)
+                if self._migrate:
+                    await migrate(self._pool, self.schema)
+                else:
+                    await check_version(self._pool, self.schema)
             except db_errors() as exc:
                 raise self._error(exc, "cannot create the schema") from None
             self._ready = True
@@ -322,6 +329,18 @@ class PostgresSink(AsyncClosing):
             state.updated_at,
             state.synced_at,
         )
+
+    async def save_messages(
+        self, business_id: int, chat_id: int, messages: Sequence[ChatMessage]
+    ) -> None:
+        """Upsert messages, the chat's checkpoint untouched: `SQLiteSink.save_messages`.
+
+        Takes no lease: it writes none of the checkpoints a lease guards.
+        """
+        if messages:
+            await self._write(
+                "save_messages", SAVE_MESSAGES, None, business_id, chat_id, to_json(messages)
+            )
 
 
 class Fenced:

@@ -29,8 +29,7 @@ CHAT_COLUMNS = (
     " customer_name, customer_public_id, campaign_id, context_order_id, return_id"
 )
 
-SAVE_PAGE = """
-WITH {fence} page AS (
+_INSERT_MESSAGES = """
     INSERT INTO {s}.messages AS m
     SELECT $1, $2, p."messageId", p."createdAt", p.sender, p.message, p.payload
     FROM json_to_recordset($3::json) AS p(
@@ -41,7 +40,12 @@ WITH {fence} page AS (
         message = excluded.message, payload = excluded.payload
     WHERE (m.created_at, m.sender, m.message, m.payload)
         IS DISTINCT FROM (excluded.created_at, excluded.sender, excluded.message, excluded.payload)
-), state AS (
+"""
+
+SAVE_PAGE = (
+    "WITH {fence} page AS ("
+    + _INSERT_MESSAGES
+    + """), state AS (
     INSERT INTO {s}.sync_state AS st
     SELECT $1, $2, $4, $5, $6 {where}
     ON CONFLICT (business_id, chat_id) DO UPDATE SET
@@ -50,7 +54,13 @@ WITH {fence} page AS (
 )
 SELECT {ok}
 """
+)
 
+#: Messages alone, the checkpoint untouched (a notification's message).
+SAVE_MESSAGES = "WITH {fence} page AS (" + _INSERT_MESSAGES + ")\nSELECT {ok}\n"
+
+# A chat as listed never replaces a newer one (a notification's, stored while a
+# sync's older listing was on its way).
 SAVE_CHATS = """
 WITH {fence} chats AS (
     INSERT INTO {s}.chats AS c ({columns})
@@ -69,7 +79,7 @@ WITH {fence} chats AS (
         customer_public_id = excluded.customer_public_id,
         campaign_id = excluded.campaign_id, context_order_id = excluded.context_order_id,
         return_id = excluded.return_id
-    WHERE (c.*) IS DISTINCT FROM (excluded.*)
+    WHERE (c.*) IS DISTINCT FROM (excluded.*) AND excluded.updated_at >= c.updated_at
 )
 SELECT {ok}
 """
