@@ -1,6 +1,7 @@
 """A fleet on one machine: worker processes, one Redis, one PostgreSQL; and sink throughput.
 
-    python -m benchmarks.fleet [--workers 4] [--businesses 20] [--quota 10] [--window 2]
+    python -m benchmarks.fleet [--workers 4 | --workers 1,2,4] [--runs 1] [--max-businesses N]
+                               [--businesses 20] [--quota 10] [--window 2]
                                [--windows 6] [--chats 10] [--messages 1000]
                                [--sync-chats 20] [--sync-messages 2000] [--rounds 3]
                                [--only fleet|throughput] [--out benchmarks/results] [--quick]
@@ -10,10 +11,15 @@
 windows, like the API's hour). ``--workers`` processes (`yamarket_chats.fleet`
 `run_worker`, ``tests/fleet_worker.py``) share ``--businesses`` cabinets
 through leases in a throwaway PostgreSQL and the quota through a throwaway
-Redis (`RedisLimiter`), all starting at one moment. Measured over
-``--windows`` whole windows while every cabinet still has pages to fetch:
-the share of the allowed requests served (target >= 95%), 420 answers
-(target 0); at the end, every message of the fake stored exactly once.
+Redis (`RedisLimiter`), all starting at one moment, each with the worker's
+default ``max_businesses`` (what the CLI runs) unless ``--max-businesses`` is
+given. Measured over ``--windows`` whole windows while every cabinet still
+has pages to fetch: the **quota use**, the share of the allowed requests
+served (all cabinets' quota over those windows; target >= 95%), 420 answers
+(target 0); at the end, every message of the fake stored exactly once; and
+messages/s over the whole run (every message of every cabinet, start to the
+last worker's exit). A list of worker counts (``--workers 1,2,4``), each run
+``--runs`` times, gives the scaling table (medians).
 
 **Throughput.** The fake in its own process, limits off; one client syncs one
 cabinet of ``--sync-chats`` x ``--sync-messages`` into nothing (the read alone), into
@@ -57,7 +63,10 @@ FIRST_BUSINESS = 5001
 # -- the fleet ------------------------------------------------------------------------
 
 
-async def fleet(args: argparse.Namespace, pg_url: str, redis_url: str) -> dict[str, Any]:
+async def fleet(
+    args: argparse.Namespace, workers: int, pg_url: str, redis_url: str
+) -> dict[str, Any]:
+    """One run of ``workers`` worker processes over every cabinet, from a fresh database."""
     businesses = tuple(range(FIRST_BUSINESS, FIRST_BUSINESS + args.businesses))
     config = FakeMarketConfig(
         businesses=businesses,
@@ -74,13 +83,14 @@ async def fleet(args: argparse.Namespace, pg_url: str, redis_url: str) -> dict[s
             " raise --chats or --messages"
         )
     async with run_fake_server(config) as fake:
-        per_worker = math.ceil(args.businesses / args.workers)
-        start = time.time() + 3.0 + args.workers * 0.5  # every worker connected by then
+        start = time.time() + 3.0 + workers * 0.5  # every worker connected by then
         procs = []
-        for i in range(args.workers):
+        for i in range(workers):
             cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, pg_url]
             cmd += [*map(str, businesses), "--worker", "--id", f"w{i}", "--start", str(start)]
-            cmd += ["--max-businesses", str(per_worker), "--redis-url", redis_url]
+            if args.max_businesses is not None:
+                cmd += ["--max-businesses", str(args.max_businesses)]
+            cmd += ["--redis-url", redis_url]
             cmd += ["--quota", str(args.quota), "--window", str(args.window)]
             procs.append(
                 await asyncio.create_subprocess_exec(
@@ -119,7 +129,8 @@ async def fleet(args: argparse.Namespace, pg_url: str, redis_url: str) -> dict[s
         finally:
             await conn.close()
     result = {
-        "workers": args.workers,
+        "workers": workers,
+        "max_businesses": args.max_businesses or "default",
         "businesses": args.businesses,
         "quota": f"{args.quota} get_chat_history per {args.window:g} s per cabinet",
         "windows": args.windows,
@@ -203,20 +214,36 @@ def throughput(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
 # -- main -------------------------------------------------------------------------------
 
 
-def write(out: Path, args: argparse.Namespace, run: dict[str, Any], rates: dict[str, Any]) -> None:
-    medians = {name: statistics.median(v) for name, v in rates.items()}
+def scaling(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per worker count: the medians of its runs' quota use and messages/s."""
+    counts = sorted({r["workers"] for r in runs})
+    rows = []
+    for n in counts:
+        mine = [r for r in runs if r["workers"] == n]
+        rows.append(
+            {
+                "workers": n,
+                "runs": len(mine),
+                "served_share": statistics.median(r["served_share"] for r in mine),
+                "served_share_min": min(r["served_share"] for r in mine),
+                "messages_per_second": statistics.median(r["messages_per_second"] for r in mine),
+                "rate_limited_420": sum(r["rate_limited_420"] for r in mine),
+            }
+        )
+    return rows
+
+
+def fleet_lines(run: dict[str, Any], table: list[dict[str, Any]]) -> list[str]:
+    """The fleet sections of ``fleet.md``: one run in detail, then the scaling table."""
     lines = [
-        "# Fleet benchmark (`python -m benchmarks.fleet`)",
-        "",
-        f"Command: `python -m benchmarks.fleet {' '.join(sys.argv[1:])}`",
-        "",
         f"## {run['workers']} workers, {run['businesses']} cabinets, one Redis, one PostgreSQL",
         "",
         "| measure | value |",
         "|---|---|",
         f"| quota | {run['quota']} |",
+        f"| max_businesses per worker | {run.get('max_businesses', 'default')} |",
         f"| allowed requests in {run['windows']} windows | {run['allowed']} |",
-        f"| served | {run['served']} ({run['served_share']:.1%}) |",
+        f"| served (quota use) | {run['served']} ({run['served_share']:.1%}) |",
         f"| 420 answers | {run['rate_limited_420']} |",
         f"| messages stored / distinct / expected | {run['messages_stored']} / "
         f"{run['messages_distinct']} / {run['messages_expected']} |",
@@ -224,7 +251,33 @@ def write(out: Path, args: argparse.Namespace, run: dict[str, Any], rates: dict[
         f"| whole run | {run['elapsed_seconds']:.1f} s, "
         f"{run['messages_per_second']:,.0f} messages/s |",
         "",
-        f"## One cabinet, {args.sync_chats} chats x {args.sync_messages} messages, limits off",
+    ]
+    if len(table) > 1 or (table and table[0]["runs"] > 1):
+        lines += [
+            "## Scaling: the same cabinets and quota, 1 to N workers",
+            "",
+            "Quota use: the share of all cabinets' allowed history requests served over"
+            f" {run['windows']} whole windows while every cabinet has pages left;"
+            " messages/s: every message over the whole run. Medians of the runs.",
+            "",
+            "| workers | runs | quota use (median) | lowest | messages/s (median) | 420s |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['workers']} | {r['runs']} | {r['served_share']:.1%} | "
+            f"{r['served_share_min']:.1%} | {r['messages_per_second']:,.0f} | "
+            f"{r['rate_limited_420']} |"
+            for r in table
+        ]
+        lines.append("")
+    return lines
+
+
+def throughput_lines(sync: dict[str, Any], rates: dict[str, list[float]]) -> list[str]:
+    """The sink throughput section of ``fleet.md``."""
+    medians = {name: statistics.median(v) for name, v in rates.items()}
+    lines = [
+        f"## One cabinet, {sync['chats']} chats x {sync['messages']} messages, limits off",
         "",
         "| into | messages/s (median) | min-max | vs read alone |",
         "|---|---|---|---|",
@@ -234,15 +287,56 @@ def write(out: Path, args: argparse.Namespace, run: dict[str, Any], rates: dict[
             f"| {name} | {medians[name]:,.0f} | {min(values):,.0f}-{max(values):,.0f} | "
             f"{medians[name] / medians['read alone']:.2f} |"
         )
+    return lines
+
+
+def write(out: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """``fleet.md`` and ``fleet.json``; a part not run this time is kept from the last file."""
+    try:
+        kept = json.loads((out / "fleet.json").read_text())
+    except (OSError, ValueError):
+        kept = {}
+    merged = {**kept, **{k: v for k, v in results.items() if v}}
+    merged.setdefault("sync", {"chats": args.sync_chats, "messages": args.sync_messages})
+    if results.get("fleet") and not results.get("scaling"):
+        merged.pop("scaling", None)  # a table of another run would not match the detail
+    lines = ["# Fleet benchmark (`python -m benchmarks.fleet`)", ""]
+    lines += [f"Command: `python -m benchmarks.fleet {' '.join(sys.argv[1:])}`", ""]
+    kept_parts = [k for k in ("fleet", "throughput") if merged.get(k) and not results.get(k)]
+    if kept_parts:
+        lines += [f"({' and '.join(kept_parts)}: from the previous run, not run this time)", ""]
+    if merged.get("fleet"):
+        lines += fleet_lines(merged["fleet"], merged.get("scaling", []))
+    if merged.get("throughput"):
+        lines += throughput_lines(merged["sync"], merged["throughput"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fleet.md").write_text("\n".join(lines) + "\n")
-    (out / "fleet.json").write_text(json.dumps({"fleet": run, "throughput": rates}, indent=2))
+    (out / "fleet.md").write_text("\n".join(lines).rstrip("\n") + "\n")
+    (out / "fleet.json").write_text(json.dumps(merged, indent=2))
     print(f"wrote {out / 'fleet.md'}")
+
+
+def targets_met(runs: list[dict[str, Any]]) -> bool:
+    """Every run served >= 95% of the quota, with no 420, every message stored once."""
+    return all(
+        run["served_share"] >= 0.95
+        and run["rate_limited_420"] == 0
+        and run["messages_stored"] == run["messages_distinct"] == run["messages_expected"]
+        for run in runs
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--workers",
+        type=lambda v: [int(n) for n in v.split(",")],
+        default=[4],
+        help="worker processes; a list (1,2,4) for the scaling table",
+    )
+    parser.add_argument("--runs", type=int, default=1, help="of each worker count")
+    parser.add_argument(
+        "--max-businesses", type=int, help="per worker (default: the worker's default)"
+    )
     parser.add_argument("--businesses", type=int, default=20)
     parser.add_argument("--quota", type=int, default=10, help="history requests per window")
     parser.add_argument("--window", type=float, default=2.0, help="seconds")
@@ -257,7 +351,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny run, writes nothing")
     args = parser.parse_args()
     if args.quick:
-        args.workers, args.businesses, args.quota, args.windows = 2, 4, 5, 2
+        args.workers, args.businesses, args.quota, args.windows = [2], 4, 5, 2
         args.chats, args.messages, args.rounds = 5, 500, 1
         args.sync_chats, args.sync_messages = 4, 500
     redis = RedisServer()
@@ -266,24 +360,37 @@ def main() -> None:
         # The server's defaults: durable. The sink turns synchronous_commit off for its
         # own sessions (see PostgresSink), as SQLite's WAL + synchronous=NORMAL does.
         with postgres_server(settings={"fsync": "on", "full_page_writes": "on"}) as pg:
-            run: dict[str, Any] = {}
+            runs: list[dict[str, Any]] = []
             rates: dict[str, list[float]] = {}
             if args.only != "throughput":
-                run = asyncio.run(fleet(args, pg.create_database(), redis.url))
+                for _ in range(args.runs):  # the counts interleaved: drift spreads over all
+                    for n in args.workers:
+                        runs.append(asyncio.run(fleet(args, n, pg.create_database(), redis.url)))
             if args.only != "fleet":
                 rates = throughput(args, pg)
     finally:
         redis.stop()
-    ok = not run or (
-        run["served_share"] >= 0.95
-        and run["rate_limited_420"] == 0
-        and run["messages_stored"] == run["messages_distinct"] == run["messages_expected"]
-    )
+    table = scaling(runs)
+    for row in table:
+        print(
+            f"{row['workers']} workers: quota use {row['served_share']:.1%} (median of"
+            f" {row['runs']}), {row['messages_per_second']:,.0f} messages/s",
+            flush=True,
+        )
     for name, values in rates.items():
         print(f"{name}: median {statistics.median(values):,.0f} messages/s")
+    ok = targets_met(runs)
     print("fleet targets met" if ok else "FLEET TARGETS MISSED", flush=True)
-    if not args.quick and not args.only:
-        write(args.out, args, run, rates)
+    if not args.quick:
+        most = max((r["workers"] for r in runs), default=0)
+        detail = next((r for r in reversed(runs) if r["workers"] == most), None)
+        results = {
+            "fleet": detail,
+            "scaling": table if len(runs) > 1 else [],
+            "throughput": rates,
+            "sync": {"chats": args.sync_chats, "messages": args.sync_messages} if rates else {},
+        }
+        write(args.out, args, results)
     if not ok:
         raise SystemExit(1)
 

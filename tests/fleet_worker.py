@@ -37,7 +37,7 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--lock-timeout", type=float, default=0.0)
     parser.add_argument("--interval", type=float, default=60.0)
-    parser.add_argument("--max-businesses", type=int, default=4)
+    parser.add_argument("--max-businesses", type=int, help="default: run_worker's (no cap)")
     parser.add_argument("--redis-url")
     parser.add_argument("--quota", type=int, help="get_chat_history requests per window")
     parser.add_argument("--window", type=float, default=2.0)
@@ -55,18 +55,15 @@ async def main(argv: list[str]) -> None:
         options["limits"] = limits
     async with (
         ChatsClient(api_key=args.key, base_url=args.url, **options) as client,
-        PostgresSink(
-            args.pg_url,
-            max_size=max(4, args.max_businesses * 2),
-            lock_timeout=args.lock_timeout,
-            lease_seconds=args.lease,
-        ) as sink,
+        PostgresSink(args.pg_url, lock_timeout=args.lock_timeout, lease_seconds=args.lease) as sink,
     ):
         await sink.open()
         print("ready", flush=True)
         await asyncio.sleep(max(0.0, args.start - time.time()))
         report: Any
         if args.worker or args.follow:
+            # Without --max-businesses, the library's default, as the CLI's.
+            cap = {} if args.max_businesses is None else {"max_businesses": args.max_businesses}
             report = await run_worker(
                 client,
                 args.businesses,
@@ -74,8 +71,8 @@ async def main(argv: list[str]) -> None:
                 follow=args.follow,
                 interval=args.interval,
                 lease_seconds=args.lease,
-                max_businesses=args.max_businesses,
                 worker_id=args.id,
+                **cap,
             )
         else:
             report = await sync(client, args.businesses, sink)

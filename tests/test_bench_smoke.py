@@ -104,3 +104,14 @@ def test_the_desk_queue_benchmark_runs(tmp_path: Path) -> None:
     [sqlite] = results.values()
     assert 0 < sqlite["waiting"] < 300  # some wait (the count equals the plain read's)
     assert "Unused, the desk costs" in (tmp_path / "desk.md").read_text("utf-8")
+
+
+def test_the_scaling_benchmark_runs(tmp_path: Path) -> None:
+    from benchmarks.scaling import main as scaling
+
+    results = scaling(["--sizes", "5,10", "--out", str(tmp_path)])
+    for rows in results["modes"].values():
+        assert [r["messages"] for r in rows] == [5 * 2 * 20, 10 * 2 * 20]
+        assert all(0 <= r["gc_share"] < 1 and r["lag_p99_ms"] >= 0 for r in rows)
+    assert (tmp_path / "scaling.png").stat().st_size > 0
+    assert "CPU ms / 1k msg" in (tmp_path / "scaling.md").read_text("utf-8")

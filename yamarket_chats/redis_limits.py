@@ -31,7 +31,14 @@ from .errors import InvalidRequestError
 from .limits import DEFAULT_LIMITS, RateLimit
 from .limits._engine import Engine
 from .limits._local import LocalStore
-from .limits._redis_store import BACKEND_ERRORS, QuotaBackendError, RedisStore, _Lease
+from .limits._redis_store import (
+    BACKEND_ERRORS,
+    MIN_POOL,
+    QuotaBackendError,
+    RedisStore,
+    _Lease,
+    pool_size,
+)
 
 __all__ = ["QuotaBackendError", "RedisLimiter"]
 
@@ -81,11 +88,18 @@ class RedisLimiter(Engine[_Lease]):
     other. Redis's ``TIME`` is the one clock of every bucket, lease and
     window; the server's reset is carried into Redis as a duration.
 
-    Connections: requests use the client's pool; while a coroutine waits for
-    a full parallel cap, the limiter holds one more connection subscribed to
-    the businesses' slot channels (so the Redis user needs ``PUBLISH`` and
-    ``SUBSCRIBE`` as well as ``EVALSHA``, and ``INFO`` for the version
-    check). In a cluster that connection goes to one node, which hears every
+    Connections: at most 16 script calls are in flight at once, and never
+    more than the client's pool allows less one (its ``max_connections``, to
+    each node of a cluster); the others wait their turn in the limiter, in
+    order and up to their deadline, however many businesses and requests
+    are waiting. While a coroutine waits for a full parallel cap, the
+    limiter holds that one more connection subscribed to the businesses'
+    slot channels (so the Redis user needs ``PUBLISH`` and ``SUBSCRIBE`` as
+    well as ``EVALSHA``, and ``INFO`` for the version check). So any pool of
+    2 connections or more works (a smaller one is refused here, with
+    `InvalidRequestError`), and a pool of 17 is never waited on; a `client`
+    whose pool also serves your own commands needs room for those too. In a
+    cluster the pub/sub connection goes to one node, which hears every
     node's messages. If pub/sub fails, such waits re-check every second
     instead. `close` sends the finishes still queued.
     """
@@ -123,6 +137,7 @@ class RedisLimiter(Engine[_Lease]):
         _validate.seconds("lease_seconds", lease_seconds)
         self._redis = client if client is not None else _connect(str(redis_url), cluster)
         self._owns_redis = client is None
+        _check_pool(self._redis, "client" if client is not None else "redis_url")
         self._where = _redacted(redis_url) if redis_url else "the given Redis client"
         self._prefix = prefix
         config = {**DEFAULT_LIMITS, **(limits or {})}
@@ -148,13 +163,20 @@ class RedisLimiter(Engine[_Lease]):
     def __repr__(self) -> str:
         return f"RedisLimiter({self._where}, prefix={self._prefix!r})"
 
+    def _lease(self, business_id: int, method: str, deadline: float | None) -> _Lease:
+        return self._redis_store.lease(business_id, method, deadline)
+
     async def start(self) -> None:
         """Check that Redis answers and is recent enough; raise `QuotaBackendError` if not."""
+        calls = self._redis_store.calls  # (a readiness probe mid-run takes its turn too)
+        await calls.enter(None)
         try:
             await self._redis.ping()
             version = await _server_version(self._redis)
         except BACKEND_ERRORS as exc:
             raise QuotaBackendError(f"Redis at {self._where} is unreachable: {exc}") from exc
+        finally:
+            calls.leave()
         problem = _version_problem(version)
         if problem is not None:
             raise QuotaBackendError(f"Redis at {self._where}: {problem}")
@@ -164,6 +186,20 @@ class RedisLimiter(Engine[_Lease]):
         await self._redis_store.close()
         if self._owns_redis:
             await self._redis.aclose()
+
+
+def _check_pool(client: redis.Redis | redis.RedisCluster, field: str) -> None:
+    """Refuse a pool that cannot hold the pub/sub connection and one script call.
+
+    Any pool from there up works: the limiter keeps its calls within it and
+    waits its turn, so a small pool is slower under load, never an error.
+    """
+    size = pool_size(client)
+    if size is not None and size < MIN_POOL:
+        raise InvalidRequestError(
+            f"{field}: a connection pool of max_connections={size} is too small; the "
+            f"limiter needs at least {MIN_POOL} (one for pub/sub wake-ups, one for script calls)"
+        )
 
 
 def _version_problem(version: str | None) -> str | None:

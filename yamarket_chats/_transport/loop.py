@@ -178,6 +178,7 @@ class Transport:
             self.counting.on_end(call)
             if events.on_end:
                 await _call_all(events.on_end, call)
+            del call  # holds the error, whose traceback holds this frame: no cycle
 
     async def _send(
         self, request: _Request, call: CallInfo, loop: asyncio.AbstractEventLoop
@@ -220,7 +221,10 @@ class Transport:
                     status=status,
                 )
             if decision.action is Action.RAISE:
-                raise _error(outcome) from outcome.cause
+                try:
+                    raise _error(outcome) from outcome.cause
+                finally:  # the error's traceback holds this frame: no cycle through its locals
+                    del outcome, answer, call
             tries = decision.tries
             if outcome.kind == Kind.STALE:
                 session = self.sessions.fresh()  # again at once, on a new connection
@@ -341,7 +345,10 @@ class Transport:
         elif headers is not None:
             sessions.answered(session, headers)
         cut_short = timeout is not request.timeout
-        return Answer(status, raw, headers, error, stale, cut_short, reset_in, elapsed)
+        try:
+            return Answer(status, raw, headers, error, stale, cut_short, reset_in, elapsed)
+        finally:  # the error's traceback holds this frame: no cycle through its locals
+            error = None
 
     def _report(self, call: CallInfo, answer: Answer, outcome: Outcome) -> int | None:
         """Between classify and decide: the debug line, the call's info, the stats.

@@ -221,6 +221,14 @@ def _add_sync(
         help="chats fetched at once per business (%(default)s)",
     )
     p.add_argument(
+        "--max-businesses",
+        type=_positive_int,
+        metavar="N",
+        help="businesses synced at once, the rest queued (default: 64); with --worker, the"
+        " leases this worker holds at once: give the fleet at least (businesses / N) workers,"
+        " or the cabinets left over wait with their quota unused",
+    )
+    p.add_argument(
         "--redis-url",
         metavar="URL",
         help=(

@@ -88,12 +88,20 @@ class _PlainDisplay(ProgressDisplay):
 
     def _line(self, r: SyncReport) -> None:
         print(
-            f"{self._title}: chats {r.chats_done}/{r.chats_total}, messages {r.messages}, "
+            f"{self._title}: chats {r.chats_done}/{r.chats_total}, {_businesses(r)}"
+            f"messages {r.messages}, "
             f"requests {r.requests}, waiting on limits "
             f"{waiting_share(r, self.waited()):.0%} of {r.elapsed:.1f} s",
             file=self._stream,
             flush=True,
         )
+
+
+def _businesses(report: SyncReport) -> str:
+    """``businesses 12/2000, `` while some business is still to do (the chat total
+    only counts the businesses listed so far)."""
+    total = report.businesses_total
+    return f"businesses {report.businesses_done}/{total}, " if total > 1 else ""
 
 
 class _RichDisplay(ProgressDisplay):
@@ -121,6 +129,7 @@ class _RichDisplay(ProgressDisplay):
             BarColumn(bar_width=30),
             MofNCompleteColumn(),
             TextColumn("chats"),
+            TextColumn("{task.fields[businesses]}"),
             TextColumn("{task.fields[messages]:>7,} messages"),
             TextColumn("{task.fields[requests]:>5,} requests"),
             TextColumn("{task.fields[waiting]:>4.0%} waiting on limits"),
@@ -128,12 +137,15 @@ class _RichDisplay(ProgressDisplay):
             console=Console(file=self._stream),
         )
         self._progress.start()
-        self._task = self._progress.add_task(title, total=None, messages=0, requests=0, waiting=0.0)
+        self._task = self._progress.add_task(
+            title, total=None, businesses="", messages=0, requests=0, waiting=0.0
+        )
 
     def update(self, report: SyncReport) -> None:
         if self._progress is None or self._task is None:
             return
         fields: dict[str, Any] = {
+            "businesses": _businesses(report).removesuffix(", "),
             "messages": report.messages,
             "requests": report.requests,
             "waiting": waiting_share(report, self.waited()),

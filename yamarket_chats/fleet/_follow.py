@@ -2,18 +2,21 @@
 
 Each business is due again ``interval`` seconds (on this process's monotonic
 clock) after its last sync ended; the loop starts the due ones, up to
-``max_businesses`` at once, and sleeps until the next one is due.
+``max_businesses`` at once (a high default, as `run_worker`: each cabinet has
+a quota of its own, which a cabinet waiting for a free slot leaves unused),
+and sleeps until the next one is due.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from ..client import ChatsClient
-from ..ingest import Sink, sync
+from ..ingest import DEFAULT_MAX_BUSINESSES, Sink, sync
 from ._report import BUSINESS_ERRORS, Synced, WorkerReport, count_failed, count_synced
 from ._running import DEFAULT_INTERVAL, RunningSyncs, check_options
 from .leases import default_worker_id
@@ -28,7 +31,7 @@ async def follow(
     sink: Sink,
     *,
     interval: float = DEFAULT_INTERVAL,
-    max_businesses: int = 4,
+    max_businesses: int | None = DEFAULT_MAX_BUSINESSES,
     stop: asyncio.Event | None = None,
     on_synced: Synced | None = None,
     **sync_options: Any,
@@ -36,7 +39,8 @@ async def follow(
     """Keep ``sink`` a mirror: sync each business, then again ``interval`` s after it finished.
 
     One process, any sink (for a fleet on PostgreSQL use `run_worker` with
-    ``follow=True``). Up to ``max_businesses`` syncs run at once. A business
+    ``follow=True``). Up to ``max_businesses`` syncs run at once (``None``:
+    every due business). A business
     whose sync fails with an API error is logged, recorded in
     ``report.failed`` and tried again after ``interval``; any other error
     stops everything and is raised. Returns when ``stop`` is set (after the
@@ -45,7 +49,9 @@ async def follow(
     check_options(interval, max_businesses)
     report = WorkerReport(worker_id=default_worker_id())
     stop = stop or asyncio.Event()
-    gate = asyncio.Semaphore(max_businesses)
+    gate: contextlib.AbstractAsyncContextManager[Any] = (
+        contextlib.nullcontext() if max_businesses is None else asyncio.Semaphore(max_businesses)
+    )
     due = {b: 0.0 for b in dict.fromkeys(business_ids)}  # monotonic time each business is due
 
     async def one(business_id: int) -> None:

@@ -12,18 +12,36 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Generic, TypeVar
 
+from ..errors import InvalidRequestError
+
 #: Seconds between the end of a cabinet's sync and the next one, in follow mode.
 DEFAULT_INTERVAL = 60.0
 
 K = TypeVar("K")
 
 
-def check_options(interval: float, max_businesses: int) -> None:
-    """Refuse an ``interval`` or ``max_businesses`` no loop can run with."""
+def check_options(interval: float, max_businesses: int | None) -> None:
+    """Refuse an ``interval`` or ``max_businesses`` no loop can run with, before any request.
+
+    `InvalidRequestError` is a `ValueError`, as these errors were before it.
+    """
     if interval < 0:
-        raise ValueError(f"interval must be >= 0, got {interval}")
+        raise InvalidRequestError(f"interval must be >= 0, got {interval}")
+    if max_businesses is None:
+        return  # no cap
+    if isinstance(max_businesses, bool) or not isinstance(max_businesses, int):
+        raise InvalidRequestError(
+            f"max_businesses must be an int >= 1 or None (no cap), got {max_businesses!r}"
+        )
     if max_businesses < 1:
-        raise ValueError(f"max_businesses must be >= 1, got {max_businesses}")
+        raise InvalidRequestError(
+            f"max_businesses must be >= 1 or None (no cap), got {max_businesses}"
+        )
+
+
+def has_room(running: int, max_businesses: int | None) -> bool:
+    """Whether a loop running ``running`` syncs may start one more (``None``: no cap)."""
+    return max_businesses is None or running < max_businesses
 
 
 class RunningSyncs(Generic[K]):

@@ -1,9 +1,20 @@
 """`run_worker`: one process of a fleet, syncing the businesses whose leases it claims.
 
-The loop claims due businesses up to ``max_businesses``, syncs each under its
-lease (`leases.holding` renews it; every write is fenced by it), releases
-it with the outcome, and polls for more until nothing is pending (or, in
-follow mode, until stopped).
+The loop claims due businesses, up to ``max_businesses`` at once, syncs each
+under its lease (`leases.holding` renews it; every write is fenced by it),
+releases it with the outcome, and polls for more until nothing is pending
+(or, in follow mode, until stopped).
+
+Why the cap is high by default (:data:`~yamarket_chats.ingest.DEFAULT_MAX_BUSINESSES`,
+as for a plain sync): the quota is per cabinet, so a cabinet that waits
+unclaimed for a worker's free slot wastes its quota for as long as it waits.
+The old cap of 4 made a fleet's quota use depend on its size (1 worker over
+20 cabinets used 20% of their quota, 4 workers 80%). A high cap keeps every
+cabinet's quota busy whatever the number of workers, and still keeps one
+worker's event loop responsive when it could claim thousands. The leases
+give each business to one worker at a time, and workers that start together
+split the businesses, since each claims one row per statement and skips the
+rows the others are claiming.
 """
 
 from __future__ import annotations
@@ -15,10 +26,10 @@ from typing import Any
 
 from .._closing import wait_out
 from ..client import ChatsClient
-from ..ingest import SyncReport, sync
+from ..ingest import DEFAULT_MAX_BUSINESSES, SyncReport, sync
 from ..sinks.postgres import Fenced, PostgresSink
 from ._report import BUSINESS_ERRORS, Synced, WorkerReport, count_failed, count_synced, logger
-from ._running import DEFAULT_INTERVAL, RunningSyncs, check_options
+from ._running import DEFAULT_INTERVAL, RunningSyncs, check_options, has_room
 from .leases import (
     DEFAULT_LEASE_SECONDS,
     Lease,
@@ -36,7 +47,7 @@ async def run_worker(
     follow: bool = False,
     interval: float = DEFAULT_INTERVAL,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    max_businesses: int = 4,
+    max_businesses: int | None = DEFAULT_MAX_BUSINESSES,
     stop: asyncio.Event | None = None,
     worker_id: str | None = None,
     on_synced: Synced | None = None,
@@ -51,7 +62,10 @@ async def run_worker(
         worker, a machine cut off without closing its connections); a killed
         worker's session ends with it, and its leases are free at once. The
         lease is renewed every third of it.
-    :param max_businesses: businesses this worker syncs at the same time.
+    :param max_businesses: the most businesses this worker syncs at the same
+        time (64; ``None``: no cap, every due business nobody else holds).
+        Give the fleet at least ``len(business_ids) / max_businesses``
+        workers, or the cabinets left over wait, their quota unused.
     :param stop: when set, claim nothing more, finish the syncs in progress
         and return.
     :param on_synced: called with the business id and its `SyncReport` after
@@ -81,7 +95,7 @@ async def run_worker(
     async with RunningSyncs[Lease](stop or asyncio.Event()) as running:
         while True:
             if not running.stop.is_set():
-                while len(running) < max_businesses:
+                while has_room(len(running), max_businesses):
                     lease = await leases.claim(ids, since, interval)  # none held if cancelled
                     if lease is None:
                         break

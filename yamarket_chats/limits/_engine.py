@@ -151,7 +151,7 @@ class Engine(AsyncClosing, Generic[L]):
         `WaitTooLong` at once when a known wait ends after it, and give up a
         wait for a parallel slot when it comes.
         """
-        lease = self._store.lease(business_id, method)
+        lease = self._lease(business_id, method, deadline)
         key = lease.key
         gates = self._method_gates
         if key in gates or lease.slots in self._slot_gates:
@@ -170,6 +170,10 @@ class Engine(AsyncClosing, Generic[L]):
                 _hand_on(gates, key, gate)
             return lease
         return await self._queue(lease, deadline, answer)
+
+    def _lease(self, business_id: int, method: str, deadline: float | None) -> L:
+        """A new lease from the store; a store that waits for more than quota learns `deadline`."""
+        return self._store.lease(business_id, method)
 
     async def finish(
         self, lease: L, status: int | None, headers: Mapping[str, str] | None

@@ -18,6 +18,15 @@ cluster: a take carries only the queued finishes of its own business, and
 finishes no take carried go in one call per business. On a single Redis any
 finishes ride on any take.
 
+**Connections: bounded, whatever the load.** redis-py's pool refuses a
+connection past its ``max_connections`` rather than waiting for one, so the
+store keeps its script calls within the pool: at most `MAX_CALLS` in
+flight, never more than the pool less the pub/sub connection (`Calls`).
+The others wait in this process, in order, up to their acquire's deadline;
+finishes go ahead of takes. With the engine's turns (one take in flight per
+business and method, one waiter per business for a full cap) the calls in
+flight never exceed the number of keys being asked about, nor the bound.
+
 **One clock: Redis's ``TIME``.** Every moment stored in Redis is computed in
 the script as ``TIME`` plus a duration. The server's ``-Until`` enters as the
 seconds until the reset, measured on the API server's clock, never as a
@@ -47,6 +56,7 @@ import logging
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from importlib import resources
 from typing import Any, Final, Literal
@@ -54,16 +64,22 @@ from typing import Any, Final, Literal
 import redis.asyncio as redis
 
 from ..errors import YandexMarketError
-from ._engine import BUCKET, GO_AHEAD, SLOT, WINDOW, Answer, _ask
+from ._engine import BUCKET, GO_AHEAD, SLOT, WINDOW, Answer, _ask, await_by
 from ._local import FORGET_AFTER, WINDOW_TOLERANCE, LocalStore, _forget_over, _observe
 from ._local import _Quota as _LocalQuota
+from ._protocol import WaitTooLong
 from ._rate import RateLimit
 from ._wakeups import BACKEND_ERRORS, Wakeups
 
-__all__ = ["BACKEND_ERRORS", "QuotaBackendError", "RedisStore"]
+__all__ = ["BACKEND_ERRORS", "MIN_POOL", "QuotaBackendError", "RedisStore", "pool_size"]
 
 logger = logging.getLogger("yamarket_chats")
 
+#: The fewest connections a pool must allow: one for pub/sub, one for script calls.
+MIN_POOL: Final = 2
+#: The most script calls in flight per limiter, whatever the pool allows: Redis
+#: runs scripts one at a time, so more calls in flight only queue there.
+MAX_CALLS: Final = 16
 _FLUSH_DELAY = 0.005  # seconds a finish waits for a take to carry it
 _FALLBACK_RETRY = 30.0  # seconds on the in-process store before trying Redis again
 _KINDS: Final = {"window": WINDOW, "bucket": BUCKET, "slot": SLOT}
@@ -118,14 +134,83 @@ class _Quota:
 
 
 class _Lease:
-    __slots__ = ("id", "key", "local", "quota", "slots")
+    __slots__ = ("deadline", "id", "key", "local", "quota", "slots")
 
-    def __init__(self, quota: _Quota, lease_id: str) -> None:
+    def __init__(self, quota: _Quota, lease_id: str, deadline: float | None) -> None:
         self.quota = quota
         self.id = lease_id
+        self.deadline = deadline  # the acquire's (monotonic): bounds the wait for a connection
         self.key: Hashable = quota.key
         self.slots: Hashable = quota.names[2]
         self.local: _LocalQuota | None = None  # the fallback's lease, when it gave it
+
+
+class Calls:
+    """At most `size` script calls in flight; the others wait here, in order.
+
+    So the limiter never asks the pool for more connections than it has:
+    a pool that runs out raises (redis-py's ``Too many connections``), it
+    does not wait. A wait here ends at the caller's deadline (`WaitTooLong`).
+    """
+
+    __slots__ = ("_free", "_queue")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._queue: deque[asyncio.Future[bool]] = deque()
+
+    async def enter(self, deadline: float | None, first: bool = False) -> None:
+        """Wait for a call's turn (at once while fewer than `size` are in flight).
+
+        `first`: ahead of those waiting (finishes: they free the slots and
+        share the spent windows that the takes queued behind them wait for).
+        """
+        if self._free:
+            self._free -= 1
+            return
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[bool] = loop.create_future()
+        if first:
+            self._queue.appendleft(turn)
+        else:
+            self._queue.append(turn)
+        timeout = None if deadline is None else deadline - loop.time()
+        try:
+            came = await await_by(turn, timeout, loop)
+        except BaseException:
+            if turn.done() and not turn.cancelled() and turn.result():
+                self.leave()  # the turn came with the cancellation: hand it on
+            else:
+                turn.cancel()
+            raise
+        if not came:
+            raise WaitTooLong(None)
+
+    def leave(self) -> None:
+        """A call is over: the next one queued goes (its connection is back in the pool)."""
+        queue = self._queue
+        while queue:
+            turn = queue.popleft()
+            if not turn.done():  # (not cancelled, nor past its deadline)
+                turn.set_result(True)
+                return
+        self._free += 1
+
+
+def pool_size(client: redis.Redis | redis.RedisCluster) -> int | None:
+    """The most connections `client` opens (to each node of a cluster); None if unknown."""
+    if isinstance(client, redis.RedisCluster):
+        size = getattr(client, "connection_kwargs", {}).get("max_connections")
+    else:
+        size = getattr(client.connection_pool, "max_connections", None)
+    return size if isinstance(size, int) else None
+
+
+def calls_bound(pool: int | None) -> int:
+    """Script calls in flight for a pool of `pool` connections: one is left for pub/sub."""
+    if pool is None:
+        return MAX_CALLS
+    return max(1, min(pool - 1, MAX_CALLS))
 
 
 # A finish waiting to be sent: lease, server's remaining ('' unknown), seconds
@@ -170,6 +255,7 @@ class RedisStore:
         self._epoch = 0  # counts the switches to the fallback
         self._where = where
         self._script = client.register_script(_script_text())
+        self.calls = Calls(calls_bound(pool_size(client)))
         self._wakeups = Wakeups(client, on_free)
         self._quotas: dict[tuple[int, str], _Quota] = {}
         self._ids = itertools.count()
@@ -184,7 +270,7 @@ class RedisStore:
         #: clock that ages queued finishes. Never set in production.
         self.clock: Callable[[], float] | None = None
 
-    def lease(self, business_id: int, method: str) -> _Lease:
+    def lease(self, business_id: int, method: str, deadline: float | None = None) -> _Lease:
         """A new lease (its own id) on the (business, method)'s keys."""
         quota = self._quotas.get((business_id, method))
         if quota is None:
@@ -192,7 +278,7 @@ class RedisStore:
             quota = self._quotas[business_id, method] = _Quota(
                 business_id, method, self._prefix, limit, self._cluster
             )
-        return _Lease(quota, f"{self._worker}:{next(self._ids)}")
+        return _Lease(quota, f"{self._worker}:{next(self._ids)}", deadline)
 
     async def watch(self, slots: Hashable) -> bool:
         """Subscribe to the slots' channel; True once Redis confirmed it."""
@@ -202,15 +288,20 @@ class RedisStore:
         """This worker's queued finishes (of the business, in a cluster), then the take."""
         if self._falling_back():
             return await self._take_locally(lease)
+        # Nothing is sent yet: a deadline or a cancellation here leaves nothing behind.
+        await self.calls.enter(lease.deadline)
         quota = lease.quota
-        batch = self._pending.pop(quota.group, [])
+        batch = self._pending.pop(quota.group, [])  # (those queued meanwhile ride too)
         keys = list(quota.names)
         args: list[Any] = ["a", self._now(), self._cap, self._lease_seconds]
         args += (WINDOW_TOLERANCE, FORGET_AFTER, len(batch), lease.id, quota.max_rate, quota.rate)
         args += self._hint(quota)
         self._add_finishes(batch, keys, args)
         try:
-            raw = await self._script(keys=keys, args=args)
+            try:
+                raw = await self._script(keys=keys, args=args)
+            finally:
+                self.calls.leave()
         except BACKEND_ERRORS as exc:
             self._requeue(quota.group, batch)  # sent or not: sending a finish again changes nothing
             self._failed(exc)
@@ -390,12 +481,16 @@ class RedisStore:
     async def _send(self, batch: list[_Finish]) -> float:
         if not batch:
             return 0.0
+        await self.calls.enter(None, first=True)
         keys: list[str] = []
         args: list[Any] = ["f", self._now(), self._cap, self._lease_seconds]
         args += (WINDOW_TOLERANCE, FORGET_AFTER, len(batch))
         self._add_finishes(batch, keys, args)
         try:
-            raw = await self._script(keys=keys, args=args)
+            try:
+                raw = await self._script(keys=keys, args=args)
+            finally:
+                self.calls.leave()
         except BACKEND_ERRORS as exc:
             # The leases expire by themselves; only the lessons from the headers are lost.
             logger.warning("could not record an answer in Redis at %s: %s", self._where, exc)

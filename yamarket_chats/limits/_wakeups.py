@@ -11,6 +11,11 @@ whichever node holds the first channel's slot, hears the wake-ups of every
 business. Sharded pub/sub would need Redis 7 and a connection per node, for
 messages that only come when a full cap frees a slot. If that node fails,
 waits re-check every second until a new subscription succeeds.
+
+Subscriptions go out one ``SUBSCRIBE`` at a time, each with every channel
+asked for meanwhile: redis-py's pub/sub takes its connection on its first
+command, and first commands sent together would each take one from the pool,
+all but one never given back.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class Wakeups:
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._confirmed: dict[str, asyncio.Future[bool]] = {}
+        self._unsent: list[str] = []  # channels asked for, not yet in a SUBSCRIBE
+        self._sending = asyncio.Lock()
         self._down_until = 0.0
         # redis-py's asyncio RedisCluster has pub/sub from redis-py 8 on
         self._supported = callable(getattr(client, "pubsub", None))
@@ -62,21 +69,33 @@ class Wakeups:
         if confirmed is None:
             if not self._supported or time.monotonic() < self._down_until:
                 return False
-            loop = asyncio.get_running_loop()
-            confirmed = self._confirmed[channel] = loop.create_future()
-            try:
-                if self._pubsub is None:
-                    self._pubsub = self._redis.pubsub()
-                await self._pubsub.subscribe(channel)
-            except BACKEND_ERRORS as exc:
-                self._failed(exc)
-                return False
-            if self._reader is None:
-                self._reader = loop.create_task(self._read(self._pubsub))
+            confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
+            self._unsent.append(channel)
+        if self._unsent:
+            await self._subscribe()
         if not confirmed.done():
             # (asyncio.wait leaves the shared future alone when it times out.)
             await asyncio.wait((confirmed,), timeout=_SUBSCRIBE_TIMEOUT)
         return confirmed.done() and confirmed.result()
+
+    async def _subscribe(self) -> None:
+        """Send a SUBSCRIBE of the channels not yet sent (none left: another sent ours)."""
+        async with self._sending:
+            channels, self._unsent = self._unsent, []
+            if not channels:
+                return
+            try:
+                if self._pubsub is None:
+                    self._pubsub = self._redis.pubsub()
+                await self._pubsub.subscribe(*channels)
+            except BACKEND_ERRORS as exc:
+                self._failed(exc)
+                return
+            except BaseException:
+                self._unsent += channels  # cancelled, maybe unsent: the next watch sends them
+                raise
+            if self._reader is None:
+                self._reader = asyncio.get_running_loop().create_task(self._read(self._pubsub))
 
     async def _read(self, pubsub: Any) -> None:
         try:
@@ -104,6 +123,7 @@ class Wakeups:
             if not confirmed.done():
                 confirmed.set_result(False)
         self._confirmed.clear()
+        self._unsent.clear()
         self._reader = None
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:

@@ -148,6 +148,8 @@ async def sync_command(args: argparse.Namespace) -> int:
     clock = WaitClock()  # (a worker or a follower shows no progress: no hook to pay for)
     client = make_client(args, limiter, hooks=None if fleet else clock)
     options: dict[str, Any] = {}
+    if args.max_businesses is not None:  # else each mode's own default
+        options["max_businesses"] = args.max_businesses
     endpoints = None
     if args.metrics_port is not None:  # before any connection: a missing extra fails first
         from ...metrics import SyncMetrics

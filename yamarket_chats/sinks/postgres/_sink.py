@@ -43,6 +43,17 @@ _FETCH: dict[Fetch, str] = {"val": "fetchval", "row": "fetchrow", "all": "fetch"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset of a released connection: nothing to undo.
+
+    asyncpg's default runs four statements (advisory unlock, CLOSE ALL,
+    UNLISTEN, RESET ALL) at every release, that is after every page written.
+    The sink's statements leave no session state behind (no SET, LISTEN,
+    cursor or session advisory lock; a transaction is still rolled back by
+    asyncpg itself), so its own pool skips them. A pool you pass is yours.
+    """
+
+
 class PostgresSink(AsyncClosing):
     """Chats, messages and checkpoints in PostgreSQL (asyncpg), for one sync or a fleet.
 
@@ -168,6 +179,7 @@ class PostgresSink(AsyncClosing):
                         min_size=self._sizes[0],
                         max_size=self._sizes[1] + 1,  # and the presence
                         server_settings=self._settings,
+                        reset=_keep_session,
                     )
                 except db_errors() as exc:
                     raise self._error(exc, "cannot connect") from None
