@@ -63,6 +63,28 @@ FIRST_BUSINESS = 5001
 # -- the fleet ------------------------------------------------------------------------
 
 
+async def _worker(
+    args: argparse.Namespace,
+    url: str,
+    key: str,
+    pg_url: str,
+    redis_url: str,
+    businesses: tuple[int, ...],
+    number: int,
+    start: float,
+) -> asyncio.subprocess.Process:
+    """Worker process ``number``, started at ``start`` (epoch) like every other."""
+    cmd = [sys.executable, "-m", "tests.fleet_worker", url, key, pg_url]
+    cmd += [*map(str, businesses), "--worker", "--id", f"w{number}", "--start", str(start)]
+    if args.max_businesses is not None:
+        cmd += ["--max-businesses", str(args.max_businesses)]
+    cmd += ["--redis-url", redis_url]
+    cmd += ["--quota", str(args.quota), "--window", str(args.window)]
+    return await asyncio.create_subprocess_exec(
+        *cmd, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+
+
 async def fleet(
     args: argparse.Namespace, workers: int, pg_url: str, redis_url: str
 ) -> dict[str, Any]:
@@ -84,19 +106,10 @@ async def fleet(
         )
     async with run_fake_server(config) as fake:
         start = time.time() + 3.0 + workers * 0.5  # every worker connected by then
-        procs = []
-        for i in range(workers):
-            cmd = [sys.executable, "-m", "tests.fleet_worker", fake.url, fake.api_key, pg_url]
-            cmd += [*map(str, businesses), "--worker", "--id", f"w{i}", "--start", str(start)]
-            if args.max_businesses is not None:
-                cmd += ["--max-businesses", str(args.max_businesses)]
-            cmd += ["--redis-url", redis_url]
-            cmd += ["--quota", str(args.quota), "--window", str(args.window)]
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    *cmd, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-                )
-            )
+        procs = [
+            await _worker(args, fake.url, fake.api_key, pg_url, redis_url, businesses, i, start)
+            for i in range(workers)
+        ]
         outputs = [await p.communicate() for p in procs]
         finished = time.time()
         if any(p.returncode != 0 for p in procs):

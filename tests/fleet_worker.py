@@ -37,7 +37,7 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--lock-timeout", type=float, default=0.0)
     parser.add_argument("--interval", type=float, default=60.0)
-    parser.add_argument("--max-businesses", type=int, help="default: run_worker's (no cap)")
+    parser.add_argument("--max-businesses", type=int, help="default: run_worker's (64)")
     parser.add_argument("--redis-url")
     parser.add_argument("--quota", type=int, help="get_chat_history requests per window")
     parser.add_argument("--window", type=float, default=2.0)

@@ -4,8 +4,8 @@ The quota is per cabinet: a cabinet that waits for a worker's free slot
 leaves its quota unused for as long as it waits. With a fixed cap of 4
 businesses per worker, 1, 2 or 4 workers over 20 cabinets synced 4, 8 or 16
 of them at once, and the rest waited for those to finish (quota use 20%,
-40%, 80% in ``benchmarks/fleet.py``). By default a worker now claims every
-due business nobody holds.
+40%, 80% in ``benchmarks/fleet.py``). By default a worker now holds up to
+64 businesses (``DEFAULT_MAX_BUSINESSES``), more than these 20.
 
 What is asserted is the property behind the quota use, not a timed share of
 it (that is ``python -m benchmarks.fleet --workers 1,2,4``, >= 95%): with a

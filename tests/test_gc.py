@@ -95,3 +95,22 @@ print(gc.get_threshold(), gc.get_freeze_count() > 0)
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == "(50000, 20, 10) True"
+
+
+async def test_no_cycle_over_tls_either(saved_garbage: list[object]) -> None:
+    """The API speaks HTTPS: the socket transport under asyncio's TLS layer is the one."""
+    from yamarket_chats.testing import FakeMarketConfig, run_fake_server, self_signed_tls
+
+    tls = self_signed_tls()
+    async with run_fake_server(FakeMarketConfig(), ssl_context=tls.server_context) as fake:
+        connector = aiohttp.TCPConnector(ssl=tls.client_context)  # pooling: sends copy it
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            ChatsClient(api_key=fake.api_key, base_url=fake.url, session=session) as client,
+        ):
+            chat = fake.market.chats(1001)[0]
+            for i in range(5):  # sends: the client's own force-close copy of the TLS settings
+                await client.send_message_to_chat(1001, chat.chat_id, f"over TLS {i}")
+        gc.collect()
+        found = client_garbage(saved_garbage, int(fake.url.rsplit(":", 1)[1]))
+    assert found == [], sorted({type(item).__name__ for item in found})

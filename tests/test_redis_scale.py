@@ -209,6 +209,7 @@ async def test_a_wait_for_a_connection_ends_at_the_deadline(redis_server: RedisS
                 await within(limiter.acquire(1, "get_chats", started + 0.3), 5)
             elapsed = time.monotonic() - started
             assert caught.value.retry_in is None and 0.25 <= elapsed < 1.5, elapsed
+            assert "call slot of the Redis limiter" in (caught.value.waited_for or "")
             cancelled = asyncio.create_task(limiter.acquire(2, "get_chats"))
             await until(lambda: bool(calls._queue))  # it waits for the connection
             cancelled.cancel()

@@ -303,6 +303,7 @@ async def _run_queued(
 
 
 def _at_once(max_businesses: object) -> int | None:
+    """``max_businesses`` checked: an int >= 1, or None (all at once)."""
     if max_businesses is None:
         return None
     if isinstance(max_businesses, bool) or not isinstance(max_businesses, int):

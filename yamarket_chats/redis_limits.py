@@ -169,7 +169,7 @@ class RedisLimiter(Engine[_Lease]):
     async def start(self) -> None:
         """Check that Redis answers and is recent enough; raise `QuotaBackendError` if not."""
         calls = self._redis_store.calls  # (a readiness probe mid-run takes its turn too)
-        await calls.enter(None)
+        await calls.enter(None, first=True)  # /readyz must not wait behind every take
         try:
             await self._redis.ping()
             version = await _server_version(self._redis)

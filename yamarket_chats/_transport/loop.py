@@ -244,7 +244,7 @@ class Transport:
         try:
             lease = await limiter.acquire(request.business_id, request.op.name, request.deadline)
         except WaitTooLong as exc:
-            raise _quota_error(request, exc.retry_in) from None
+            raise _quota_error(request, exc.retry_in, exc.waited_for) from None
         try:
             now = loop.time()
             waited = now - before
@@ -386,10 +386,12 @@ def _error(outcome: Outcome) -> YandexMarketError:
     return error
 
 
-def _quota_error(request: _Request, retry_in: float | None) -> RateLimitError:
+def _quota_error(
+    request: _Request, retry_in: float | None, waited_for: str | None = None
+) -> RateLimitError:
     """The limiter could not let the request go within ``max_wait``: nothing was sent."""
     if retry_in is None:
-        what = "every parallel-request slot stayed busy"
+        what = waited_for or "every parallel-request slot stayed busy"
         retry_at = None
     else:
         what = f"the quota is spent for {retry_in:.1f} s more"

@@ -63,7 +63,11 @@ class _Handler(ResponseHandler):
     _transport: Any = None  # aiohttp's own `transport` is None by the time the connection is lost
 
     def connection_made(self, transport: Any) -> None:
-        self._transport = transport
+        # Over TLS the handler gets asyncio's TLS wrapper; the cycle is in the
+        # socket transport under it, which the TLS layer forgets before the
+        # connection is lost: so it is found here.
+        below = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+        self._transport = below or transport
         super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:

@@ -18,13 +18,16 @@ class WaitTooLong(Exception):
 
     Raised at once, before sleeping in vain. ``retry_in``: seconds from now
     until the quota is known to be free again (``None`` when unknown, e.g.
-    the parallel-request slots are all held). The client turns it into a
-    :class:`~yamarket_chats.errors.RateLimitError` with ``retry_at``.
+    the parallel-request slots are all held). ``waited_for``: what was busy,
+    when it was not the quota (a shared limiter's own connections). The
+    client turns it into a :class:`~yamarket_chats.errors.RateLimitError`
+    with ``retry_at``.
     """
 
-    def __init__(self, retry_in: float | None) -> None:
+    def __init__(self, retry_in: float | None, waited_for: str | None = None) -> None:
         super().__init__(f"quota wait past the deadline (free again in {retry_in} s)")
         self.retry_in = retry_in
+        self.waited_for = waited_for
 
 
 @runtime_checkable

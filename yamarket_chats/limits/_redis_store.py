@@ -145,6 +145,9 @@ class _Lease:
         self.local: _LocalQuota | None = None  # the fallback's lease, when it gave it
 
 
+_BUSY = "every call slot of the Redis limiter stayed busy (its connections)"
+
+
 class Calls:
     """At most `size` script calls in flight; the others wait here, in order.
 
@@ -153,27 +156,26 @@ class Calls:
     does not wait. A wait here ends at the caller's deadline (`WaitTooLong`).
     """
 
-    __slots__ = ("_free", "_queue")
+    __slots__ = ("_first", "_free", "_queue")
 
     def __init__(self, size: int) -> None:
         self._free = size
+        self._first: deque[asyncio.Future[bool]] = deque()  # served before `_queue`
         self._queue: deque[asyncio.Future[bool]] = deque()
 
     async def enter(self, deadline: float | None, first: bool = False) -> None:
         """Wait for a call's turn (at once while fewer than `size` are in flight).
 
-        `first`: ahead of those waiting (finishes: they free the slots and
-        share the spent windows that the takes queued behind them wait for).
+        `first`: ahead of the others, in their own order (finishes: they
+        free the slots and share the spent windows that the takes queued
+        behind them wait for; a readiness check, which must answer quickly).
         """
         if self._free:
             self._free -= 1
             return
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[bool] = loop.create_future()
-        if first:
-            self._queue.appendleft(turn)
-        else:
-            self._queue.append(turn)
+        (self._first if first else self._queue).append(turn)
         timeout = None if deadline is None else deadline - loop.time()
         try:
             came = await await_by(turn, timeout, loop)
@@ -184,16 +186,16 @@ class Calls:
                 turn.cancel()
             raise
         if not came:
-            raise WaitTooLong(None)
+            raise WaitTooLong(None, _BUSY)
 
     def leave(self) -> None:
         """A call is over: the next one queued goes (its connection is back in the pool)."""
-        queue = self._queue
-        while queue:
-            turn = queue.popleft()
-            if not turn.done():  # (not cancelled, nor past its deadline)
-                turn.set_result(True)
-                return
+        for queue in (self._first, self._queue):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():  # (not cancelled, nor past its deadline)
+                    turn.set_result(True)
+                    return
         self._free += 1
 
 

@@ -84,18 +84,21 @@ class Wakeups:
             channels, self._unsent = self._unsent, []
             if not channels:
                 return
+            if self._pubsub is None:
+                self._pubsub = self._redis.pubsub()
+            pubsub = self._pubsub
             try:
-                if self._pubsub is None:
-                    self._pubsub = self._redis.pubsub()
-                await self._pubsub.subscribe(*channels)
+                await pubsub.subscribe(*channels)
             except BACKEND_ERRORS as exc:
                 self._failed(exc)
                 return
             except BaseException:
                 self._unsent += channels  # cancelled, maybe unsent: the next watch sends them
                 raise
-            if self._reader is None:
-                self._reader = asyncio.get_running_loop().create_task(self._read(self._pubsub))
+            # The reader may have failed meanwhile, dropping this pub/sub: then nothing
+            # reads it, and the next watch (after the retry delay) starts over.
+            if self._reader is None and self._pubsub is pubsub:
+                self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
 
     async def _read(self, pubsub: Any) -> None:
         try:

@@ -86,4 +86,8 @@ class Presence:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):  # a broken one: the pool discards it
+                # The sink's pool does not reset what goes back into it (`_keep_session`):
+                # the one session setting the sink makes is undone here.
+                await conn.execute("RESET idle_session_timeout")
+            with contextlib.suppress(Exception):
                 await pool.release(conn)

@@ -49,8 +49,9 @@ async def _keep_session(conn: Any) -> None:
     asyncpg's default runs four statements (advisory unlock, CLOSE ALL,
     UNLISTEN, RESET ALL) at every release, that is after every page written.
     The sink's statements leave no session state behind (no SET, LISTEN,
-    cursor or session advisory lock; a transaction is still rolled back by
-    asyncpg itself), so its own pool skips them. A pool you pass is yours.
+    cursor or session advisory lock; the presence's one setting is reset by
+    `Presence.release`; a transaction is still rolled back by asyncpg
+    itself), so its own pool skips them. A pool you pass is yours.
     """
 
 
