@@ -19,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.session import ClientRequestContext
 
 from tests.conftest import BUSINESS
+from tests.waiting import until
 from yamarket_chats import ChatsClient
 from yamarket_chats.desk import waiting_chats
 from yamarket_chats.desk.mcp import REPEAT_SECONDS, build_server
@@ -69,14 +70,6 @@ class Human:
         if self.action == "accept":
             return types.ElicitResult(action="accept", content={"send": self.send})
         return types.ElicitResult(action=self.action)  # type: ignore[arg-type]
-
-
-async def until(condition: Callable[[], object]) -> None:
-    """Poll ``condition`` until it holds (at most 30 s)."""
-    deadline = asyncio.get_running_loop().time() + 30
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.01)
 
 
 def sends(fake: FakeServer) -> list[Any]:

@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +15,7 @@ import pytest
 from tests.conftest import BUSINESS
 from tests.pg_server import PASSWORD, PostgresServer
 from tests.test_postgres import expected, stored
+from tests.waiting import until
 from yamarket_chats.testing import FakeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,14 +131,6 @@ async def test_a_second_sync_of_a_business_exits_6_naming_the_holder(
         assert [r[0] for r in owners] == [None, None]  # released at once, not left to lapse
     finally:
         await conn.close()
-
-
-async def until(condition: Callable[[], Awaitable[object]], what: str) -> None:
-    """Poll ``condition`` until it holds (at most 30 s)."""
-    deadline = time.monotonic() + 30
-    while not await condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("mode", ["sync", "worker"])

@@ -9,7 +9,6 @@ process; tests/test_fleet_cli.py and tests/test_fleet.py kill whole processes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -17,6 +16,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import BUSINESS
+from tests.waiting import until
 from yamarket_chats import SinkLockedError
 from yamarket_chats.fleet.leases import Holder, Lease, LeaseLostError, Leases
 from yamarket_chats.ingest import ChatState
@@ -45,11 +45,11 @@ async def holder_pid(db: asyncpg.Connection) -> int | None:
 
 async def gone(db: asyncpg.Connection, pid: int) -> None:
     """Until the session ``pid`` has left ``pg_stat_activity``."""
-    for _ in range(1000):
-        if not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"session {pid} never ended")
+
+    async def left() -> bool:
+        return not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+
+    await until(left, f"session {pid} never ended")
 
 
 async def test_a_holder_whose_session_died_is_taken_over_at_once_and_fenced(
@@ -84,10 +84,11 @@ async def test_a_lost_presence_is_replaced_and_the_renewal_records_it(
         assert old is not None
         await db.execute("SELECT pg_terminate_backend($1)", old)
         await gone(db, old)
-        for _ in range(1000):  # until the sink has seen its connection close
-            if await a.presence() != old:
-                break
-            await asyncio.sleep(0.01)
+
+        async def replaced() -> bool:  # the sink has seen its connection close
+            return await a.presence() != old
+
+        await until(replaced, "the presence was never replaced")
         assert await leases_a.renew(lease)
         new = await holder_pid(db)
         assert new == await a.presence() and new != old
@@ -144,12 +145,11 @@ async def test_an_idle_session_limit_never_frees_a_live_holders_lease(
         await take(Leases(a, 30.0, "a"))
         await a.query("SELECT 1")  # a pool connection besides the presence, left idle
         count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle-limited'"
-        for _ in range(1000):  # until the limit has ended every idle session it could
-            if await db.fetchval(count) == 1:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the idle sessions never ended")
+
+        async def ended() -> bool:  # the limit has ended every idle session it could
+            return bool(await db.fetchval(count) == 1)
+
+        await until(ended, "the idle sessions never ended")
         assert await db.fetchval(count) == 1  # the presence, still there
         assert isinstance(await Leases(b, 30.0, "b").take(BUSINESS, 0), Holder)
 

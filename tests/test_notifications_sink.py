@@ -8,7 +8,6 @@ import logging
 import random
 import sqlite3
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import BUSINESS
 from tests.test_notifications import Inbox, receiver_app
+from tests.waiting import until
 from yamarket_chats import ChatsClient, InvalidRequestError, RateLimit
 from yamarket_chats.desk import waiting_chats
 from yamarket_chats.ingest import sync
@@ -50,14 +50,6 @@ def fake_rows(fake: FakeServer) -> tuple[list[tuple[int, int]], dict[int, str]]:
 
 def answered(notifier: FakeNotifier) -> int:
     return sum(d.status == 200 for d in notifier.deliveries)
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
-    """Poll ``condition`` until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def test_events_land_within_seconds_and_the_next_sync_misses_nothing(

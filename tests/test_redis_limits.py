@@ -22,6 +22,7 @@ import redis.asyncio as redis
 from tests.conftest import BUSINESS, FAST
 from tests.servers import RedisServer, free_port
 from tests.virtual_clock import ManualClock
+from tests.waiting import until
 from yamarket_chats import ChatsClient, InvalidRequestError, RateLimit, RateLimitError
 from yamarket_chats.limits import WaitTooLong, _engine
 from yamarket_chats.redis_limits import QuotaBackendError, RedisLimiter
@@ -190,10 +191,10 @@ async def test_a_killed_worker_frees_its_slots_within_the_lease(
 
 async def served(fake: FakeServer, count: int) -> None:
     """Wait until the fake has answered `count` requests with a 200."""
-    deadline = time.monotonic() + 30
-    while sum(1 for e in fake.journal if e.status == 200) < count:
-        assert time.monotonic() < deadline, "the workers never got going"
-        await asyncio.sleep(0.005)
+    await until(
+        lambda: sum(1 for e in fake.journal if e.status == 200) >= count,
+        "the workers never got going",
+    )
 
 
 @pytest.mark.parametrize("outage", ["restart", "death"])
@@ -457,10 +458,11 @@ async def within(call: Awaitable[T], seconds: float = 5.0) -> T:
 
 async def redis_answered(url: str, calls: int) -> None:
     """Wait until Redis has run the limiter's script `calls` times in all."""
-    deadline = time.monotonic() + 10
-    while await script_calls(url) < calls:
-        assert time.monotonic() < deadline, "the limiter never asked Redis"
-        await asyncio.sleep(0.01)
+
+    async def asked() -> bool:
+        return await script_calls(url) >= calls
+
+    await until(asked, "the limiter never asked Redis", timeout=10)
 
 
 async def subscribers(url: str) -> int:

@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as redis
 
 from tests.servers import RedisServer
+from tests.waiting import until
 from yamarket_chats import InvalidRequestError, RateLimit
 from yamarket_chats.limits import WaitTooLong
 from yamarket_chats.redis_limits import RedisLimiter
@@ -109,14 +110,6 @@ async def serve_all(
     return served, errors, most
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Return once `condition` holds; fail the test if it never does."""
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.01)
-
-
 async def within(call: Awaitable[Any], seconds: float = 60.0) -> Any:
     return await asyncio.wait_for(call, seconds)
 
@@ -184,7 +177,7 @@ async def test_many_waiters_on_one_key_poll_redis_one_at_a_time(
         held = [await limiter.acquire(1, "get_chats") for _ in range(CAP)]
         waiters = [asyncio.create_task(limiter.acquire(1, "get_chats")) for _ in range(300)]
         # the head asks, hears "full", and waits for a wake-up; the rest ask nothing
-        await until(lambda: scripts.calls > CAP and bool(limiter._slot_gates))
+        await until(lambda: scripts.calls > CAP and bool(limiter._slot_gates), timeout=10)
         calls_while_full = scripts.calls
         for lease in held:
             await limiter.finish(lease, 200, None)
@@ -211,7 +204,7 @@ async def test_a_wait_for_a_connection_ends_at_the_deadline(redis_server: RedisS
             assert caught.value.retry_in is None and 0.25 <= elapsed < 1.5, elapsed
             assert "call slot of the Redis limiter" in (caught.value.waited_for or "")
             cancelled = asyncio.create_task(limiter.acquire(2, "get_chats"))
-            await until(lambda: bool(calls._queue))  # it waits for the connection
+            await until(lambda: bool(calls._queue), timeout=10)  # it waits for the connection
             cancelled.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await cancelled
